@@ -1,0 +1,1 @@
+"""DNS: expected records (pure), the resolver adapter (the only dnspython user), the checker."""

@@ -1,0 +1,1 @@
+"""Sans-IO IMAP protocol core: parser, typed commands, response encoder, state table."""

@@ -1,0 +1,1 @@
+"""Sync role: external IMAP/POP accounts imported and kept in step."""

@@ -1,0 +1,338 @@
+"""Database models (SQLAlchemy 2): registry, mailbox store and queue tables.
+
+Owns the schema only; behaviour lives in `registry`, `store` and `queue`. The same
+models run on SQLite and PostgreSQL (LIBRARIES.md traps: BigInteger keys do not
+autoincrement on SQLite, UIDs are unsigned 32-bit, MODSEQ 63-bit, datetimes are UTC).
+
+Standards: RFC 3501 §2.3.1.1 (UID, UIDVALIDITY), RFC 7162 §3.1 (MODSEQ, HIGHESTMODSEQ),
+RFC 6154 (special-use folders), RFC 3461 (DSN envelope parameters).
+Migrations: `courriel/migrations` (Alembic); change both together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# BigInteger primary keys that still autoincrement on SQLite.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite returns naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(dt.UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The A-label (IDNA ASCII) form, lower case: the canonical key.
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    verification_token: Mapped[str] = mapped_column(String(64))
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Address (local or external) that receives mail for unknown local parts, if any.
+    catch_all: Mapped[str | None] = mapped_column(String(320))
+    dns_status: Mapped[str | None] = mapped_column(Text)  # last checker result (JSON)
+    dns_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """A console account: an admin or a user who owns mailboxes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))  # profile address for notices
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    local_part: Mapped[str] = mapped_column(String(64))
+    # local_part@domain.name, local part lower-cased: the lookup key.
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: unlimited
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    domain: Mapped[Domain] = relationship(lazy="joined")
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    targets: Mapped[list[AliasTarget]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AliasTarget.id"
+    )
+
+
+class AliasTarget(Base):
+    __tablename__ = "alias_targets"
+    __table_args__ = (UniqueConstraint("alias_id", "target"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(320))  # local or external address
+
+
+class MailGroup(Base):
+    __tablename__ = "mail_groups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    # Members may send with the group address as envelope sender / From.
+    members_can_send: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[GroupMember]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="GroupMember.id"
+    )
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (UniqueConstraint("group_id", "mailbox_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("mail_groups.id", ondelete="CASCADE"))
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+
+
+class DkimKey(Base):
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("domain_id", "selector"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16))  # rsa-sha256 | ed25519-sha256
+    key_file: Mapped[str] = mapped_column(String(255))  # relative to the data directory, 0600
+    public_key: Mapped[str] = mapped_column(Text)  # base64 for the p= tag
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|active|retired
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+# --------------------------------------------------------------------------- store
+
+
+class SpecialUse(StrEnum):
+    SENT = "\\Sent"
+    DRAFTS = "\\Drafts"
+    TRASH = "\\Trash"
+    JUNK = "\\Junk"
+
+
+# The folders every mailbox gets at creation (name, RFC 6154 special-use).
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", SpecialUse.SENT),
+    ("Drafts", SpecialUse.DRAFTS),
+    ("Trash", SpecialUse.TRASH),
+    ("Spam", SpecialUse.JUNK),
+)
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    # Full Unicode path with "/" as hierarchy delimiter; "INBOX" for the inbox.
+    name: Mapped[str] = mapped_column(String(1000))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    special_use: Mapped[str | None] = mapped_column(String(16))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)  # RFC 3501 §2.3.1.1
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)  # RFC 7162 §3.1.1
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Blob(Base):
+    """One message body file, shared by every message row and queue entry that refers to it."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path: Mapped[str] = mapped_column(String(255), unique=True)  # relative to the blob dir
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    refcount: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uid"),
+        Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    # System flags as a bit set (see store.SYSTEM_FLAGS); keywords space-separated.
+    flags: Mapped[int] = mapped_column(Integer, default=0)
+    keywords: Mapped[str] = mapped_column(Text, default="")
+    internaldate: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    size: Mapped[int] = mapped_column(BigInteger)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id", ondelete="RESTRICT"), index=True)
+    # Cached parse results (JSON) and header fields for SEARCH/SORT in SQL.
+    envelope: Mapped[str] = mapped_column(Text, default="")
+    bodystructure: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(Text, default="")
+    to_addr: Mapped[str] = mapped_column(Text, default="")
+    cc_addr: Mapped[str] = mapped_column(Text, default="")
+    sent_date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Expunge(Base):
+    """Expunged UIDs with the MODSEQ of their removal (RFC 7162 §3.2.10 VANISHED)."""
+
+    __tablename__ = "expunges"
+    __table_args__ = (Index("ix_expunges_folder_modseq", "folder_id", "modseq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    expunged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- queue
+
+
+class QueueState(StrEnum):
+    """Queue states as Postfix operators know them."""
+
+    INCOMING = "incoming"
+    ACTIVE = "active"
+    DEFERRED = "deferred"
+    HOLD = "hold"
+    CORRUPT = "corrupt"
+    DONE = "done"
+
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+
+
+class QueueMessage(Base):
+    __tablename__ = "queue_messages"
+    __table_args__ = (Index("ix_queue_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the queue id
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id", ondelete="RESTRICT"), index=True)
+    sender: Mapped[str] = mapped_column(String(320), default="")  # "" is the null sender
+    source: Mapped[str] = mapped_column(String(16))  # mx | submission | local | dsn
+    size: Mapped[int] = mapped_column(BigInteger)
+    # RFC 3461 §4.3 RET and §4.4 ENVID; RFC 6152 BODY; RFC 6531 SMTPUTF8.
+    dsn_ret: Mapped[str | None] = mapped_column(String(8))
+    dsn_envid: Mapped[str | None] = mapped_column(String(100))
+    body_type: Mapped[str | None] = mapped_column(String(16))
+    smtputf8: Mapped[bool] = mapped_column(Boolean, default=False)
+    auth_user: Mapped[str | None] = mapped_column(String(320))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    client_helo: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default=QueueState.INCOMING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delay_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    recipients: Mapped[list[QueueRecipient]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="QueueRecipient.id"
+    )
+
+
+class QueueRecipient(Base):
+    __tablename__ = "queue_recipients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("queue_messages.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    # RFC 3461 §4.2 ORCPT and §4.1 NOTIFY (comma list, None: default SUCCESS not requested).
+    orcpt: Mapped[str | None] = mapped_column(String(500))
+    notify: Mapped[str | None] = mapped_column(String(40))
+    # Delivery target decided at RCPT time: mailbox id for local delivery, None: route later.
+    mailbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    folder: Mapped[str | None] = mapped_column(String(1000))  # e.g. Spam for DMARC quarantine
+    state: Mapped[str] = mapped_column(String(16), default=RecipientState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""SMTP role: inbound MX and submission (aiosmtpd adapters), policy, outbound SMTP client."""
