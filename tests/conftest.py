@@ -10,11 +10,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+# Shared test support modules (loopback DNS server, peers, clients) live in tests/support.
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from courriel import config as config_mod
 from courriel import schema
