@@ -177,6 +177,23 @@ class DkimKey(Base):
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class LoginFailure(Base):
+    """Recent failed logins per client network or per account, shared by every process
+    (SMTP AUTH, IMAP LOGIN, console) so that throttling holds across roles and workers."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "ip" (address or IPv6 /64) | "account"
+    key: Mapped[str] = mapped_column(String(320))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # No attempt is verified before this instant (growing delay, then a temporary lockout).
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 # --------------------------------------------------------------------------- store
 
 
