@@ -3,13 +3,43 @@
 Owns the write → fsync → rename → fsync(directory) sequence that makes a file appear
 whole or not at all, and directory creation with an fsync of the parent.
 Durability: after `write_file` or `commit_temp` returns, the file survives a crash.
+
+Also owns the named fault points of the crash tests: with `COURRIEL_FAULT=<point>` (or
+`<point>:<n>` for the n-th time the point is reached) in the environment of a process,
+`fault_point(<point>)` kills that process with SIGKILL, as a power cut would between two
+durability steps. Without the variable `fault_point` is a function that does nothing.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
+
+FAULT_ENV = "COURRIEL_FAULT"
+
+
+def _fault_point_off(name: str) -> None:
+    return None
+
+
+def _make_fault_point(spec: str):
+    point, _, count = spec.partition(":")
+    remaining = [int(count) if count.isdigit() else 1]
+
+    def fault_point(name: str) -> None:
+        if name != point:
+            return
+        remaining[0] -= 1
+        if remaining[0] <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return fault_point
+
+
+# Decided once at import: production processes get the no-op.
+fault_point = _make_fault_point(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else _fault_point_off
 
 
 def fsync_dir(path: Path) -> None:

@@ -1,12 +1,79 @@
-"""The mailbox store: folders and messages (the only writer of mailbox tables)."""
+"""The mailbox store: folders and messages (ring 1; the only writer of mailbox tables).
+
+Owns delivery (`Store.deliver`, used by the queue) and IMAP APPEND, flags and keywords,
+COPY/MOVE, EXPUNGE, the change log that CONDSTORE/QRESYNC read, message listing and
+streaming, folder management and quota usage. Every write is one transaction; after a
+commit that changed a folder, the store sends a `mailbox` hint (`courriel.notify`).
+
+UIDs and MODSEQs are allocated with one atomic
+`UPDATE folders SET uidnext = uidnext + n, highestmodseq = highestmodseq + 1 ... RETURNING`,
+so two processes delivering into one folder never collide (LIBRARIES.md, SQLAlchemy notes).
+Several messages changed by one command share that command's MODSEQ.
+
+Standards: RFC 3501 §2.3.1.1 (UID, UIDVALIDITY: UIDs only grow), §2.3.2 (system flags and
+keywords), §6.3.3–§6.3.6 (CREATE with superiors, DELETE, RENAME incl. the INBOX rule,
+SUBSCRIBE), §6.3.10 (STATUS), §6.4.3 (EXPUNGE only \\Deleted), §6.4.6 (STORE);
+RFC 4315 §3 (COPYUID, APPENDUID); RFC 6851 (MOVE); RFC 7162 §3.1 (MODSEQ, UNCHANGEDSINCE,
+HIGHESTMODSEQ), §3.2.10 (VANISHED: expunges recorded with their MODSEQ); RFC 6154 (\\Trash).
+Security: message bytes are untrusted and only summarised through `courriel.mime.summarize`
+(never fails a delivery); folder names and keywords from clients are validated and bad ones
+raise `StoreError` without changes.
+Durability: bodies go through `courriel.blobs` (file durable before the commit); the commit
+is the delivery point. Fault points for the crash tests: `store.deliver.after_temp`,
+`.after_insert`, `.after_link`, `.after_commit`.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from courriel.models import DEFAULT_FOLDERS, Folder
+from courriel import durable, mime, notify
+from courriel.blobs import BlobStore, Content, PendingBlob
+from courriel.db import Database
+from courriel.models import DEFAULT_FOLDERS, Blob, Expunge, Folder, Mailbox, Message, SpecialUse
+
+# RFC 3501 §2.3.2: the system flags a client may set, as bits of Message.flags.
+SYSTEM_FLAGS: dict[str, int] = {
+    "\\Seen": 1,
+    "\\Answered": 2,
+    "\\Flagged": 4,
+    "\\Deleted": 8,
+    "\\Draft": 16,
+}
+SEEN = SYSTEM_FLAGS["\\Seen"]
+DELETED = SYSTEM_FLAGS["\\Deleted"]
+_SYSTEM_BY_LOWER = {name.lower(): (name, bit) for name, bit in SYSTEM_FLAGS.items()}
+# RFC 3501 §9: atom-specials may not appear in a keyword (flag-keyword = atom).
+_ATOM_SPECIALS = set('(){ %*"\\]')
+INBOX = "INBOX"
+DELIMITER = "/"
+MAX_UID = 2**32 - 1  # RFC 3501 §2.3.1.1: UIDs are 32-bit
+_BATCH = 500
+
+
+class StoreError(ValueError):
+    """A request the store refuses (bad name, bad flag, rule violation); nothing changed."""
+
+
+class NoSuchFolder(StoreError):
+    pass
+
+
+class FolderExists(StoreError):
+    pass
+
+
+class NoSuchMailbox(StoreError):
+    pass
 
 
 def new_uidvalidity() -> int:
@@ -20,3 +87,700 @@ def create_default_folders(session: Session, mailbox_id: int) -> None:
         session.add(Folder(mailbox_id=mailbox_id, name=name, special_use=special_use,
                            uidvalidity=new_uidvalidity(), uidnext=1, highestmodseq=1, subscribed=True))
     session.flush()
+
+
+# ----------------------------------------------------------------------------- flags (pure)
+
+
+def parse_flags(flags: Iterable[str]) -> tuple[int, tuple[str, ...]]:
+    """System flag bits and keywords (deduplicated case-insensitively, first spelling kept).
+
+    RFC 3501 §2.3.2: \\Recent cannot be set by a client and is ignored here."""
+    bits = 0
+    keywords: dict[str, str] = {}
+    for flag in flags:
+        if not isinstance(flag, str) or not flag:
+            raise StoreError(f"invalid flag {flag!r}")
+        if flag.startswith("\\"):
+            if flag.lower() == "\\recent":
+                continue
+            known = _SYSTEM_BY_LOWER.get(flag.lower())
+            if known is None:
+                raise StoreError(f"unknown system flag {flag}")
+            bits |= known[1]
+            continue
+        if len(flag) > 250 or any(c in _ATOM_SPECIALS or ord(c) <= 32 or ord(c) >= 127 for c in flag):
+            raise StoreError(f"invalid keyword {flag!r}")
+        keywords.setdefault(flag.lower(), flag)
+    return bits, tuple(keywords.values())
+
+
+def system_flag_names(bits: int) -> tuple[str, ...]:
+    return tuple(name for name, bit in SYSTEM_FLAGS.items() if bits & bit)
+
+
+def _split_keywords(text: str) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+def _merge_keywords(current: Sequence[str], change: Sequence[str], mode: str) -> tuple[str, ...]:
+    if mode == "replace":
+        return tuple(change)
+    lowered = {k.lower() for k in change}
+    if mode == "remove":
+        return tuple(k for k in current if k.lower() not in lowered)
+    present = {k.lower() for k in current}
+    return tuple(current) + tuple(k for k in change if k.lower() not in present)
+
+
+def normalise_folder_name(name: str) -> str:
+    """Validate a folder name; RFC 3501 §5.1: INBOX is case-insensitive (also as a superior)."""
+    if not isinstance(name, str) or not name or len(name) > 1000:
+        raise StoreError("invalid folder name")
+    if any(ord(c) < 32 or ord(c) == 127 or c in "*%" for c in name):
+        raise StoreError(f"invalid character in folder name {name!r}")
+    parts = name.split(DELIMITER)
+    if any(part == "" for part in parts):
+        raise StoreError(f"empty hierarchy level in folder name {name!r}")
+    if parts[0].upper() == INBOX:
+        parts[0] = INBOX
+    return DELIMITER.join(parts)
+
+
+def _superiors(name: str) -> list[str]:
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _text(value: str | None, limit: int | None = None) -> str:
+    """Text fit for any backend: no NUL (PostgreSQL rejects it), no lone surrogates."""
+    if not value:
+        return ""
+    clean = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return clean[:limit] if limit else clean
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    id: int
+    mailbox_id: int
+    name: str
+    parent_id: int | None
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    subscribed: bool
+    has_children: bool = False
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]  # system flags
+    keywords: tuple[str, ...]
+    size: int
+    internaldate: dt.datetime
+    blob_id: int
+    id: int
+
+    @property
+    def all_flags(self) -> tuple[str, ...]:
+        return self.flags + self.keywords
+
+
+@dataclass(frozen=True)
+class Delivered:
+    mailbox_id: int
+    folder_id: int
+    folder: str
+    uidvalidity: int
+    uid: int
+    modseq: int
+    blob_id: int
+
+
+@dataclass(frozen=True)
+class FlagUpdate:
+    changed: list[MessageInfo]  # with their new MODSEQ
+    failed: list[int]  # RFC 7162 §3.1.3: UIDs whose MODSEQ was above UNCHANGEDSINCE
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """RFC 4315 §3 COPYUID: the destination's UIDVALIDITY and (source UID, new UID) pairs."""
+
+    uidvalidity: int
+    pairs: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Changes:
+    messages: list[MessageInfo]  # changed or added since the given MODSEQ, by UID
+    vanished: list[int]  # RFC 7162 §3.2.10: expunged since the given MODSEQ
+    highestmodseq: int
+    uidnext: int
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """RFC 3501 §6.3.10 STATUS items (+ RFC 7162 HIGHESTMODSEQ, RFC 8438 SIZE)."""
+
+    messages: int
+    unseen: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+    size: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    used_bytes: int
+    messages: int
+    limit_bytes: int  # 0: unlimited
+
+    @property
+    def over(self) -> bool:
+        return bool(self.limit_bytes) and self.used_bytes >= self.limit_bytes
+
+
+def _folder_info(row: Folder, has_children: bool = False) -> FolderInfo:
+    return FolderInfo(id=row.id, mailbox_id=row.mailbox_id, name=row.name, parent_id=row.parent_id,
+                      special_use=row.special_use, uidvalidity=row.uidvalidity, uidnext=row.uidnext,
+                      highestmodseq=row.highestmodseq, subscribed=row.subscribed, has_children=has_children)
+
+
+def _message_info(row: Message) -> MessageInfo:
+    return MessageInfo(uid=row.uid, modseq=row.modseq, flags=system_flag_names(row.flags),
+                       keywords=_split_keywords(row.keywords), size=row.size, internaldate=row.internaldate,
+                       blob_id=row.blob_id, id=row.id)
+
+
+_SUMMARY_COLUMNS = ("envelope", "bodystructure", "message_id", "subject", "from_addr", "to_addr", "cc_addr",
+                    "sent_date")
+
+
+def _summary_values(data: bytes) -> dict:
+    """The cached columns of a message; a message mime cannot read still gets delivered."""
+    try:
+        summary = mime.summarize(data)
+        values = {name: getattr(summary, name) for name in _SUMMARY_COLUMNS}
+    except Exception:
+        return {"envelope": "", "bodystructure": "", "message_id": "", "subject": "", "from_addr": "",
+                "to_addr": "", "cc_addr": "", "sent_date": None}
+    for name in _SUMMARY_COLUMNS[:-1]:
+        values[name] = _text(values[name] if isinstance(values[name], str) else "",
+                             998 if name == "message_id" else None)
+    sent = values["sent_date"]
+    values["sent_date"] = sent if isinstance(sent, dt.datetime) and sent.tzinfo is not None else None
+    return values
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class Store:
+    """Synchronous store API over one Database and BlobStore (event loops call it in a thread)."""
+
+    def __init__(self, db: Database, blobs: BlobStore, run_dir: Path | None = None):
+        self.db = db
+        self.blobs = blobs
+        self.run_dir = run_dir
+
+    def _changed(self, mailbox_id: int | None) -> None:
+        if mailbox_id is not None:
+            notify.mailbox_changed(self.run_dir, mailbox_id)
+
+    # ------------------------------------------------------------- allocation
+
+    @staticmethod
+    def _allocate(session: Session, folder_id: int, count: int) -> tuple[int, int, int]:
+        """Reserve `count` UIDs and one MODSEQ atomically: (first uid, modseq, uidvalidity)."""
+        row = session.execute(
+            update(Folder).where(Folder.id == folder_id)
+            .values(uidnext=Folder.uidnext + count, highestmodseq=Folder.highestmodseq + 1)
+            .returning(Folder.uidnext, Folder.highestmodseq, Folder.uidvalidity)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if row is None:
+            raise NoSuchFolder(f"no folder {folder_id}")
+        if row.uidnext - 1 > MAX_UID:
+            raise StoreError("folder UID space exhausted")
+        return row.uidnext - count, row.highestmodseq, row.uidvalidity
+
+    @staticmethod
+    def _bump_modseq(session: Session, folder_id: int) -> int:
+        return session.execute(
+            update(Folder).where(Folder.id == folder_id).values(highestmodseq=Folder.highestmodseq + 1)
+            .returning(Folder.highestmodseq).execution_options(synchronize_session=False)
+        ).scalar_one()
+
+    # ------------------------------------------------------------- new messages
+
+    def _prepare(self, content: Content | int) -> tuple[PendingBlob | None, int | None, dict, int]:
+        """Write the body (unless it is an existing blob id) and summarise it, outside any transaction."""
+        if isinstance(content, int) and not isinstance(content, bool):
+            blob = self.blobs.lookup(content)
+            with self.blobs.open(content) as handle:
+                data = handle.read()
+            return None, content, _summary_values(data), blob.size
+        pending = self.blobs.write_temp(content)
+        try:
+            durable.fault_point("store.deliver.after_temp")
+            data = pending.temp_path.read_bytes()
+            return pending, None, _summary_values(data), pending.size
+        except BaseException:
+            self.blobs.discard(pending)
+            raise
+
+    def _insert(self, session: Session, folder: Folder, pending: PendingBlob | None, blob_id: int | None,
+                summary: dict, size: int, flags: Iterable[str], internaldate: dt.datetime | None) -> Delivered:
+        bits, keywords = parse_flags(flags)
+        if internaldate is not None and internaldate.tzinfo is None:
+            raise StoreError("internal date without a time zone")
+        if pending is not None:
+            blob_id = self.blobs.insert_row(session, pending, refcount=1)
+        else:
+            result = session.execute(update(Blob).where(Blob.id == blob_id).values(refcount=Blob.refcount + 1)
+                                     .execution_options(synchronize_session=False))
+            if not result.rowcount:
+                raise StoreError(f"no blob {blob_id}")
+        uid, modseq, uidvalidity = self._allocate(session, folder.id, 1)
+        session.execute(insert(Message).values(
+            folder_id=folder.id, uid=uid, modseq=modseq, flags=bits, keywords=" ".join(keywords),
+            internaldate=internaldate or dt.datetime.now(dt.UTC), size=size, blob_id=blob_id, **summary,
+        ))
+        return Delivered(mailbox_id=folder.mailbox_id, folder_id=folder.id, folder=folder.name,
+                         uidvalidity=uidvalidity, uid=uid, modseq=modseq, blob_id=blob_id)
+
+    def _delivery_folder(self, session: Session, mailbox_id: int, name: str | None) -> Folder:
+        """The named folder, else INBOX (mail is never refused for a missing folder)."""
+        wanted = INBOX
+        if name:
+            try:
+                wanted = normalise_folder_name(name)
+            except StoreError:
+                wanted = INBOX
+        for candidate in dict.fromkeys((wanted, INBOX)):
+            folder = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == candidate))
+            if folder is not None:
+                return folder
+        if session.get(Mailbox, mailbox_id) is None:
+            raise NoSuchMailbox(f"no mailbox {mailbox_id}")
+        create_default_folders(session, mailbox_id)
+        return session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == INBOX))
+
+    def deliver(self, mailbox_id: int, content: Content | int, folder: str | None = INBOX,
+                flags: Iterable[str] = (), internaldate: dt.datetime | None = None, *,
+                in_transaction: Callable[[Session], object] | None = None) -> Delivered:
+        """Deliver a message (a blob id, or bytes / a file / chunks) into a mailbox folder.
+
+        Falls back to INBOX when `folder` does not exist. `in_transaction(session)` runs in the
+        delivery's transaction (the queue records the recipient's result there, so a crash
+        can neither lose nor duplicate the delivery)."""
+        pending, blob_id, summary, size = self._prepare(content)
+        try:
+            with self.db.write() as session:
+                target = self._delivery_folder(session, mailbox_id, folder)
+                delivered = self._insert(session, target, pending, blob_id, summary, size, flags, internaldate)
+                durable.fault_point("store.deliver.after_insert")
+                if pending is not None:
+                    self.blobs.place(pending)
+                    durable.fault_point("store.deliver.after_link")
+                if in_transaction is not None:
+                    in_transaction(session)
+            durable.fault_point("store.deliver.after_commit")
+        finally:
+            if pending is not None:
+                self.blobs.discard(pending)
+        self._changed(mailbox_id)
+        return delivered
+
+    def append(self, mailbox_id: int, folder: str, content: Content, flags: Iterable[str] = (),
+               internaldate: dt.datetime | None = None) -> tuple[int, int]:
+        """IMAP APPEND (RFC 3501 §6.3.11): returns (uidvalidity, uid) for RFC 4315 APPENDUID.
+
+        Raises NoSuchFolder (the IMAP layer answers NO [TRYCREATE])."""
+        name = normalise_folder_name(folder)
+        parse_flags(flags)  # bad flags are refused before anything is written
+        pending, blob_id, summary, size = self._prepare(content)
+        try:
+            with self.db.write() as session:
+                target = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+                if target is None:
+                    raise NoSuchFolder(f"no folder {name}")
+                delivered = self._insert(session, target, pending, blob_id, summary, size, flags, internaldate)
+                if pending is not None:
+                    self.blobs.place(pending)
+        finally:
+            if pending is not None:
+                self.blobs.discard(pending)
+        self._changed(mailbox_id)
+        return delivered.uidvalidity, delivered.uid
+
+    # ------------------------------------------------------------- reading messages
+
+    @staticmethod
+    def _messages(session: Session, folder_id: int, uids: Iterable[int] | None, *extra) -> list[Message]:
+        query = select(Message).where(Message.folder_id == folder_id, *extra).order_by(Message.uid)
+        if uids is None:
+            return list(session.scalars(query))
+        wanted = sorted(set(uids))
+        rows: list[Message] = []
+        for start in range(0, len(wanted), _BATCH):
+            rows.extend(session.scalars(query.where(Message.uid.in_(wanted[start:start + _BATCH]))))
+        rows.sort(key=lambda m: m.uid)
+        return rows
+
+    def list_messages(self, folder_id: int, uids: Iterable[int] | None = None) -> list[MessageInfo]:
+        """Messages of a folder by UID (all, or those of `uids` that exist)."""
+        with self.db.read() as session:
+            return [_message_info(row) for row in self._messages(session, folder_id, uids)]
+
+    def open_message(self, folder_id: int, uid: int) -> BinaryIO:
+        """The raw message as a binary file (stream it; the caller closes it)."""
+        with self.db.read() as session:
+            blob_id = session.scalar(select(Message.blob_id).where(Message.folder_id == folder_id, Message.uid == uid))
+            if blob_id is None:
+                raise StoreError(f"no message with UID {uid}")
+            return self.blobs.open(blob_id, session)
+
+    def changes_since(self, folder_id: int, modseq: int) -> Changes:
+        """RFC 7162 §3.1.4.1 / §3.2.5: messages with MODSEQ above `modseq`, and UIDs expunged since."""
+        with self.db.read() as session:
+            folder = session.get(Folder, folder_id)
+            if folder is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            rows = session.scalars(select(Message).where(Message.folder_id == folder_id, Message.modseq > modseq)
+                                   .order_by(Message.uid))
+            vanished = session.scalars(select(Expunge.uid).where(Expunge.folder_id == folder_id,
+                                                                 Expunge.modseq > modseq).order_by(Expunge.uid))
+            return Changes(messages=[_message_info(r) for r in rows], vanished=sorted(set(vanished)),
+                           highestmodseq=folder.highestmodseq, uidnext=folder.uidnext)
+
+    # ------------------------------------------------------------- flags
+
+    def set_flags(self, folder_id: int, uids: Iterable[int], mode: str, flags: Iterable[str],
+                  unchanged_since: int | None = None) -> FlagUpdate:
+        """RFC 3501 §6.4.6 STORE (mode add | remove | replace) with RFC 7162 §3.1.3 UNCHANGEDSINCE.
+
+        Only messages whose flags really change get the new MODSEQ."""
+        if mode not in ("add", "remove", "replace"):
+            raise StoreError(f"unknown flag mode {mode!r}")
+        bits, keywords = parse_flags(flags)
+        changed: list[Message] = []
+        failed: list[int] = []
+        with self.db.write() as session:
+            folder = session.get(Folder, folder_id)
+            if folder is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            for row in self._messages(session, folder_id, uids):
+                if unchanged_since is not None and row.modseq > unchanged_since:
+                    failed.append(row.uid)
+                    continue
+                current = _split_keywords(row.keywords)
+                if mode == "add":
+                    new_bits = row.flags | bits
+                elif mode == "remove":
+                    new_bits = row.flags & ~bits
+                else:
+                    new_bits = bits
+                new_keywords = _merge_keywords(current, keywords, mode)
+                if new_bits != row.flags or new_keywords != current:
+                    row.flags = new_bits
+                    row.keywords = " ".join(new_keywords)
+                    changed.append(row)
+            if changed:
+                modseq = self._bump_modseq(session, folder_id)
+                for row in changed:
+                    row.modseq = modseq
+                session.flush()
+            mailbox_id = folder.mailbox_id
+            result = FlagUpdate(changed=[_message_info(r) for r in changed], failed=failed)
+        if changed:
+            self._changed(mailbox_id)
+        return result
+
+    # ------------------------------------------------------------- copy, move, expunge
+
+    def _copy_rows(self, session: Session, rows: list[Message], dest_id: int) -> CopyResult:
+        first, modseq, uidvalidity = self._allocate(session, dest_id, len(rows))
+        pairs = []
+        values = []
+        for offset, row in enumerate(rows):
+            uid = first + offset
+            pairs.append((row.uid, uid))
+            values.append(dict(
+                folder_id=dest_id, uid=uid, modseq=modseq, flags=row.flags, keywords=row.keywords,
+                internaldate=row.internaldate, size=row.size, blob_id=row.blob_id,
+                **{name: getattr(row, name) for name in _SUMMARY_COLUMNS},
+            ))
+        session.execute(insert(Message), values)
+        for blob_id, count in Counter(row.blob_id for row in rows).items():
+            BlobStore.add_ref(session, blob_id, count)
+        return CopyResult(uidvalidity=uidvalidity, pairs=pairs)
+
+    def _remove_rows(self, session: Session, folder_id: int, rows: list[Message]) -> int:
+        """Delete messages, recording RFC 7162 expunges with one new MODSEQ; drops blob references."""
+        modseq = self._bump_modseq(session, folder_id)
+        now = dt.datetime.now(dt.UTC)
+        session.execute(insert(Expunge), [dict(folder_id=folder_id, uid=r.uid, modseq=modseq, expunged_at=now)
+                                          for r in rows])
+        ids = [r.id for r in rows]
+        for start in range(0, len(ids), _BATCH):
+            session.execute(delete(Message).where(Message.id.in_(ids[start:start + _BATCH]))
+                            .execution_options(synchronize_session=False))
+        for blob_id, count in Counter(r.blob_id for r in rows).items():
+            BlobStore.drop_ref(session, blob_id, count)
+        return modseq
+
+    def _two_folders(self, session: Session, folder_id: int, dest_folder_id: int) -> tuple[Folder, Folder]:
+        source = session.get(Folder, folder_id)
+        dest = session.get(Folder, dest_folder_id)
+        if source is None or dest is None:
+            raise NoSuchFolder("no such folder")
+        return source, dest
+
+    def copy(self, folder_id: int, uids: Iterable[int], dest_folder_id: int) -> CopyResult:
+        """RFC 3501 §6.4.7 COPY; the result gives RFC 4315 COPYUID. Flags are copied."""
+        with self.db.write() as session:
+            _, dest = self._two_folders(session, folder_id, dest_folder_id)
+            rows = self._messages(session, folder_id, uids)
+            if not rows:
+                return CopyResult(uidvalidity=dest.uidvalidity, pairs=[])
+            result = self._copy_rows(session, rows, dest_folder_id)
+            mailbox_id = dest.mailbox_id
+        self._changed(mailbox_id)
+        return result
+
+    def move(self, folder_id: int, uids: Iterable[int], dest_folder_id: int) -> CopyResult:
+        """RFC 6851 MOVE: copy and expunge in one transaction (the source records VANISHED UIDs)."""
+        if folder_id == dest_folder_id:
+            raise StoreError("cannot move a message into its own folder")
+        with self.db.write() as session:
+            source, dest = self._two_folders(session, folder_id, dest_folder_id)
+            rows = self._messages(session, folder_id, uids)
+            if not rows:
+                return CopyResult(uidvalidity=dest.uidvalidity, pairs=[])
+            result = self._move_rows(session, rows, folder_id, dest_folder_id)
+            mailboxes = {source.mailbox_id, dest.mailbox_id}
+        for mailbox_id in mailboxes:
+            self._changed(mailbox_id)
+        return result
+
+    def _move_rows(self, session: Session, rows: list[Message], folder_id: int, dest_folder_id: int) -> CopyResult:
+        # Lock the two folder rows in id order so that opposite moves cannot deadlock.
+        if folder_id < dest_folder_id:
+            self._bump_modseq(session, folder_id)
+        result = self._copy_rows(session, rows, dest_folder_id)
+        self._remove_rows(session, folder_id, rows)
+        return result
+
+    def expunge(self, folder_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 UID EXPUNGE: remove \\Deleted messages; returns their UIDs."""
+        with self.db.write() as session:
+            folder = session.get(Folder, folder_id)
+            if folder is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            rows = self._messages(session, folder_id, uids, Message.flags.op("&")(DELETED) != 0)
+            if not rows:
+                return []
+            self._remove_rows(session, folder_id, rows)
+            mailbox_id = folder.mailbox_id
+        self._changed(mailbox_id)
+        return [row.uid for row in rows]
+
+    # ------------------------------------------------------------- folders
+
+    def list_folders(self, mailbox_id: int) -> list[FolderInfo]:
+        with self.db.read() as session:
+            rows = list(session.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id).order_by(Folder.name)))
+        parents = {row.parent_id for row in rows}
+        return [_folder_info(row, row.id in parents) for row in rows]
+
+    def get_folder(self, mailbox_id: int, name: str) -> FolderInfo:
+        name = normalise_folder_name(name)
+        with self.db.read() as session:
+            row = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+            if row is None:
+                raise NoSuchFolder(f"no folder {name}")
+            children = session.scalar(select(func.count()).select_from(Folder).where(Folder.parent_id == row.id))
+            return _folder_info(row, bool(children))
+
+    def folder(self, folder_id: int) -> FolderInfo:
+        with self.db.read() as session:
+            row = session.get(Folder, folder_id)
+            if row is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            return _folder_info(row)
+
+    @staticmethod
+    def _find(session: Session, mailbox_id: int, name: str) -> Folder | None:
+        return session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+
+    def _create(self, session: Session, mailbox_id: int, name: str, special_use: str | None = None) -> Folder:
+        """Create `name` and its missing superiors (RFC 3501 §6.3.3)."""
+        parent_id = None
+        for superior in _superiors(name):
+            row = self._find(session, mailbox_id, superior)
+            if row is None:
+                row = Folder(mailbox_id=mailbox_id, name=superior, parent_id=parent_id,
+                             uidvalidity=new_uidvalidity(), uidnext=1, highestmodseq=1, subscribed=True)
+                session.add(row)
+                session.flush()
+            parent_id = row.id
+        row = Folder(mailbox_id=mailbox_id, name=name, parent_id=parent_id, special_use=special_use,
+                     uidvalidity=new_uidvalidity(), uidnext=1, highestmodseq=1, subscribed=True)
+        session.add(row)
+        session.flush()
+        return row
+
+    def create_folder(self, mailbox_id: int, name: str, special_use: str | None = None) -> FolderInfo:
+        name = normalise_folder_name(name)
+        if special_use is not None and special_use not in set(SpecialUse):
+            raise StoreError(f"unknown special use {special_use}")
+        with self.db.write() as session:
+            if session.get(Mailbox, mailbox_id) is None:
+                raise NoSuchMailbox(f"no mailbox {mailbox_id}")
+            if self._find(session, mailbox_id, name) is not None:
+                raise FolderExists(f"folder {name} exists")
+            info = _folder_info(self._create(session, mailbox_id, name, special_use))
+        self._changed(mailbox_id)
+        return info
+
+    def _trash(self, session: Session, mailbox_id: int) -> Folder:
+        row = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id,
+                                                  Folder.special_use == SpecialUse.TRASH).order_by(Folder.id))
+        if row is None:
+            row = self._find(session, mailbox_id, "Trash") or self._create(session, mailbox_id, "Trash",
+                                                                           SpecialUse.TRASH)
+        return row
+
+    def delete_folder(self, mailbox_id: int, name: str) -> None:
+        """RFC 3501 §6.3.4 DELETE. INBOX cannot be deleted; a folder with inferiors is refused;
+        its messages move to Trash (or are expunged when it is the Trash itself)."""
+        name = normalise_folder_name(name)
+        if name == INBOX:
+            raise StoreError("INBOX cannot be deleted")
+        with self.db.write() as session:
+            row = self._find(session, mailbox_id, name)
+            if row is None:
+                raise NoSuchFolder(f"no folder {name}")
+            if session.scalar(select(func.count()).select_from(Folder).where(Folder.parent_id == row.id)):
+                raise StoreError(f"folder {name} has inferior folders; delete them first")
+            messages = self._messages(session, row.id, None)
+            if messages:
+                trash = self._trash(session, mailbox_id)
+                if trash.id == row.id:
+                    self._remove_rows(session, row.id, messages)
+                else:
+                    self._move_rows(session, messages, row.id, trash.id)
+            session.execute(delete(Expunge).where(Expunge.folder_id == row.id))
+            session.execute(delete(Folder).where(Folder.id == row.id).execution_options(synchronize_session=False))
+        self._changed(mailbox_id)
+
+    def rename_folder(self, mailbox_id: int, old: str, new: str) -> FolderInfo:
+        """RFC 3501 §6.3.5 RENAME: inferiors follow, missing superiors are created. Renaming INBOX
+        moves its messages to the new folder and leaves INBOX empty (its inferiors stay)."""
+        old, new = normalise_folder_name(old), normalise_folder_name(new)
+        if new == INBOX or new.startswith(old + DELIMITER):
+            raise StoreError(f"cannot rename {old} to {new}")
+        with self.db.write() as session:
+            row = self._find(session, mailbox_id, old)
+            if row is None:
+                raise NoSuchFolder(f"no folder {old}")
+            if self._find(session, mailbox_id, new) is not None:
+                raise FolderExists(f"folder {new} exists")
+            if old == INBOX:
+                target = self._create(session, mailbox_id, new)
+                messages = self._messages(session, row.id, None)
+                if messages:
+                    self._move_rows(session, messages, row.id, target.id)
+                session.refresh(target)
+                info = _folder_info(target)
+            else:
+                parent_id = None
+                superiors = _superiors(new)
+                if superiors:
+                    parent = self._find(session, mailbox_id, superiors[-1])
+                    if parent is None:
+                        parent = self._create(session, mailbox_id, superiors[-1])
+                    parent_id = parent.id
+                inferiors = session.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id,
+                                                                 Folder.name.startswith(old + DELIMITER,
+                                                                                        autoescape=True)))
+                for inferior in inferiors:
+                    if not inferior.name.startswith(old + DELIMITER):
+                        continue  # LIKE ignores case on SQLite
+                    inferior.name = new + inferior.name[len(old):]
+                row.name = new
+                row.parent_id = parent_id
+                session.flush()
+                info = _folder_info(row)
+        self._changed(mailbox_id)
+        return info
+
+    def subscribe(self, mailbox_id: int, name: str, subscribed: bool = True) -> None:
+        """RFC 3501 §6.3.6 SUBSCRIBE / §6.3.7 UNSUBSCRIBE (existing folders only)."""
+        name = normalise_folder_name(name)
+        with self.db.write() as session:
+            result = session.execute(update(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+                                     .values(subscribed=subscribed).execution_options(synchronize_session=False))
+            if not result.rowcount:
+                raise NoSuchFolder(f"no folder {name}")
+
+    def status(self, folder_id: int) -> FolderStatus:
+        """RFC 3501 §6.3.10 STATUS counts (unseen: messages without \\Seen)."""
+        with self.db.read() as session:
+            folder = session.get(Folder, folder_id)
+            if folder is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            count, unseen, size, deleted = session.execute(
+                select(func.count(Message.id),
+                       func.coalesce(func.sum(case((Message.flags.op("&")(SEEN) == 0, 1), else_=0)), 0),
+                       func.coalesce(func.sum(Message.size), 0),
+                       func.coalesce(func.sum(case((Message.flags.op("&")(DELETED) != 0, 1), else_=0)), 0))
+                .where(Message.folder_id == folder_id)
+            ).one()
+            return FolderStatus(messages=count, unseen=int(unseen), uidnext=folder.uidnext,
+                                uidvalidity=folder.uidvalidity, highestmodseq=folder.highestmodseq,
+                                size=int(size), deleted=int(deleted))
+
+    def quota_usage(self, mailbox_id: int) -> QuotaUsage:
+        """Bytes and messages stored in all folders of a mailbox, and its limit (0: none)."""
+        with self.db.read() as session:
+            mailbox = session.get(Mailbox, mailbox_id)
+            if mailbox is None:
+                raise NoSuchMailbox(f"no mailbox {mailbox_id}")
+            used, count = session.execute(
+                select(func.coalesce(func.sum(Message.size), 0), func.count(Message.id))
+                .join(Folder, Folder.id == Message.folder_id).where(Folder.mailbox_id == mailbox_id)
+            ).one()
+            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=mailbox.quota_bytes or 0)
+
+    def purge_mailbox(self, mailbox_id: int) -> int:
+        """Remove every message and folder of a mailbox (before the mailbox row is deleted), keeping
+        blob reference counts right. Returns the number of messages removed."""
+        with self.db.write() as session:
+            folder_ids = list(session.scalars(select(Folder.id).where(Folder.mailbox_id == mailbox_id)))
+            removed = 0
+            for folder_id in folder_ids:
+                counts = Counter(session.scalars(select(Message.blob_id).where(Message.folder_id == folder_id)))
+                session.execute(delete(Message).where(Message.folder_id == folder_id)
+                                .execution_options(synchronize_session=False))
+                for blob_id, count in counts.items():
+                    BlobStore.drop_ref(session, blob_id, count)
+                removed += sum(counts.values())
+            session.execute(delete(Expunge).where(Expunge.folder_id.in_(folder_ids)))
+            # Inferiors first (parent_id references).
+            for folder_id in sorted(folder_ids, reverse=True):
+                session.execute(delete(Folder).where(Folder.id == folder_id)
+                                .execution_options(synchronize_session=False))
+        self._changed(mailbox_id)
+        return removed
