@@ -1,7 +1,573 @@
-"""Supervisor: binds the listening sockets, spawns one process per role, restarts them."""
+"""Supervisor: binds the listening sockets, runs one process per role, restarts them.
+
+Owns `courriel serve` (ARCHITECTURE §2): the start-up checks (initialised data directory,
+schema at head), the pid file, listener binding, the socket handoff to role processes,
+the restart policy, the stop sequence, and the log line format of every process.
+
+Standards: the socket handoff follows systemd's sd_listen_fds(3) convention: sockets are
+file descriptors 3, 4, ... (SD_LISTEN_FDS_START), `LISTEN_FDS` is their count,
+`LISTEN_PID` the pid of the process they are meant for, `LISTEN_FDNAMES` their
+colon-separated names (here the listener names: mx, submission, submissions, imap, imaps,
+admin). The same code therefore accepts sockets from this supervisor and from systemd
+socket units with `FileDescriptorName=`.
+
+Processes: the supervisor forks and execs `python -m courriel.cli.serve --role NAME` for
+each available role (see `courriel.roles`), in its own process group (a terminal's Ctrl-C
+reaches the supervisor only, which forwards SIGTERM) and with a parent-death signal (a
+supervisor killed with SIGKILL does not leave roles behind). A role that exits while the
+supervisor is not stopping is restarted after an exponential backoff. SIGTERM or SIGINT
+(any number of times: handling is idempotent) stop every role with SIGTERM, wait
+`stop_timeout` seconds, then SIGKILL what is left.
+
+Security: reads the operator's configuration and environment only; never logs the
+environment or the database URL (it may hold a password).
+Durability: writes `DATA/run/courriel.pid` (advisory, no fsync needed) and
+`DATA/run/schema.lock`; the schema upgrade itself is transactional (`courriel.schema`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import datetime as dt
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 
-def main(data_dir=None, dev: bool = False, role: str | None = None) -> int:
-    raise SystemExit("courriel serve: not implemented yet")
+from courriel import config as config_mod
+from courriel import datadir, schema
+from courriel.db import Database
+from courriel.roles import ROLES, RoleSpec, instances
+
+log = logging.getLogger("courriel.supervisor")
+
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
+PID_FILE = "courriel.pid"
+SCHEMA_LOCK = "schema.lock"
+STOP_TIMEOUT = 10.0  # seconds between the forwarded SIGTERM and SIGKILL
+BACKOFF_INITIAL = 0.5  # seconds before the first restart of a crashed role
+BACKOFF_MAX = 60.0
+STABLE_AFTER = 30.0  # a role that ran this long has its backoff reset
+LISTEN_BACKLOG = socket.SOMAXCONN
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class ServeError(Exception):
+    """A start-up failure to report as one clear line, with the process exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- logging
+
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class StructuredFormatter(logging.Formatter):
+    """One line per record: text `time level process[pid] logger: message key=value...`,
+    or one JSON object. Fields come from `extra={...}`."""
+
+    def __init__(self, process: str, json_lines: bool = False):
+        super().__init__()
+        self.process = process
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+        moment = moment.replace("+00:00", "Z")
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES and not k.startswith("_")}
+        fields.pop("color_message", None)  # uvicorn's terminal variant of the message
+        message = record.getMessage()
+        error = self.formatException(record.exc_info) if record.exc_info else None
+        if self.json_lines:
+            document = {
+                "time": moment,
+                "level": record.levelname.lower(),
+                "process": self.process,
+                "pid": record.process,
+                "logger": record.name,
+                "message": message,
+                **{k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in fields.items()},
+            }
+            if error:
+                document["exception"] = error
+            return json.dumps(document, ensure_ascii=False)
+        line = f"{moment} {record.levelname.lower():<7} {self.process}[{record.process}] {record.name}: {message}"
+        for key, value in fields.items():
+            text = str(value)
+            if not text or any(c.isspace() or c in '"=' for c in text):
+                text = json.dumps(text, ensure_ascii=False)
+            line += f" {key}={text}"
+        if error:
+            line += "\n" + error
+        return line
+
+
+def configure_logging(config: config_mod.Config, process: str) -> None:
+    """Send every logger's records to stderr in the configured format ([log] format, level)."""
+    log_format = str(config.get("log", "format")).lower()
+    if log_format not in ("text", "json"):
+        raise config_mod.ConfigError(f"log.format must be text or json, got {log_format!r}")
+    level = logging.getLevelName(str(config.get("log", "level")).upper())
+    if not isinstance(level, int):
+        raise config_mod.ConfigError(
+            f"log.level must be debug, info, warning or error, got {config.get('log', 'level')!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(StructuredFormatter(process, json_lines=log_format == "json"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # per-migration chatter
+
+
+# --------------------------------------------------------------------------- start-up checks
+
+
+def require_initialised(config: config_mod.Config) -> None:
+    """Refuse a data directory that `courriel init` has not prepared (exit status 2)."""
+    data_dir = config.data_dir
+    missing = []
+    if not (data_dir / config_mod.CONFIG_FILE).is_file():
+        missing.append(config_mod.CONFIG_FILE)
+    missing += [name + "/" for name in datadir.SUBDIRS if not (data_dir / name).is_dir()]
+    if not config.get("database", "url") and not (data_dir / "courriel.db").is_file():
+        missing.append("courriel.db")
+    if missing:
+        raise ServeError(
+            f"{data_dir} is not an initialised data directory (missing {', '.join(missing)}); "
+            f"run `courriel init --data {data_dir}` first",
+            EXIT_BAD_INPUT,
+        )
+
+
+def ensure_schema(config: config_mod.Config) -> str | None:
+    """Bring the database schema to the head; returns the revision when it applied one.
+
+    Serialised between processes of this host by a lock file, so roles started together
+    by systemd do not migrate twice."""
+    with open(config.run_dir / SCHEMA_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = Database(config.database_url)
+        try:
+            return schema.head_revision() if schema.upgrade(db) else None
+        finally:
+            db.dispose()
+
+
+class PidFile:
+    """`DATA/run/courriel.pid`, locked while the supervisor runs: a second supervisor on
+    the same data directory is refused instead of fighting over the ports."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise ServeError(f"a supervisor is already running for {self.path.parent.parent} (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            os.close(self.fd)
+            self.fd = None
+
+
+# --------------------------------------------------------------------------- sockets
+
+
+def bind_listener(name: str, host: str, port: int) -> socket.socket:
+    """A listening TCP socket for one listener: SO_REUSEADDR, IPv6 for an IPv6 literal
+    (dual-stack when the address is `::`)."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: tuple = (host, port)
+    except ValueError:  # a host name: bind its first address
+        try:
+            family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+        except OSError as exc:
+            raise ServeError(f"cannot resolve the {name} listener address {host!r}: {exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen for {name} on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def inherited_sockets(environ: MutableMapping[str, str] | None = None) -> dict[str, socket.socket]:
+    """The sockets passed to this process under the sd_listen_fds(3) convention, by name.
+
+    Ignored unless LISTEN_PID is this process (the variables may have leaked from a
+    parent). The variables are removed afterwards, as `sd_listen_fds(1)` does, and the
+    descriptors made close-on-exec so they do not leak into our own children."""
+    environ = os.environ if environ is None else environ
+    pid, count = environ.get("LISTEN_PID", ""), environ.get("LISTEN_FDS", "")
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(variable, None)
+    try:
+        if int(pid) != os.getpid():
+            return {}
+        total = int(count)
+    except ValueError:
+        return {}
+    found: dict[str, socket.socket] = {}
+    for index in range(total):
+        fd = SD_LISTEN_FDS_START + index
+        name = names[index] if index < len(names) and names[index] else "unknown"
+        try:
+            os.set_inheritable(fd, False)
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            log.warning("ignoring inherited descriptor", extra={"fd": fd, "fd_name": name, "error": str(exc)})
+            continue
+        if name in found:
+            log.warning("ignoring a second inherited socket with the same name", extra={"fd": fd, "fd_name": name})
+            sock.close()
+            continue
+        found[name] = sock
+    return found
+
+
+def role_sockets(config: config_mod.Config, spec: RoleSpec,
+                 inherited: dict[str, socket.socket]) -> dict[str, socket.socket]:
+    """The role's listeners: inherited ones by name, the others bound here when enabled."""
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for name in spec.listeners:
+            if name in inherited:
+                sockets[name] = inherited.pop(name)
+            elif (address := config.listener(name)) is not None:
+                sockets[name] = bind_listener(name, *address)
+    except ServeError:
+        for sock in sockets.values():
+            sock.close()
+        raise
+    return sockets
+
+
+# --------------------------------------------------------------------------- role processes
+
+
+def role_command(config: config_mod.Config, spec: RoleSpec) -> list[str]:
+    """The command line of one role process."""
+    argv = [sys.executable, "-m", "courriel.cli.serve", "--role", spec.name, "--data", str(config.data_dir)]
+    return [*argv, "--dev"] if config.dev else argv
+
+
+def _parent_death_signal():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _parent_death_signal()
+
+
+def spawn(argv: list[str], environ: Mapping[str, str], sockets: list[tuple[str, socket.socket]]) -> int:
+    """Fork and exec `argv` with `sockets` as descriptors 3, 4, ... (sd_listen_fds(3)).
+
+    The child gets its own process group, stdin from /dev/null, and SIGTERM when the
+    supervisor dies. Returns the child's pid."""
+    env = {k: v for k, v in environ.items() if k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
+    if sockets:
+        env["LISTEN_FDS"] = str(len(sockets))
+        env["LISTEN_FDNAMES"] = ":".join(name for name, _ in sockets)
+    fds = [sock.fileno() for _, sock in sockets]
+    parent = os.getpid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    pid = os.fork()
+    if pid:
+        os.close(devnull)
+        return pid
+    # Child: only descriptor moves and exec from here; any failure ends in _exit(127).
+    try:
+        os.setpgid(0, 0)
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the prctl
+            os._exit(EXIT_FAILURE)
+        os.dup2(devnull, 0)
+        # Move the sockets above the target range first so no dup2 overwrites a source.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, SD_LISTEN_FDS_START + len(fds)) for fd in fds]
+        for index, fd in enumerate(high):
+            os.dup2(fd, SD_LISTEN_FDS_START + index)  # inheritable: survives exec
+            os.close(fd)
+        if sockets:
+            env["LISTEN_PID"] = str(os.getpid())
+        os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
+    except BaseException as exc:  # report, then leave the forked copy at once
+        with contextlib.suppress(OSError):
+            os.write(2, f"courriel: cannot start {argv}: {exc}\n".encode())
+    finally:
+        os._exit(127)
+
+
+@dataclass
+class RoleProcess:
+    """One supervised process (a role, or one worker of a role)."""
+
+    spec: RoleSpec
+    worker: int = 0
+    pid: int | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    start_due: float = 0.0  # monotonic time of the next (re)start
+
+    @property
+    def label(self) -> str:
+        return self.spec.name if self.worker == 0 else f"{self.spec.name}.{self.worker}"
+
+
+def describe_status(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def backoff(failures: int) -> float:
+    """Seconds before restarting a role that has failed `failures` times in a row."""
+    return min(BACKOFF_INITIAL * 2 ** max(0, failures - 1), BACKOFF_MAX)
+
+
+class Supervisor:
+    """Runs the roles of one data directory until SIGTERM or SIGINT."""
+
+    def __init__(self, config: config_mod.Config, roles: Mapping[str, RoleSpec] = ROLES,
+                 stop_timeout: float = STOP_TIMEOUT):
+        self.config = config
+        self.roles = roles
+        self.stop_timeout = stop_timeout
+        self.processes: list[RoleProcess] = []
+        self.sockets: dict[str, socket.socket] = {}
+        self.stop_signal: int | None = None
+        self.killed = False
+        self._wake_read: socket.socket | None = None
+        self._wake_write: socket.socket | None = None
+        self._previous_handlers: dict[int, object] = {}
+
+    # ---- planning
+    def plan(self) -> list[RoleProcess]:
+        """The processes to run: roles whose module exists and that have work to do."""
+        processes = []
+        for spec in self.roles.values():
+            if not spec.available():
+                log.info("role skipped: module not installed", extra={"role": spec.name, "role_module": spec.module})
+                continue
+            enabled = [name for name in spec.listeners if self.config.listener(name) is not None]
+            if spec.listeners and not enabled:
+                log.info("role skipped: every listener is disabled", extra={"role": spec.name})
+                continue
+            processes += [RoleProcess(spec, worker) for worker in range(instances(spec, self.config))]
+        return processes
+
+    def bind(self) -> None:
+        for process in self.processes:
+            for name in process.spec.listeners:
+                address = self.config.listener(name)
+                if address is None or name in self.sockets:
+                    continue
+                self.sockets[name] = bind_listener(name, *address)
+                host, port = self.sockets[name].getsockname()[:2]
+                log.info("listening", extra={"listener": name, "address": f"{host}:{port}"})
+
+    # ---- signals
+    def _on_stop_signal(self, signum, _frame) -> None:
+        if self.stop_signal is None:  # idempotent: the first signal decides, repeats are no-ops
+            self.stop_signal = signum
+
+    def _install_signals(self) -> None:
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
+        for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
+                                (signal.SIGCHLD, lambda *_: None)):
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def _restore_signals(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(-1)
+        for sock in (self._wake_read, self._wake_write):
+            if sock is not None:
+                sock.close()
+
+    def _wait(self, timeout: float) -> None:
+        assert self._wake_read is not None
+        select.select([self._wake_read], [], [], max(0.0, timeout))
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_read.recv(512):
+                pass
+
+    # ---- processes
+    def _start(self, process: RoleProcess) -> None:
+        handed = [(name, self.sockets[name]) for name in process.spec.listeners if name in self.sockets]
+        environ = dict(os.environ, PYTHONSAFEPATH="1")
+        process.pid = spawn(role_command(self.config, process.spec), environ, handed)
+        process.started_at = time.monotonic()
+        log.info("role started", extra={"role": process.label, "child_pid": process.pid,
+                                        "listeners": ",".join(name for name, _ in handed) or "-"})
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            process = next((p for p in self.processes if p.pid == pid), None)
+            if process is None:
+                continue
+            process.pid = None
+            now = time.monotonic()
+            if self.stop_signal is not None:
+                log.info("role stopped", extra={"role": process.label, "child_pid": pid,
+                                                "status": describe_status(status)})
+                continue
+            process.failures = 1 if now - process.started_at >= STABLE_AFTER else process.failures + 1
+            delay = backoff(process.failures)
+            process.start_due = now + delay
+            log.warning("role exited; restarting", extra={
+                "role": process.label, "child_pid": pid, "status": describe_status(status),
+                "failures": process.failures, "restart_in": f"{delay:g}s"})
+
+    def _signal_all(self, signum: int) -> None:
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    def run(self) -> int:
+        pid_file = PidFile(self.config.run_dir / PID_FILE)
+        pid_file.acquire()
+        self._install_signals()
+        try:
+            self.processes = self.plan()
+            self.bind()
+            log.info("supervisor started", extra={
+                "roles": ",".join(p.label for p in self.processes) or "-", "dev": self.config.dev})
+            return self._loop()
+        finally:
+            self._signal_all(signal.SIGKILL)  # only reached with children alive on an internal error
+            for sock in self.sockets.values():
+                sock.close()
+            self._restore_signals()
+            pid_file.release()
+
+    def _loop(self) -> int:
+        kill_deadline: float | None = None
+        while True:
+            self._reap()
+            now = time.monotonic()
+            if self.stop_signal is not None:
+                if kill_deadline is None:
+                    log.info("stopping", extra={"signal": signal.Signals(self.stop_signal).name})
+                    self._signal_all(signal.SIGTERM)
+                    kill_deadline = now + self.stop_timeout
+                alive = [p for p in self.processes if p.pid is not None]
+                if not alive:
+                    log.info("supervisor stopped")
+                    return EXIT_FAILURE if self.killed else EXIT_OK
+                if now >= kill_deadline and not self.killed:
+                    log.error("roles did not stop in time; killing them",
+                              extra={"roles": ",".join(p.label for p in alive), "timeout": self.stop_timeout})
+                    self._signal_all(signal.SIGKILL)
+                    self.killed = True
+                timeout = max(0.05, kill_deadline - now) if not self.killed else 0.5
+            else:
+                for process in self.processes:
+                    if process.pid is None and process.start_due <= now:
+                        self._start(process)
+                pending = [p.start_due - now for p in self.processes if p.pid is None]
+                timeout = min([5.0, *pending])
+            self._wait(timeout)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run_role(config: config_mod.Config, spec: RoleSpec) -> int:
+    """Run one role in this process: inherited sockets (LISTEN_FDS) or its own."""
+    if not spec.available():
+        raise ServeError(f"role {spec.name} is not available in this installation (module {spec.module} not found)",
+                         EXIT_BAD_INPUT)
+    inherited = inherited_sockets()
+    sockets = role_sockets(config, spec, inherited)
+    for name, sock in inherited.items():
+        log.warning("ignoring an inherited socket this role does not serve", extra={"fd_name": name})
+        sock.close()
+    try:
+        run = spec.load()
+        log.info("role running", extra={"role": spec.name, "listeners": ",".join(
+            f"{name}={_address(sock)}" for name, sock in sockets.items()) or "-"})
+        status = run(config, sockets)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    status = EXIT_OK if status is None else int(status)
+    log.info("role finished", extra={"role": spec.name, "status": status})
+    return status
+
+
+def _address(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def main(data_dir: Path | str | None = None, dev: bool = False, role: str | None = None) -> int:
+    """`courriel serve [--role NAME]`: the supervisor, or one role alone."""
+    data_dir = Path(data_dir or config_mod.default_data_dir()).absolute()
+    config = config_mod.load(data_dir, dev=dev)
+    configure_logging(config, role or "supervisor")
+    require_initialised(config)
+    revision = ensure_schema(config)
+    if revision:
+        log.info("database schema upgraded", extra={"revision": revision})
+    if role is not None:
+        return run_role(config, ROLES[role])
+    return Supervisor(config).run()

@@ -1,0 +1,94 @@
+"""The role contract: which processes `courriel serve` runs and what each one receives.
+
+Owns the table role name → module → listeners (ARCHITECTURE §2). The supervisor and
+`courriel serve --role NAME` read it; nothing else decides what a role is.
+
+The contract every role module implements
+-----------------------------------------
+A role is a module named in `ROLES` (for instance `courriel.smtp.role`) that exposes::
+
+    def run(config: courriel.config.Config, sockets: dict[str, socket.socket]) -> int
+
+- `config` is the resolved configuration of the data directory. The data directory is
+  initialised and the database schema is at the Alembic head before `run` is called.
+- `sockets` maps listener names (the keys of `config.LISTENER_PORTS`: "mx", "submission",
+  "submissions", "imap", "imaps", "admin") to bound, listening TCP sockets, already in
+  listening state (`listen()` has been called). The role receives only the listeners named
+  in its `RoleSpec.listeners`, and only those that are enabled; a role must serve whatever
+  subset it gets (an empty dict when every one of its listeners is disabled). Sockets come
+  from the supervisor, from systemd socket units (LISTEN_FDS), or are bound by the runner
+  itself: the role never binds its listeners. The sockets are blocking; a role that runs
+  an event loop sets them non-blocking itself (asyncio's `create_server(sock=...)` does).
+- `run` blocks while the role serves and returns the process exit status: 0 after a clean
+  stop, 1 after an internal failure, 2 for a configuration error that a restart cannot fix.
+- SIGTERM and SIGINT ask for a clean stop: stop accepting, finish or hand back in-flight
+  work without losing mail (anything not yet acknowledged is simply not acknowledged),
+  close the sockets and return 0 within a few seconds. The supervisor sends SIGKILL after
+  its stop timeout. A role installs its own handlers for these signals (the runner leaves
+  them at Python's defaults: SIGINT raises KeyboardInterrupt, SIGTERM kills).
+- Logging goes through the standard `logging` module (logger names under "courriel.");
+  the runner has configured the handler and format (text or JSON) already. Never log
+  passwords, keys or message bodies.
+- A role must not assume it is the only process of its kind: the supervisor may run
+  several IMAP workers on one socket, and several hosts may share one PostgreSQL database.
+
+A role whose module cannot be found is not started (the supervisor logs that it skips it),
+so a build may ship without some roles.
+
+Security: none here; the table is static.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RoleRun = Callable[[Any, dict], int]
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """One role: its name, the module exposing `run(config, sockets)`, its listener names."""
+
+    name: str
+    module: str
+    listeners: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        """True when the role's module exists in this installation."""
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:  # the parent package itself is missing
+            return False
+
+    def load(self) -> RoleRun:
+        """Import the role module and return its `run` callable."""
+        module = importlib.import_module(self.module)
+        run = getattr(module, "run", None)
+        if not callable(run):
+            raise TypeError(f"{self.module} does not define run(config, sockets)")
+        return run
+
+
+ROLES: dict[str, RoleSpec] = {
+    spec.name: spec
+    for spec in (
+        RoleSpec("smtp", "courriel.smtp.role", ("mx", "submission", "submissions")),
+        RoleSpec("imap", "courriel.imap.role", ("imap", "imaps")),
+        RoleSpec("queue", "courriel.queue.role"),
+        RoleSpec("admin", "courriel.admin.role", ("admin",)),
+        RoleSpec("sync", "courriel.imapsync.role"),
+    )
+}
+
+ROLE_NAMES: tuple[str, ...] = tuple(ROLES)
+
+
+def instances(spec: RoleSpec, config) -> int:
+    """How many processes of a role the supervisor runs (IMAP workers share the socket)."""
+    if spec.name == "imap":
+        return max(1, int(config.get("imap", "workers")))
+    return 1

@@ -1,0 +1,118 @@
+"""The supervisor: restart of a killed role, clean stop on SIGTERM, idempotent signals,
+JSON log lines, skipped roles, and the restart backoff."""
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import serve_process
+from serve_process import (
+    STOP_DEADLINE,
+    Served,
+    admin_port,
+    alive,
+    descendants_of,
+    http_get,
+    listener_environ,
+    refused,
+    role_children,
+    serve,
+    wait_healthy,
+    wait_until,
+)
+
+from courriel import supervisor
+
+initialised_template = serve_process.initialised_template
+served_data = serve_process.served_data
+
+SUPPORT = Path(serve_process.__file__).parent
+
+
+def test_killed_admin_role_is_restarted(served_data, tmp_path):
+    environ = listener_environ()
+    port = admin_port(environ)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(port, served)
+        (first,) = wait_until(lambda: role_children(served.pid, "admin"), 10, "the admin role process")
+        serve_process.kill_quietly(first)
+        wait_until(lambda: not alive(first), 10, "the killed admin process to be reaped")
+        (second,) = wait_until(lambda: role_children(served.pid, "admin"), 30, "a restarted admin role process")
+        assert second != first
+        assert wait_healthy(port, served).json() == {"status": "ok"}
+        log = served.log()
+        assert "role exited; restarting" in log and "killed by SIGKILL" in log
+        assert served.process.poll() is None  # the supervisor itself kept running
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_sigterm_stops_everything_within_the_deadline(served_data, tmp_path):
+    environ = listener_environ()
+    environ["COURRIEL_LOG_FORMAT"] = "json"
+    port = admin_port(environ)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(port, served)
+        children = descendants_of(served.pid)
+        assert children, "no role process was started"
+        started = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        # Idempotent: repeated and mixed stop signals do not restart or break the stop.
+        served.process.send_signal(signal.SIGINT)
+        served.process.send_signal(signal.SIGTERM)
+        status = served.wait_exit(STOP_DEADLINE)
+        elapsed = time.monotonic() - started
+    finally:
+        served.stop()
+    assert status == 0, served.log()
+    assert elapsed < supervisor.STOP_TIMEOUT, f"stop took {elapsed:.1f}s"
+    assert not [pid for pid in children if alive(pid)], "a role process outlived the supervisor"
+    assert refused(port)
+    assert not (served_data / "run" / "courriel.pid").exists()
+    records = [json.loads(line) for line in served.log().splitlines() if line.strip()]
+    messages = [r["message"] for r in records if r["process"] == "supervisor"]
+    assert messages.count("stopping") == 1
+    assert "supervisor stopped" in messages
+    assert any(r["message"] == "role stopped" and r["role"] == "admin" for r in records)
+
+
+def test_a_second_supervisor_on_the_same_data_is_refused(served_data, tmp_path):
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "first.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        second = serve(served_data, listener_environ(), tmp_path / "second.log")
+        assert second.wait_exit(STOP_DEADLINE) == 1
+        assert "already running" in second.log() and str(served.pid) in second.log()
+        assert http_get(admin_port(environ), "/healthz").status_code == 200
+    finally:
+        served.stop()
+
+
+def test_role_whose_module_does_not_exist_is_skipped(served_data, tmp_path):
+    environ = listener_environ()
+    served = Served([sys.executable, str(SUPPORT / "serve_roles_table.py"), str(served_data)],
+                    environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        log = served.log()
+        assert "role skipped: module not installed role=ghost role_module=courriel.ghost.role" in log
+        assert "role started role=ghost" not in log
+        assert role_children(served.pid, "ghost") == []
+        assert len(role_children(served.pid, "admin")) == 1
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_backoff_doubles_and_is_bounded():
+    delays = [supervisor.backoff(n) for n in range(1, 20)]
+    assert delays[0] == supervisor.BACKOFF_INITIAL
+    assert delays[1] == 2 * delays[0] and delays[2] == 4 * delays[0]
+    assert max(delays) == supervisor.BACKOFF_MAX
+    assert delays == sorted(delays)
