@@ -80,8 +80,16 @@ SCHEMA: list[Setting] = [
     Setting("dns", "nameservers", [], "Resolver name servers as host or host:port. Empty: the system resolver."),
     Setting("dns", "timeout", 5.0, "Seconds per DNS query."),
     Setting("passwords", "min_length", 10, "Minimum password length."),
+    Setting(
+        "passwords", "min_classes", 2,
+        "How many character classes (lower, upper, digits, symbols) a chosen password must mix.",
+    ),
     Setting("passwords", "argon2_memory_kib", 65536, "argon2id memory cost (KiB)."),
     Setting("passwords", "argon2_time_cost", 3, "argon2id iterations."),
+    Setting(
+        "mailboxes", "max_per_user_per_domain", 2,
+        "Mailboxes one console user may hold on one domain (0: no limit).",
+    ),
     Setting("queue", "retry_min", 300, "First retry delay in seconds; doubles on each failure."),
     Setting("queue", "retry_max", 4 * 3600, "Longest retry delay in seconds."),
     Setting("queue", "lifetime", 5 * 86400, "Seconds a message may stay queued before it bounces."),
