@@ -1,8 +1,16 @@
 """Message parsing for the store: the cached summary of a message (ring 0, pure).
 
-Owns what `store.deliver`/`append` cache per message: the IMAP ENVELOPE and
-BODYSTRUCTURE (RFC 3501 §7.4.2, RFC 9051 §7.5.2) as JSON, and the header fields that
-SEARCH and SORT read in SQL (Message-ID, Subject, From, To, Cc, Date).
+Owns what `store.deliver`/`append` cache per message: the IMAP ENVELOPE and the MIME part
+tree (BODYSTRUCTURE facts plus the byte offsets of every part) as JSON, and the header
+fields that SEARCH and SORT read in SQL (Message-ID, Subject, From, To, Cc, Date). It is
+also the front door to the MIME modules the IMAP server uses for FETCH:
+
+  mime_envelope   ENVELOPE list + wire encoder       mime_structure  part tree + BODY/BODYSTRUCTURE
+  mime_sections   BODY[section], BINARY[section]     mime_subject    decoded values, RFC 5256 base subject
+  mime_headers    raw header blocks, parameters, HEADER.FIELDS filtering
+
+Standards: RFC 3501 §7.4.2 / RFC 9051 §7.5.2 (ENVELOPE, BODYSTRUCTURE), RFC 5322 §3.3
+(Date), RFC 2047 (decoded search columns), RFC 5322 §2.1 (CRLF line endings).
 Security: parses untrusted input; never raises on bad MIME (a broken message is still
 delivered, with what could be read).
 """
@@ -12,49 +20,113 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import re
 from dataclasses import dataclass
-from email import policy
-from email.parser import BytesHeaderParser
+
+from courriel.mime_envelope import build_envelope, envelope_bytes
+from courriel.mime_headers import header_end, last_value, split_fields
+from courriel.mime_sections import (
+    Section,
+    SectionLocation,
+    SectionSyntaxError,
+    UnknownTransferEncoding,
+    binary_bytes,
+    decode_binary,
+    locate,
+    parse_section,
+    partial,
+    section_bytes,
+)
+from courriel.mime_structure import body_bytes, bodystructure_bytes, parse_structure
+from courriel.mime_subject import base_subject, decoded
 
 
 @dataclass(frozen=True)
 class MessageSummary:
-    envelope: str  # JSON
-    bodystructure: str  # JSON
+    envelope: str  # JSON: see mime_envelope (a list; None is NIL)
+    bodystructure: str  # JSON: the part tree with offsets, see mime_structure
     message_id: str
-    subject: str
+    subject: str  # decoded (RFC 2047), for SEARCH/SORT
     from_addr: str
     to_addr: str
     cc_addr: str
     sent_date: dt.datetime | None
 
 
-def _header(message, name: str) -> str:
-    try:
-        value = message.get(name)
-        return str(value) if value is not None else ""
-    except Exception:  # malformed header: keep the raw text
-        raw = message.get_all(name, failobj=[""], )
-        return str(raw[0]) if raw else ""
-
-
 def summarize(data: bytes) -> MessageSummary:
-    """Summarise a raw RFC 5322 message. Never raises."""
-    headers = BytesHeaderParser(policy=policy.default).parsebytes(data)
-    sent_date = None
-    try:
-        parsed = email.utils.parsedate_to_datetime(_header(headers, "Date"))
-        if parsed is not None:
-            sent_date = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    except (TypeError, ValueError, IndexError):
-        sent_date = None
+    """Summarise a raw RFC 5322 message. Never raises.
+
+    Offsets in the part tree index `data` exactly as given, so the store must keep these
+    very bytes (see `canonical_line_endings` for CRLF normalisation before storing).
+    """
+    tree = parse_structure(data)
+    fields = split_fields(data, 0, header_end(data, 0, len(data)))
+    envelope = build_envelope(fields)
     return MessageSummary(
-        envelope=json.dumps(None),
-        bodystructure=json.dumps(None),
-        message_id=_header(headers, "Message-ID").strip(),
-        subject=_header(headers, "Subject"),
-        from_addr=_header(headers, "From"),
-        to_addr=_header(headers, "To"),
-        cc_addr=_header(headers, "Cc"),
-        sent_date=sent_date,
+        envelope=json.dumps(envelope),
+        bodystructure=json.dumps(tree, separators=(",", ":")),
+        message_id=(last_value(fields, "Message-ID") or "").strip()[:998],
+        subject=decoded(last_value(fields, "Subject")),
+        from_addr=decoded(last_value(fields, "From")),
+        to_addr=decoded(last_value(fields, "To")),
+        cc_addr=decoded(last_value(fields, "Cc")),
+        sent_date=_sent_date(last_value(fields, "Date")),
     )
+
+
+def _sent_date(value: str | None) -> dt.datetime | None:
+    """RFC 5322 §3.3 date-time as an aware UTC datetime; None when absent or unparseable."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def canonical_line_endings(data: bytes) -> bytes:
+    """RFC 5322 §2.1 / RFC 3501 §2.2: lines end in CRLF; bare LF becomes CRLF."""
+    return _BARE_LF.sub(b"\r\n", data)
+
+
+def envelope_wire(envelope_json: str) -> bytes:
+    """FETCH ENVELOPE bytes from the cached `MessageSummary.envelope` JSON."""
+    return envelope_bytes(json.loads(envelope_json))
+
+
+def bodystructure_wire(bodystructure_json: str, extensible: bool = True) -> bytes:
+    """FETCH BODYSTRUCTURE (extensible) or BODY (not) bytes from the cached part-tree JSON."""
+    return body_bytes(json.loads(bodystructure_json), extensible)
+
+
+__all__ = [
+    "MessageSummary",
+    "Section",
+    "SectionLocation",
+    "SectionSyntaxError",
+    "UnknownTransferEncoding",
+    "base_subject",
+    "binary_bytes",
+    "bodystructure_bytes",
+    "bodystructure_wire",
+    "canonical_line_endings",
+    "decode_binary",
+    "decoded",
+    "envelope_bytes",
+    "envelope_wire",
+    "locate",
+    "parse_section",
+    "parse_structure",
+    "partial",
+    "section_bytes",
+    "summarize",
+]
