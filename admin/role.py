@@ -11,10 +11,10 @@ import asyncio
 import logging
 import signal
 import socket
-import ssl
 
 import uvicorn
 
+from courriel import tls
 from courriel.admin.app import create_app
 from courriel.config import Config
 
@@ -23,23 +23,12 @@ log = logging.getLogger("courriel.admin")
 GRACEFUL_TIMEOUT = 5  # seconds for open requests at stop
 
 
-def _record_stop(signum, _frame) -> None:
-    log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-
-
 def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     sock = sockets.get("admin")
     if sock is None:
         log.info("admin listener disabled; nothing to serve")
         return 0
-    options: dict = {}
-    if not config.dev:
-        options = {
-            "ssl_certfile": str(config.path("tls", "certificate")),
-            "ssl_keyfile": str(config.path("tls", "private_key")),
-            "ssl_version": ssl.PROTOCOL_TLS_SERVER,
-        }
-    server = uvicorn.Server(uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(config),
         log_config=None,  # records go to the handler the role runner configured
         access_log=False,
@@ -47,12 +36,21 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
         lifespan="on",
-        **options,
-    ))
-    # uvicorn restores the previous handlers after its own and re-raises the signal it got:
-    # a Python handler here turns that re-raise into a log line instead of a kill.
+    )
+    server_config.load()
+    if not config.dev:
+        # Our context (TLS 1.2 minimum, the data directory's certificate), not uvicorn's defaults.
+        server_config.ssl = tls.server_context(config.path("tls", "certificate"), config.path("tls", "private_key"))
+    server = uvicorn.Server(server_config)
+
+    def request_stop(_signum, _frame) -> None:
+        server.should_exit = True
+
+    # Installed before uvicorn installs its own (a signal in between still stops the server),
+    # and restored by uvicorn when it stops: its re-raise of the signal then lands here
+    # instead of killing the process.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _record_stop)
+        signal.signal(signum, request_stop)
     sock.setblocking(False)
     asyncio.run(server.serve(sockets=[sock]))
     return 0 if server.started else 1

@@ -1,17 +1,23 @@
 """`courriel serve`: the dev profile end to end, start-up refusals, a role run alone with
 sockets handed over under the sd_listen_fds(3) convention, and the systemd units."""
 
+import asyncio
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 import serve_process
+import uvicorn
 from serve_process import (
     COURRIEL,
+    START_DEADLINE,
     STOP_DEADLINE,
     Served,
     admin_port,
@@ -21,7 +27,11 @@ from serve_process import (
     refused,
     serve,
     wait_healthy,
+    wait_until,
 )
+
+from courriel import config as config_mod
+from courriel.admin.app import create_app
 
 # Fixtures shared with test_supervisor.py.
 initialised_template = serve_process.initialised_template
@@ -135,3 +145,50 @@ def test_sysusers_and_tmpfiles_snippets():
         pytest.skip("systemd-sysusers is not installed")
     result = subprocess.run([tool, "--dry-run", str(sysusers)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr  # a malformed line exits 1
+
+
+def test_admin_role_outside_dev_serves_https_with_the_data_dir_certificate(served_data, tmp_path):
+    environ = listener_environ()
+    port = admin_port(environ)
+    argv = [str(COURRIEL), "serve", "--role", "admin", "--data", str(served_data)]  # production profile
+    served = Served(argv, environ, tmp_path / "role.log")
+    context = ssl.create_default_context(cafile=str(served_data / "tls" / "cert.pem"))
+    try:
+        response = wait_until(
+            lambda: _check_alive(served) and httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context, timeout=1),
+            START_DEADLINE, "/healthz over HTTPS")
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        with pytest.raises(httpx.HTTPError):  # no plaintext HTTP on the TLS port
+            http_get(port, "/healthz")
+    finally:
+        served.process.send_signal(signal.SIGTERM)
+        status = served.wait_exit(STOP_DEADLINE)
+    assert status == 0, served.log()
+
+
+def _check_alive(served: Served) -> bool:
+    if served.process.poll() is not None:
+        raise AssertionError(f"exited with {served.process.returncode}:\n{served.log()}")
+    return True
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(served_data, tmp_path):
+    """The app on a real socket, its database a file in a directory that does not exist."""
+    config = config_mod.load(served_data, dev=True,
+                             environ={"COURRIEL_DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/courriel.db"})
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None, access_log=False))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        assert wait_healthy(port).json() == {"status": "ok"}  # alive, but not ready
+        response = http_get(port, "/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert "missing" not in response.text  # no error detail leaks out
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STOP_DEADLINE)
+        sock.close()
+    assert not thread.is_alive()
