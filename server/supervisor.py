@@ -441,10 +441,14 @@ class Supervisor:
                 pass
 
     # ---- processes
+    def command(self, process: RoleProcess) -> list[str]:
+        """The command line that runs `process` (a role process reads its sockets from LISTEN_FDS)."""
+        return role_command(self.config, process.spec)
+
     def _start(self, process: RoleProcess) -> None:
         handed = [(name, self.sockets[name]) for name in process.spec.listeners if name in self.sockets]
         environ = dict(os.environ, PYTHONSAFEPATH="1")
-        process.pid = spawn(role_command(self.config, process.spec), environ, handed)
+        process.pid = spawn(self.command(process), environ, handed)
         process.started_at = time.monotonic()
         log.info("role started", extra={"role": process.label, "child_pid": process.pid,
                                         "listeners": ",".join(name for name, _ in handed) or "-"})

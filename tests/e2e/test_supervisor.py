@@ -116,3 +116,50 @@ def test_backoff_doubles_and_is_bounded():
     assert delays[1] == 2 * delays[0] and delays[2] == 4 * delays[0]
     assert max(delays) == supervisor.BACKOFF_MAX
     assert delays == sorted(delays)
+
+
+def _serve_test_roles(data, tmp_path, roles: str, stop_timeout: float | None = None):
+    environ = listener_environ()
+    environ["SERVE_TEST_ROLES"] = roles
+    argv = [sys.executable, str(SUPPORT / "serve_roles_table.py"), str(data)]
+    if stop_timeout is not None:
+        argv.append(str(stop_timeout))
+    return Served(argv, environ, tmp_path / "serve.log"), environ
+
+
+def test_role_ignoring_sigterm_is_killed_after_the_stop_timeout(served_data, tmp_path):
+    served, environ = _serve_test_roles(served_data, tmp_path, "stubborn", stop_timeout=1.0)
+    try:
+        wait_healthy(admin_port(environ), served)
+        wait_until(lambda: "stubborn role ignoring SIGTERM" in served.log(), 30, "the stubborn role")
+        children = descendants_of(served.pid)
+        started = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        status = served.wait_exit(STOP_DEADLINE)
+        elapsed = time.monotonic() - started
+    finally:
+        served.stop()
+    log = served.log()
+    assert status == 1, log  # a role had to be killed: not a clean stop
+    assert 1.0 <= elapsed < STOP_DEADLINE
+    assert "roles did not stop in time; killing them roles=stubborn" in log
+    assert "role stopped role=stubborn" in log and "killed by SIGKILL" in log
+    assert not [pid for pid in children if alive(pid)]
+
+
+def test_crashing_role_is_restarted_with_growing_delays(served_data, tmp_path):
+    served, environ = _serve_test_roles(served_data, tmp_path, "crashing")
+    try:
+        wait_healthy(admin_port(environ), served)
+        wait_until(lambda: served.log().count("role exited; restarting role=crashing") >= 3, 30,
+                   "three restarts of the crashing role")
+        served.process.send_signal(signal.SIGTERM)
+        status = served.wait_exit(STOP_DEADLINE)
+    finally:
+        served.stop()
+    log = served.log()
+    assert status == 0, log
+    delays = [line.split("restart_in=")[1].split()[0] for line in log.splitlines()
+              if "role exited; restarting role=crashing" in line]
+    assert delays[:3] == ["0.5s", "1s", "2s"]
+    assert "status=\"exit status 1\"" in log
