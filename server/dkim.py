@@ -231,7 +231,14 @@ def _text(value: bytes | None) -> str:
 
 def verify_all(message: bytes, resolver: Resolver, minimum_rsa_bits: int = 1024) -> tuple[DkimResult, ...]:
     """Verify every DKIM-Signature of `message`, top to bottom (dkimpy's `verify` checks one only)."""
-    verifier = dkimpy.DKIM(message, logger=_dkimpy_log, minkey=minimum_rsa_bits, timeout=resolver.timeout)
+    try:
+        verifier = dkimpy.DKIM(message, logger=_dkimpy_log, minkey=minimum_rsa_bits, timeout=resolver.timeout)
+    except (dkimpy.DKIMException, IndexError, ValueError):
+        # The header block itself is malformed: any signature in it cannot be evaluated.
+        head = re.split(rb"\r?\n\r?\n", message, maxsplit=1)[0]
+        if re.search(rb"(?im)^dkim-signature[ \t]*:", head):
+            return (DkimResult("permerror", "", "", "", "", "", "malformed message header"),)
+        return ()
     signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
     return tuple(_verify_one(verifier, idx, value, resolver) for idx, value in enumerate(signatures))
 

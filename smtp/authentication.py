@@ -129,6 +129,7 @@ def _a_label(domain: str) -> str | None:
 # ---------------------------------------------------------------------- SPF
 def check_spf(resolver: Resolver, client_ip: str, helo: str, mail_from: str) -> SpfVerdict:
     """RFC 7208 check_host() for MAIL FROM, or for postmaster@HELO when the reverse-path is null."""
+    mail_from = mail_from.strip().removeprefix("<").removesuffix(">")
     if mail_from:
         identity = "mailfrom"
         local, _, domain_part = mail_from.rpartition("@")
@@ -242,6 +243,8 @@ def evaluate_dmarc(
     except ValueError:
         pct = 100  # §6.3: a malformed pct is ignored
 
+    # §3.1.2: the SPF-authenticated domain; for the null reverse-path that is the HELO domain SPF
+    # checked (RFC 7208 §2.4), as the identity SPF actually authenticated.
     spf_aligned = spf_verdict.result == "pass" and aligned(spf_verdict.domain, from_domain, aspf)
     # §6.6.2 / LIBRARIES.md: DMARC passes if ANY aligned DKIM signature passes.
     dkim_aligned = any(r.result == "pass" and aligned(r.domain, from_domain, adkim) for r in dkim_results)

@@ -166,3 +166,6 @@ def test_unsigned_and_malformed_messages(dns_server, resolver):  # noqa: F811
     assert dkim.verify_all(missing_tags, resolver)[0].result == "permerror"
     with pytest.raises(ValueError):
         dkim.signature_field(b"Subject: no from\r\n\r\nbody\r\n", None)
+    bad_header = b"DKIM-Signature: v=1; d=example.org\r\nno colon here\r\n" + MESSAGE
+    assert [r.result for r in dkim.verify_all(bad_header, resolver)] == ["permerror"]
+    assert dkim.verify_all(b" leading continuation\r\n" + MESSAGE, resolver) == ()
