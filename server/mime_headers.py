@@ -341,7 +341,8 @@ def decode_words(value: str) -> str:
     Undecodable bytes become U+FFFD; unknown charsets fall back to UTF-8 then Latin-1.
     """
     with contextlib.suppress(Exception):  # unknown charset or broken word: decode piece by piece below
-        return str(email.header.make_header(email.header.decode_header(value)))
+        text = str(email.header.make_header(email.header.decode_header(value)))
+        return _plain_text(text) if _SURROGATES.search(text) else text
     try:
         chunks = email.header.decode_header(value)
     except Exception:
@@ -349,7 +350,10 @@ def decode_words(value: str) -> str:
     out = []
     for chunk, charset in chunks:
         out.append(_plain_text(chunk) if isinstance(chunk, str) else _decode_charset(chunk, charset))
-    return " ".join(out)
+    return "".join(out)
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 def _decode_charset(raw: bytes, charset: str | None) -> str:
