@@ -51,6 +51,11 @@ class ExpectedRecord:
     purpose: str
     strings: tuple[str, ...] = field(default=())  # TXT only: the ≤255-octet character-strings
 
+    def relative_name(self, domain: str) -> str:
+        """The name as DNS hosting panels want it: "@" for the domain itself, else the prefix."""
+        apex = to_a_label(domain) + "."
+        return "@" if self.name == apex else self.name.removesuffix("." + apex)
+
     @property
     def zone_value(self) -> str:
         if self.rtype == "TXT":

@@ -98,10 +98,15 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
         port = int(rest[1:]) if rest.startswith(":") else 53
     elif spec.count(":") == 1:
         host, _, port_text = spec.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"[dns] nameservers: bad port in {spec!r}")
         port = int(port_text)
     else:
         host, port = spec, 53
-    ipaddress.ip_address(host)  # name servers are addresses: raises ValueError otherwise
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"[dns] nameservers: {spec!r} is not an IP address with an optional :port") from None
     if not 0 < port < 65536:
         raise ValueError(f"bad port in name server {spec!r}")
     return host, port

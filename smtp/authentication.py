@@ -351,7 +351,9 @@ def authenticate(
     spf_verdict = check_spf(resolver, client_ip, helo, mail_from)
     dkim_results = verify_all(message, resolver)
     dmarc_verdict = evaluate_dmarc(resolver, message, spf_verdict, dkim_results, rng)
-    return Verdict(authserv_id.lower(), spf_verdict, dkim_results, dmarc_verdict)
+    # RFC 8601 §2.5: the authserv-id is a domain name; published as an A-label so the field stays ASCII.
+    authserv = _a_label(authserv_id) or authserv_id.encode("ascii", "replace").decode("ascii").lower()
+    return Verdict(authserv, spf_verdict, dkim_results, dmarc_verdict)
 
 
 async def authenticate_async(message: bytes, **kwargs) -> Verdict:

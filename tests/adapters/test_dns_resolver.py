@@ -42,8 +42,10 @@ def test_nameserver_specs():
     assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_nameserver("[::1]:5353") == ("::1", 5353)
     assert parse_nameserver("::1") == ("::1", 53)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an IP address"):
         parse_nameserver("dns.example:53")
+    with pytest.raises(ValueError, match="bad port"):
+        parse_nameserver("127.0.0.1:dns")
     with pytest.raises(ValueError):
         parse_nameserver("127.0.0.1:0")
 

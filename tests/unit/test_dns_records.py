@@ -55,6 +55,8 @@ def test_basic_records_for_several_domains(domain):
     assert by_name(records, "CNAME", f"autoconfig.{apex}").value == "mx.host.example."
     assert by_name(records, "CNAME", f"autodiscover.{apex}").value == "mx.host.example."
     assert all(r.purpose for r in records)
+    assert by_name(records, "MX", apex).relative_name(domain) == "@"
+    assert by_name(records, "TXT", f"_dmarc.{apex}").relative_name(domain) == "_dmarc"
     assert not [r for r in records if "_mta-sts" in r.name or "_smtp._tls" in r.name]
 
 
