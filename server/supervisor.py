@@ -15,8 +15,8 @@ Processes: the supervisor forks and execs `python -m courriel.cli.serve --role N
 each available role (see `courriel.roles`), in its own process group (a terminal's Ctrl-C
 reaches the supervisor only, which forwards SIGTERM) and with a parent-death signal (a
 supervisor killed with SIGKILL does not leave roles behind). A role that exits while the
-supervisor is not stopping is restarted after an exponential backoff. SIGTERM or SIGINT
-(any number of times: handling is idempotent) stop every role with SIGTERM, wait
+supervisor is not stopping is restarted after an exponential backoff. SIGTERM, SIGINT or
+SIGHUP (any number of times: handling is idempotent) stop every role with SIGTERM, wait
 `stop_timeout` seconds, then SIGKILL what is left.
 
 Security: reads the operator's configuration and environment only; never logs the
@@ -422,7 +422,7 @@ class Supervisor:
         self._wake_write.setblocking(False)
         signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
         for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
-                                (signal.SIGCHLD, lambda *_: None)):
+                                (signal.SIGHUP, self._on_stop_signal), (signal.SIGCHLD, lambda *_: None)):
             self._previous_handlers[signum] = signal.signal(signum, handler)
 
     def _restore_signals(self) -> None:
@@ -547,6 +547,9 @@ def run_role(config: config_mod.Config, spec: RoleSpec) -> int:
         log.info("role running", extra={"role": spec.name, "listeners": ",".join(
             f"{name}={_address(sock)}" for name, sock in sockets.items()) or "-"})
         status = run(config, sockets)
+    except Exception:
+        log.exception("role failed", extra={"role": spec.name})
+        return EXIT_FAILURE
     finally:
         for sock in sockets.values():
             sock.close()

@@ -163,3 +163,24 @@ def test_crashing_role_is_restarted_with_growing_delays(served_data, tmp_path):
               if "role exited; restarting role=crashing" in line]
     assert delays[:3] == ["0.5s", "1s", "2s"]
     assert "status=\"exit status 1\"" in log
+
+
+def test_roles_do_not_outlive_a_supervisor_killed_with_sigkill(served_data, tmp_path):
+    environ = listener_environ()
+    port = admin_port(environ)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    children: list[int] = []
+    try:
+        wait_healthy(port, served)
+        children = descendants_of(served.pid)
+        assert children
+        serve_process.kill_quietly(served.pid)
+        served.wait_exit(STOP_DEADLINE)
+        # The parent-death signal (SIGTERM) stops each role cleanly.
+        wait_until(lambda: not [pid for pid in children if alive(pid)], STOP_DEADLINE, "orphaned roles to stop")
+        assert refused(port)
+    finally:
+        for pid in children:
+            if alive(pid):
+                serve_process.kill_quietly(pid)
+        served.stop()
