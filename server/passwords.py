@@ -296,6 +296,7 @@ class PasswordHasher:
 
     def __init__(self, memory_kib: int = DEFAULT_MEMORY_KIB, time_cost: int = DEFAULT_TIME_COST):
         self._scheme = argon2.using(type="ID", memory_cost=memory_kib, rounds=time_cost, parallelism=1)
+        self._dummy_hash: str | None = None
 
     @classmethod
     def from_config(cls, config) -> PasswordHasher:
@@ -303,6 +304,14 @@ class PasswordHasher:
 
     def hash(self, password: str) -> str:
         return self._scheme.hash(password)
+
+    def verify_nothing(self, password: str) -> bool:
+        """Spend the time of one verification and fail: used for unknown accounts so that
+        response times do not tell which accounts exist."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self._scheme.hash(secrets.token_urlsafe(16))
+        self._scheme.verify(password[:MAX_LENGTH], self._dummy_hash)
+        return False
 
     def verify(self, password: str, stored_hash: str | None) -> bool:
         """True when `password` matches `stored_hash` (ours or an imported Dovecot hash)."""
