@@ -21,9 +21,24 @@ from courriel.dns.records import (
 )
 
 TOKEN = "tok3n-abcdefgh"
+# A real RSA-4096 SubjectPublicKeyInfo (generating one takes seconds).
+RSA_4096_PUBLIC_KEY = (
+    "MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEAo3/UbhxYK6wi3IKaefPuzLJAgk7oZc+gf3okGYrM3mzI/0ieBKwN0+IC"
+    "OqVXWS1wftp26vHrExJaPDOCzhJSRtxSPS8XlzT95jeT7ncows9fGyQXrc3Zd8rYbt+wgVWVEeCEvvs4S7B4T/ihlUP0N60UNj0g"
+    "pm8gUF0ETHejQLct7SGfDDneHzBhRtuZ/HowVesQEsj/dKVZxVprIjaKX3TrB4Y9juTk1IrRP+izK0STu2SQAaVSPHd5XpbJSBDb"
+    "EpcKd8NCy5Xz7ZFYpvn8mIiOOhVa4YR29vs6fERApjuO+6omUXhtUodYAvXtkdjSPq/eZs+bUAaiik5divVPRXfbleAYn7l8Xjsb"
+    "SAjOPr+WneRq/L1REuoY7hMcnc0VYFuZZjXBEFo6bXN2YkhV5ne8sS+vlDmei3BmBF/U/rKti7edxiXi6osYm0jrS8v+ZNAcNtCy"
+    "0qNCvkeJ7Osa+WhqApK1a7f0c1mDOnj24j21vyWHxwH/9Tt2ixtOxTrYFT41ztgu6fY9b2HKOXQabsY4Yhqt5wzLA7toDOtkzV4g"
+    "PVxXPbuwx8mokTzeu0rfgqkPYnb7q6HD+xwc8A80E/6xL2zt1NFCSxzQH4MBItRjb9sy/2ZHZDa4SQNkg4xlisEjjGnaFBB06re5"
+    "/0pp4FsMCFwbbduMfgyBjle/5pUCAwEAAQ=="
+)
 
 
 def rsa_public_key(bits: int) -> str:
+    if bits == 4096:
+        der = base64.b64decode(RSA_4096_PUBLIC_KEY)
+        assert serialization.load_der_public_key(der).key_size == 4096
+        return RSA_4096_PUBLIC_KEY
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(der).decode()
