@@ -24,7 +24,8 @@ def _fault_point_off(name: str) -> None:
     return None
 
 
-def _make_fault_point(spec: str):
+def make_fault_point(spec: str):
+    """A fault point function armed for `<point>` or `<point>:<n>` (tests arm forked children with it)."""
     point, _, count = spec.partition(":")
     remaining = [int(count) if count.isdigit() else 1]
 
@@ -39,7 +40,7 @@ def _make_fault_point(spec: str):
 
 
 # Decided once at import: production processes get the no-op.
-fault_point = _make_fault_point(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else _fault_point_off
+fault_point = make_fault_point(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else _fault_point_off
 
 
 def fsync_dir(path: Path) -> None:
