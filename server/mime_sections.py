@@ -17,7 +17,6 @@ by the tree, and a missing part yields empty content (as Dovecot answers), never
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass, field
@@ -195,27 +194,68 @@ def decode_binary(content: bytes, node: dict | None, whole_message: bool = False
     can only be an identity one). Raises UnknownTransferEncoding for encodings other than
     7bit/8bit/binary/base64/quoted-printable.
     """
-    if node is None or whole_message or "parts" in node or "message" in node:
-        return content
-    encoding = (node.get("encoding") or "7bit").strip().lower()
-    if encoding in ("7bit", "8bit", "binary", ""):
-        return content
-    if encoding == "base64":
-        return _decode_base64(content)
-    if encoding == "quoted-printable":
-        return binascii.a2b_qp(content)
-    raise UnknownTransferEncoding(encoding)
+    decoder = BinaryDecoder(node, whole_message)
+    return decoder.feed(content) + decoder.finish()
+
+
+_NOT_BASE64 = bytes(byte for byte in range(256)
+                    if byte not in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 def _decode_base64(content: bytes) -> bytes:
-    """RFC 2045 §6.8: characters outside the alphabet are ignored; bad padding tolerated."""
-    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", content)
-    cleaned = cleaned[: len(cleaned) - len(cleaned) % 4] if len(cleaned) % 4 == 1 else cleaned
-    cleaned += b"=" * (-len(cleaned) % 4)
-    try:
-        return base64.b64decode(cleaned)
-    except binascii.Error:
-        return b""
+    """RFC 2045 §6.8: characters outside the alphabet are ignored, the data ends at the
+    first "=" (padding), and a dangling last character is dropped."""
+    padding = content.find(b"=")
+    if padding >= 0:
+        content = content[:padding]
+    payload = content.translate(None, _NOT_BASE64)
+    if len(payload) % 4 == 1:
+        payload = payload[:-1]
+    return binascii.a2b_base64(payload + b"=" * (-len(payload) % 4))
+
+
+class BinaryDecoder:
+    """Incremental BINARY decoding of a part read in chunks (large attachments are streamed).
+
+    `feed(chunk)` returns the decoded bytes available so far and `finish()` the rest;
+    the concatenation equals `decode_binary` of the whole content.
+    """
+
+    def __init__(self, node: dict | None, whole_message: bool = False):
+        encoding = "7bit" if node is None or whole_message or "parts" in node or "message" in node else (
+            (node.get("encoding") or "7bit").strip().lower())
+        if encoding in ("", "7bit", "8bit", "binary"):
+            encoding = "identity"
+        elif encoding not in ("base64", "quoted-printable"):
+            raise UnknownTransferEncoding(encoding)
+        self.encoding = encoding
+        self._pending = b""
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.encoding == "identity":
+            return chunk
+        buffer = self._pending + chunk
+        if self.encoding == "quoted-printable":
+            cut = buffer.rfind(b"\n") + 1  # decode whole lines only: "=" may end a chunk
+            self._pending = buffer[cut:]
+            return binascii.a2b_qp(buffer[:cut])
+        if self._done:
+            return b""
+        padding = buffer.find(b"=")
+        if padding >= 0:  # the end of the data: what follows is ignored
+            self._done, self._pending = True, b""
+            return _decode_base64(buffer[:padding])
+        payload = buffer.translate(None, _NOT_BASE64)
+        cut = len(payload) - len(payload) % 4
+        self._pending = payload[cut:]
+        return binascii.a2b_base64(payload[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        if not rest or self.encoding == "identity":
+            return rest
+        return binascii.a2b_qp(rest) if self.encoding == "quoted-printable" else _decode_base64(rest)
 
 
 def binary_bytes(data: bytes, tree: dict, part: tuple[int, ...]) -> bytes:

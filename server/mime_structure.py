@@ -45,7 +45,10 @@ from courriel.mime_headers import (
 MAX_DEPTH = 64  # nesting levels of multipart / message/rfc822
 MAX_PARTS = 10_000  # parts in one message
 
-_ENCAPSULATING = {("message", "rfc822"), ("message", "global")}
+# RFC 3501 §7.4.2: only message/rfc822 carries an encapsulated envelope and body. RFC 9051
+# adds message/global, but an IMAP4rev1 client cannot parse that form, and Dovecot reports
+# message/global as a leaf too, so it stays one here.
+_ENCAPSULATING = {("message", "rfc822")}
 
 
 class _Budget:

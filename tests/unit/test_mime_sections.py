@@ -6,13 +6,17 @@ were checked against Dovecot 2.3 (tests/interop/test_mime_vs_dovecot.py compares
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from courriel import mime
 from courriel.mime_sections import (
+    BinaryDecoder,
     Section,
     SectionSyntaxError,
     UnknownTransferEncoding,
@@ -174,3 +178,28 @@ def test_binary_of_identity_encodings_and_lenient_base64():
     assert decode_binary(b"SGVsbG8", {"encoding": "base64"}) == b"Hello"
     assert decode_binary(b"a=3D=\r\nb", {"encoding": "quoted-printable"}) == b"a=b"
     assert decode_binary(b"a=\nb", {"encoding": "quoted-printable"}) == b"ab"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(min_value=0, max_value=300), max_size=6),
+       st.sampled_from(["base64", "quoted-printable", "7bit"]))
+def test_streamed_binary_equals_whole(content, cuts, encoding):
+    node = {"encoding": encoding}
+    if encoding == "base64":
+        content = base64.encodebytes(content) + content[:3]  # valid data, then noise after it
+    decoder = BinaryDecoder(node)
+    pieces, last = [], 0
+    for cut in sorted(cuts):
+        pieces.append(decoder.feed(content[last:cut]))
+        last = max(last, cut)
+    pieces.append(decoder.feed(content[last:]))
+    pieces.append(decoder.finish())
+    assert b"".join(pieces) == decode_binary(content, node)
+
+
+def test_streamed_base64_of_a_large_part():
+    payload = bytes(range(256)) * 4000
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    decoder = BinaryDecoder({"encoding": "base64"})
+    out = b"".join(decoder.feed(encoded[i:i + 8191]) for i in range(0, len(encoded), 8191)) + decoder.finish()
+    assert out == payload

@@ -248,3 +248,16 @@ def test_summary_of_garbage_date_and_eight_bit_subject():
     summary = mime.summarize(b"Date: yesterday-ish\r\nSubject: caf\xe9\r\n\r\n")
     assert summary.sent_date is None
     assert summary.subject == "café"
+
+
+def test_message_global_is_reported_as_a_leaf():
+    # RFC 3501 grammar has no encapsulated form for message/global (Dovecot agrees).
+    tree = parse_structure(b"Content-Type: message/global\r\n\r\nSubject: g\r\n\r\nbody\r\n")
+    assert body_bytes(tree) == b'("message" "global" NIL NIL NIL "7bit" 20 NIL NIL NIL NIL)'
+
+
+def test_top_level_message_rfc822():
+    data = b"Content-Type: message/rfc822\r\n\r\nSubject: top\r\n\r\ntop body\r\n"
+    assert body_bytes(parse_structure(data)) == (
+        b'("message" "rfc822" NIL NIL NIL "7bit" 26 (NIL "top" NIL NIL NIL NIL NIL NIL NIL NIL) '
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)')
