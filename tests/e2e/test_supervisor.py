@@ -128,7 +128,7 @@ def _serve_test_roles(data, tmp_path, roles: str, stop_timeout: float | None = N
 
 
 def test_role_ignoring_sigterm_is_killed_after_the_stop_timeout(served_data, tmp_path):
-    served, environ = _serve_test_roles(served_data, tmp_path, "stubborn", stop_timeout=1.0)
+    served, environ = _serve_test_roles(served_data, tmp_path, "stubborn", stop_timeout=2.0)
     try:
         wait_healthy(admin_port(environ), served)
         wait_until(lambda: "stubborn role ignoring SIGTERM" in served.log(), 30, "the stubborn role")
@@ -141,8 +141,9 @@ def test_role_ignoring_sigterm_is_killed_after_the_stop_timeout(served_data, tmp
         served.stop()
     log = served.log()
     assert status == 1, log  # a role had to be killed: not a clean stop
-    assert 1.0 <= elapsed < STOP_DEADLINE
-    assert "roles did not stop in time; killing them roles=stubborn" in log
+    assert 2.0 <= elapsed < STOP_DEADLINE
+    (line,) = [line for line in log.splitlines() if "roles did not stop in time; killing them" in line]
+    assert "stubborn" in line.split("roles=")[1].split()[0].split(",")  # (admin too, on a slow machine)
     assert "role stopped role=stubborn" in log and "killed by SIGKILL" in log
     assert not [pid for pid in children if alive(pid)]
 
