@@ -31,7 +31,9 @@ from serve_process import (
 )
 
 from courriel import config as config_mod
+from courriel import schema, supervisor
 from courriel.admin.app import create_app
+from courriel.db import Database
 
 # Fixtures shared with test_supervisor.py.
 initialised_template = serve_process.initialised_template
@@ -192,3 +194,39 @@ def test_readyz_is_503_when_the_database_is_unreachable(served_data, tmp_path):
         thread.join(timeout=STOP_DEADLINE)
         sock.close()
     assert not thread.is_alive()
+
+
+def test_serve_upgrades_the_schema_at_start(served_data, tmp_path):
+    (served_data / "courriel.db").unlink()
+    (served_data / "courriel.db").touch()  # an empty database: no schema at all
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        assert http_get(admin_port(environ), "/readyz").status_code == 200
+        database = Database(config_mod.load(served_data, dev=True).database_url)
+        try:
+            assert schema.current_revision(database) == schema.head_revision()
+        finally:
+            database.dispose()
+        assert f"database schema upgraded revision={schema.head_revision()}" in served.log()
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_bind_listener_ipv6_literal_is_an_ipv6_socket():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support")
+    try:
+        sock = supervisor.bind_listener("admin", "::1", 0)
+    except supervisor.ServeError as exc:
+        pytest.skip(f"IPv6 loopback unavailable: {exc}")
+    with sock:
+        assert sock.family == socket.AF_INET6
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+        assert sock.getsockname()[0] == "::1"
+    with supervisor.bind_listener("admin", "127.0.0.1", 0) as sock:
+        assert sock.family == socket.AF_INET
+        with pytest.raises(supervisor.ServeError, match=r"cannot listen for mx on 127\.0\.0\.1:\d+"):
+            supervisor.bind_listener("mx", "127.0.0.1", sock.getsockname()[1])
