@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from courriel import config as config_mod
 from courriel import durable, passwords, schema, tls
+from courriel.admin import services
 from courriel.db import Database
 from courriel.models import Role, User
 
@@ -68,12 +69,14 @@ def initialise(data_dir: Path, hostname: str | None = None) -> InitResult:
 
 
 def _ensure_admin(db: Database, config: config_mod.Config) -> str | None:
-    """Create the first admin account when no admin exists; return its password once."""
-    with db.write() as session:
+    """Create the first admin account when no admin exists; return its password once.
+
+    The account is made by the registry service layer, the only writer of registry tables."""
+    with db.read() as session:
         if session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)) is not None:
             return None
-        password = passwords.generate()
-        hasher = passwords.PasswordHasher.from_config(config)
-        session.add(User(name=ADMIN_NAME, display_name="Administrator", role=Role.ADMIN,
-                         password_hash=hasher.hash(password)))
-        return password
+    _account, password = services.add_user(
+        db, passwords.PasswordHasher.from_config(config), passwords.PasswordPolicy.from_config(config), ADMIN_NAME,
+        role=Role.ADMIN, display_name="Administrator",
+    )
+    return password
