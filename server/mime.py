@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from courriel.mime_envelope import build_envelope, envelope_bytes
-from courriel.mime_headers import header_end, last_value, split_fields
+from courriel.mime_headers import header_end, last_value, readable_text, split_fields
 from courriel.mime_sections import (
     Section,
     SectionLocation,
@@ -65,7 +65,7 @@ def summarize(data: bytes) -> MessageSummary:
     return MessageSummary(
         envelope=json.dumps(envelope),
         bodystructure=json.dumps(tree, separators=(",", ":")),
-        message_id=(last_value(fields, "Message-ID") or "").strip()[:998],
+        message_id=readable_text(last_value(fields, "Message-ID") or "").strip()[:998],
         subject=decoded(last_value(fields, "Subject")),
         from_addr=decoded(last_value(fields, "From")),
         to_addr=decoded(last_value(fields, "To")),

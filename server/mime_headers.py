@@ -342,14 +342,14 @@ def decode_words(value: str) -> str:
     """
     with contextlib.suppress(Exception):  # unknown charset or broken word: decode piece by piece below
         text = str(email.header.make_header(email.header.decode_header(value)))
-        return _plain_text(text) if _SURROGATES.search(text) else text
+        return readable_text(text) if _SURROGATES.search(text) else text
     try:
         chunks = email.header.decode_header(value)
     except Exception:
-        return _plain_text(value)
+        return readable_text(value)
     out = []
     for chunk, charset in chunks:
-        out.append(_plain_text(chunk) if isinstance(chunk, str) else _decode_charset(chunk, charset))
+        out.append(readable_text(chunk) if isinstance(chunk, str) else _decode_charset(chunk, charset))
     return "".join(out)
 
 
@@ -358,7 +358,7 @@ _SURROGATES = re.compile("[\udc80-\udcff]")
 
 def _decode_charset(raw: bytes, charset: str | None) -> str:
     if charset in (None, "unknown-8bit"):
-        return _plain_text(raw.decode("ascii", TEXT_ERRORS))
+        return readable_text(raw.decode("ascii", TEXT_ERRORS))
     try:
         return raw.decode(charset, "replace")
     except (LookupError, ValueError):
@@ -368,7 +368,7 @@ def _decode_charset(raw: bytes, charset: str | None) -> str:
             return raw.decode("latin-1")
 
 
-def _plain_text(text: str) -> str:
+def readable_text(text: str) -> str:
     """Text whose 8-bit bytes are escaped surrogates: UTF-8 if valid, else Latin-1."""
     raw = text.encode("utf-8", TEXT_ERRORS)
     try:

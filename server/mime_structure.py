@@ -34,8 +34,8 @@ import re
 from courriel.mime_envelope import build_envelope, envelope_bytes, imap_string
 from courriel.mime_headers import (
     HeaderField,
+    first_value,
     header_end,
-    last_value,
     parse_content_type,
     parse_disposition,
     parse_language,
@@ -58,14 +58,29 @@ class _Budget:
 
 def parse_structure(data: bytes) -> dict:
     """The part tree of a whole message (see the module docstring). Never raises."""
-    return _parse_part(data, 0, len(data), ("text", "plain"), 0, _Budget())
+    return _parse_part(data, 0, len(data), ("text", "plain"), False, 0, _Budget())
 
 
-def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], depth: int, budget: _Budget) -> dict:
+def _mime_fields(fields: list[HeaderField], in_multipart: bool) -> list[HeaderField]:
+    """The Content-* fields that apply to an entity.
+
+    RFC 2045 §4: an entity is MIME when it is a body part of a multipart or has a
+    MIME-Version field; like Dovecot we also accept a Content-Type field alone. The
+    Content-* fields of a non-MIME entity are ignored (it is text/plain, 7bit).
+    """
+    names = {field.name.lower() for field in fields}
+    if in_multipart or "mime-version" in names or "content-type" in names:
+        return [field for field in fields if field.name.lower().startswith("content-")]
+    return []
+
+
+def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], in_multipart: bool, depth: int,
+                budget: _Budget) -> dict:
     budget.parts += 1
     body_start = header_end(data, start, end)
-    fields = split_fields(data, start, body_start)
-    content_type = parse_content_type(last_value(fields, "Content-Type"))
+    # Content-* fields: the first of a repeated field is used (as Dovecot does).
+    fields = _mime_fields(split_fields(data, start, body_start), in_multipart)
+    content_type = parse_content_type(first_value(fields, "Content-Type"))
     if content_type is None:
         # RFC 2045 §5.2: absent or unusable Content-Type means text/plain; charset=us-ascii
         # (or message/rfc822 inside multipart/digest, RFC 2046 §5.1.5).
@@ -80,14 +95,14 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], dep
         "type": maintype,
         "subtype": subtype,
         "params": [list(param) for param in params],
-        "id": last_value(fields, "Content-ID"),
-        "description": last_value(fields, "Content-Description"),
-        "encoding": last_value(fields, "Content-Transfer-Encoding") or "7bit",
+        "id": first_value(fields, "Content-ID"),
+        "description": first_value(fields, "Content-Description"),
+        "encoding": first_value(fields, "Content-Transfer-Encoding") or "7bit",
         "size": end - body_start,
-        "md5": last_value(fields, "Content-MD5"),
+        "md5": first_value(fields, "Content-MD5"),
         "disposition": _disposition(fields),
-        "language": parse_language(last_value(fields, "Content-Language")),
-        "location": last_value(fields, "Content-Location"),
+        "language": parse_language(first_value(fields, "Content-Language")),
+        "location": first_value(fields, "Content-Location"),
         "offsets": [start, body_start, end],
     }
     if node["encoding"]:
@@ -99,15 +114,20 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], dep
         ranges, end = _split_multipart(data, body_start, end, boundary) if boundary and can_nest else ([], end)
         node["size"] = end - body_start
         node["offsets"][2] = end
-        parts = [_parse_part(data, s, e, child_default, depth + 1, budget) for s, e in ranges]
+        parts = [_parse_part(data, s, e, child_default, True, depth + 1, budget) for s, e in ranges]
         if not parts:
             # A multipart without a usable boundary or without parts still has one part
             # (RFC 3501 BODYSTRUCTURE needs 1*body): an empty text/plain, as Dovecot reports.
             parts = [_empty_part(end)]
         node["parts"] = parts
     elif kind in _ENCAPSULATING and can_nest:
-        inner = _parse_part(data, body_start, end, ("text", "plain"), depth + 1, budget)
+        inner = _parse_part(data, body_start, end, ("text", "plain"), False, depth + 1, budget)
         end = inner["offsets"][2]  # may have grown by a close delimiter's line ending
+        if end < len(data) and not _header_terminated(data, body_start, inner["offsets"][1]):
+            # The encapsulated header runs to the end of the part (no blank line): the line
+            # ending the enclosing multipart took for its delimiter also ends this header,
+            # and, like Dovecot, we count it in this part's body.
+            end += 2 if data.startswith(b"\r\n", end) else 1 if data.startswith(b"\n", end) else 0
         node["size"] = end - body_start
         node["offsets"][2] = end
         inner_fields = split_fields(data, body_start, inner["offsets"][1])
@@ -116,6 +136,12 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], dep
     elif kind[0] == "text":
         node["lines"] = data.count(b"\n", body_start, end)
     return node
+
+
+def _header_terminated(data: bytes, start: int, body_start: int) -> bool:
+    """Whether the header block data[start:body_start] ends with its blank line."""
+    block_tail = data[max(start, body_start - 3):body_start]
+    return data[start:body_start] in (b"\r\n", b"\n") or block_tail.endswith((b"\n\r\n", b"\n\n"))
 
 
 def _empty_part(at: int) -> dict:
@@ -127,7 +153,7 @@ def _empty_part(at: int) -> dict:
 
 
 def _disposition(fields: list[HeaderField]) -> list | None:
-    parsed = parse_disposition(last_value(fields, "Content-Disposition"))
+    parsed = parse_disposition(first_value(fields, "Content-Disposition"))
     if parsed is None:
         return None
     kind, params = parsed
