@@ -355,6 +355,17 @@ class RoleProcess:
         return self.spec.name if self.worker == 0 else f"{self.spec.name}.{self.worker}"
 
 
+def _forget_metrics(pid: int) -> None:
+    """prometheus-client multiprocess mode keeps a dead process's gauges until told (LIBRARIES.md)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        try:
+            multiprocess.mark_process_dead(pid)
+        except OSError as exc:
+            log.warning("cannot clear the metrics of an exited role", extra={"child_pid": pid, "error": str(exc)})
+
+
 def describe_status(status: int) -> str:
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
@@ -465,6 +476,7 @@ class Supervisor:
             if process is None:
                 continue
             process.pid = None
+            _forget_metrics(pid)
             now = time.monotonic()
             if self.stop_signal is not None:
                 log.info("role stopped", extra={"role": process.label, "child_pid": pid,
@@ -489,6 +501,8 @@ class Supervisor:
         self._install_signals()
         try:
             self.processes = self.plan()
+            if not self.processes:
+                raise ServeError("no role to run: every role is missing or has all its listeners disabled")
             self.bind()
             log.info("supervisor started", extra={
                 "roles": ",".join(p.label for p in self.processes) or "-", "dev": self.config.dev})

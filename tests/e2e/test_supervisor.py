@@ -185,3 +185,13 @@ def test_roles_do_not_outlive_a_supervisor_killed_with_sigkill(served_data, tmp_
             if alive(pid):
                 serve_process.kill_quietly(pid)
         served.stop()
+
+
+def test_supervisor_with_no_role_to_run_is_an_error(served_data, tmp_path):
+    environ = listener_environ()
+    environ["SERVE_TEST_SHIPPED"] = "0"  # only the role whose module is missing
+    served = Served([sys.executable, str(SUPPORT / "serve_roles_table.py"), str(served_data)],
+                    environ, tmp_path / "serve.log")
+    assert served.wait_exit(STOP_DEADLINE) == 1
+    assert "no role to run" in served.log()
+    assert not (served_data / "run" / "courriel.pid").exists()
