@@ -327,8 +327,10 @@ class Store:
         """Write the body (unless it is an existing blob id) and summarise it, outside any transaction."""
         if isinstance(content, int) and not isinstance(content, bool):
             blob = self.blobs.lookup(content)
-            with self.blobs.open(content) as handle:
-                data = handle.read()
+            try:
+                data = self.blobs.path_of(blob.path).read_bytes()
+            except FileNotFoundError:
+                raise StoreError(f"blob {content} has no file") from None
             return None, content, _summary_values(data), blob.size
         pending = self.blobs.write_temp(content)
         try:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from store_child import drain, fork_child
 from store_fixtures import blob_files, blobs, make_mailbox, refcount_problems, store
 
@@ -66,8 +65,13 @@ def recover(db, blobs):
     return blobs.collect(grace_seconds=0)
 
 
-@pytest.mark.parametrize("point", ACCEPT_POINTS)
-def test_crash_during_accept(db, data_dir, blobs, store, point):
+def test_crash_during_accept(db, data_dir, blobs, store):
+    for point in ACCEPT_POINTS:
+        check_crash_during_accept(db, data_dir, blobs, store, point)
+
+
+def check_crash_during_accept(db, data_dir, blobs, store, point):
+    assert spool.list_entries(db) == []
     mailbox_id = make_mailbox(db)
     result = run_child(db.url, data_dir, mailbox_id, "accept", 5, f"{point}:{CRASH_AT}")
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
@@ -92,16 +96,21 @@ def test_crash_during_accept(db, data_dir, blobs, store, point):
     finished = io.StringIO()
     drain(db, store, finished)
     assert sorted(finished.getvalue().split()) == sorted(ids)
+    inbox = store.get_folder(mailbox_id, "INBOX")
     with db.read() as session:
-        subjects = [m.subject for m in session.query(Message)]
+        subjects = [m.subject for m in session.query(Message).filter_by(folder_id=inbox.id)]
     assert len(subjects) == len(set(subjects)) == len(ids)
     assert spool.list_entries(db) == []
     recover(db, blobs)
     assert_consistent(db, blobs)
 
 
-@pytest.mark.parametrize("point", DELIVER_POINTS)
-def test_crash_during_deliver(db, data_dir, blobs, store, point):
+def test_crash_during_deliver(db, data_dir, blobs, store):
+    for point in DELIVER_POINTS:
+        check_crash_during_deliver(db, data_dir, blobs, store, point)
+
+
+def check_crash_during_deliver(db, data_dir, blobs, store, point):
     mailbox_id = make_mailbox(db)
     result = run_child(db.url, data_dir, mailbox_id, "deliver", 5, f"{point}:{CRASH_AT}")
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]

@@ -1,6 +1,6 @@
 """A child process for the store's concurrency and crash tests.
 
-Usage: python store_child.py <db-url> <data-dir> <mailbox-id> <count> <deliver|accept|drain>
+Usage: python store_child.py <db-url> <data-dir> <mailbox-id> <count> <deliver|deliver-blob:<id>|accept|drain>
 
 Delivers (or spools) `count` messages and prints one line per acknowledged message, flushed at
 once, *after* the call returned: `<uid> <tag>` for deliveries, `<queue id> <tag>` for accepts.
@@ -65,6 +65,9 @@ def run(url: str, data_dir: Path, mailbox_id: int, count: int, mode: str, out) -
     for n in range(count):
         if mode == "deliver":
             delivered = store.deliver(mailbox_id, message(tag, n))
+            out.write(f"{delivered.uid} {tag}.{n}\n")
+        elif mode.startswith("deliver-blob:"):  # the queue's local delivery of a spooled body
+            delivered = store.deliver(mailbox_id, int(mode.partition(":")[2]))
             out.write(f"{delivered.uid} {tag}.{n}\n")
         elif mode == "accept":
             envelope = spool.Envelope(sender="child@example.net",
