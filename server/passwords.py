@@ -195,6 +195,15 @@ def _crypt(handler):
     return check
 
 
+def _bcrypt(password: str, body: str) -> bool:
+    """BLF-CRYPT: bcrypt reads at most 72 bytes, and Dovecot hashed only those; bcrypt 5
+    refuses longer input, so cut it the way the hash was made."""
+    try:
+        return bcrypt.verify(password.encode("utf-8")[:72], body)
+    except (ValueError, TypeError):
+        return False
+
+
 def _pbkdf2(password: str, body: str) -> bool:
     """Dovecot PBKDF2: `$1$<salt>$<rounds>$<hex PBKDF2-HMAC-SHA1>` (RFC 8018 §5.2)."""
     parts = body.split("$")
@@ -234,7 +243,7 @@ _TEXT_SCHEMES = {
     "SHA256-CRYPT": _crypt(sha256_crypt),
     "MD5-CRYPT": _crypt(md5_crypt),
     "MD5": _crypt(md5_crypt),  # Dovecot's MD5 is MD5-CRYPT
-    "BLF-CRYPT": _crypt(bcrypt),
+    "BLF-CRYPT": _bcrypt,
     "ARGON2ID": _crypt(argon2),
     "ARGON2I": _crypt(argon2),
     "PBKDF2": _pbkdf2,

@@ -123,6 +123,11 @@ class Address:
         return None
 
     @property
+    def needs_smtputf8(self) -> bool:
+        """RFC 6531 §3.2: a non-ASCII local part may only be sent with SMTPUTF8."""
+        return not self.local.isascii()
+
+    @property
     def unicode_domain(self) -> str:
         try:
             return idna.decode(self.domain)
@@ -257,8 +262,12 @@ def _is_local(session: Session, domain: str, cache: dict[str, Domain | None]) ->
     return cache[domain]
 
 
-def _expand(session, address: Address, result: _Expansion, path: tuple[str, ...], depth: int, local_domains) -> None:
-    """Add the final targets of `address` (on a local domain) to `result`."""
+def _expand(session, address: Address, result: _Expansion, path: tuple[str, ...], depth: int, local_domains,
+            catch_all: bool = True) -> None:
+    """Add the final targets of `address` (on a local domain) to `result`.
+
+    `catch_all` is False while expanding a catch-all target: a catch-all that names an
+    unknown address is unknown, not a loop through the catch-all again."""
     key = str(address)
     if key in path:
         result.looped = True
@@ -273,8 +282,8 @@ def _expand(session, address: Address, result: _Expansion, path: tuple[str, ...]
     if base is not None and _expand_exact(session, base, result, path, depth, local_domains):
         return
     domain = _is_local(session, address.domain, local_domains)
-    if domain is not None and domain.catch_all:
-        _expand_target(session, domain.catch_all, result, path, depth, local_domains)
+    if catch_all and domain is not None and domain.catch_all:
+        _expand_target(session, domain.catch_all, result, path, depth, local_domains, catch_all=False)
         return
     result.unknown = True
 
@@ -311,7 +320,8 @@ def _expand_exact(session, address: Address, result: _Expansion, path, depth: in
     return False
 
 
-def _expand_target(session, target: str, result: _Expansion, path, depth: int, local_domains) -> None:
+def _expand_target(session, target: str, result: _Expansion, path, depth: int, local_domains,
+                   catch_all: bool = True) -> None:
     try:
         parsed = parse_address(target)
     except AddressError:
@@ -320,7 +330,7 @@ def _expand_target(session, target: str, result: _Expansion, path, depth: int, l
     if _is_local(session, parsed.domain, local_domains) is None:
         result.forwards.setdefault(str(parsed), None)
         return
-    _expand(session, parsed, result, path, depth + 1, local_domains)
+    _expand(session, parsed, result, path, depth + 1, local_domains, catch_all)
 
 
 # --------------------------------------------------------------------------- sender ownership

@@ -119,6 +119,16 @@ def test_hashes_made_by_doveadm_verify():
     _check(hashes)
 
 
+def test_long_password_against_dovecot_bcrypt():
+    if not shutil.which("doveadm"):
+        pytest.skip("doveadm (Debian dovecot-core) is not installed")
+    long_secret = "Long pass phrase " * 6  # 102 bytes: bcrypt used the first 72
+    out = subprocess.run(["doveadm", "pw", "-s", "BLF-CRYPT", "-r", "4", "-p", long_secret], capture_output=True,
+                         text=True, timeout=30, check=True)
+    assert HASHER.verify(long_secret, out.stdout.strip())
+    assert not HASHER.verify(long_secret[:70], out.stdout.strip())
+
+
 def test_unusable_hashes_never_match():
     cram = "{CRAM-MD5}d7559d1d2ebd1de19d38cec4e91a4053e16080b1441fde61fc805b61b8a92121"
     for stored in (cram, "{NOPE}abc", "{SSHA}!!!notbase64", "{PBKDF2}$1$salt$x$zz", "garbage", "{SSHA}AAAA"):

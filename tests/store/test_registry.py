@@ -2,6 +2,8 @@
 loops, IDNA, bad input, sender ownership; and the service layer's refusals."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from courriel import passwords, registry
@@ -43,6 +45,23 @@ def test_bad_addresses_do_not_parse(text):
         registry.parse_address(text)
 
 
+@given(st.text(max_size=80))
+def test_parse_is_total_and_idempotent(text):
+    try:
+        parsed = registry.parse_address(text)
+    except AddressError:
+        return
+    assert registry.parse_address(str(parsed)) == parsed
+    assert str(parsed) == str(parsed).lower() and parsed.domain.isascii()
+
+
+@given(st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9._+-]{0,20}@[a-zA-Z][a-zA-Z0-9-]{0,10}\.(com|org|fr)", fullmatch=True))
+def test_ordinary_addresses_parse(text):
+    if ".." in text or ".@" in text or "-." in text or "--" in text.partition("@")[2]:
+        return
+    assert str(registry.parse_address(text)) == text.lower()
+
+
 def test_parse_canonical_forms():
     assert str(registry.parse_address("<Alice.Smith@EXAMPLE.COM>")) == "alice.smith@example.com"
     assert str(registry.parse_address("jörg@Bücher.Example.")) == "jörg@xn--bcher-kva.example"
@@ -50,6 +69,8 @@ def test_parse_canonical_forms():
     assert registry.parse_address("user+tag+more@example.com").base == registry.Address("user", "example.com")
     assert registry.parse_address("+tag@example.com").base is None
     assert registry.RejectReason.UNKNOWN_RECIPIENT.enhanced_status == "5.1.1"
+    assert registry.parse_address("jörg@example.com").needs_smtputf8
+    assert not registry.parse_address("jorg@bücher.example").needs_smtputf8
 
 
 def test_mailbox_case_insensitive_and_idna(db, world):
@@ -153,6 +174,11 @@ def test_catch_all(db, world):
     assert resolve(db, "anyone@xn--bcher-kva.example").forwards == ("postmaster@elsewhere.net",)
     with pytest.raises(services.NotFound):
         services.set_catch_all(db, "example.com", "ghost@example.com")
+    # A catch-all whose mailbox was removed later makes unknown addresses unknown, not loops.
+    mailbox(db, "bin@example.com")
+    services.set_catch_all(db, "example.com", "bin@example.com")
+    services.remove_mailbox(db, "bin@example.com")
+    assert resolve(db, "whatever@example.com").reason is RejectReason.UNKNOWN_RECIPIENT
     services.set_catch_all(db, "example.com", None)
     assert resolve(db, "whatever@example.com").reason is RejectReason.UNKNOWN_RECIPIENT
 
