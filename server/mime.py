@@ -6,7 +6,7 @@ fields that SEARCH and SORT read in SQL (Message-ID, Subject, From, To, Cc, Date
 also the front door to the MIME modules the IMAP server uses for FETCH:
 
   mime_envelope   ENVELOPE list + wire encoder       mime_structure  part tree + BODY/BODYSTRUCTURE
-  mime_sections   BODY[section], BINARY[section]     mime_subject    decoded values, RFC 5256 base subject
+  mime_sections   BODY[section], BINARY[section]     mime_search     decoded values, base subject, sort keys, body text
   mime_headers    raw header blocks, parameters, HEADER.FIELDS filtering
 
 Standards: RFC 3501 §7.4.2 / RFC 9051 §7.5.2 (ENVELOPE, BODYSTRUCTURE), RFC 5322 §3.3
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from courriel.mime_envelope import build_envelope, envelope_bytes
 from courriel.mime_headers import header_end, last_value, readable_text, split_fields
+from courriel.mime_search import base_subject, body_text, decoded, sort_display, sort_mailbox
 from courriel.mime_sections import (
     Section,
     SectionLocation,
@@ -38,7 +39,6 @@ from courriel.mime_sections import (
     section_bytes,
 )
 from courriel.mime_structure import body_bytes, bodystructure_bytes, parse_structure
-from courriel.mime_subject import base_subject, decoded
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ __all__ = [
     "UnknownTransferEncoding",
     "base_subject",
     "binary_bytes",
+    "body_text",
     "bodystructure_bytes",
     "bodystructure_wire",
     "canonical_line_endings",
@@ -128,5 +129,7 @@ __all__ = [
     "parse_structure",
     "partial",
     "section_bytes",
+    "sort_display",
+    "sort_mailbox",
     "summarize",
 ]

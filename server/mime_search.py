@@ -1,12 +1,15 @@
-"""Header values for SEARCH and SORT: decoded text and the RFC 5256 base subject (ring 0, pure).
+"""Values that SEARCH and SORT compare: decoded headers, base subject, sort keys, body text (ring 0, pure).
 
 Owns: the decoded (RFC 2047) Subject/From/To/Cc strings that the store caches in SQL
-columns, and the base-subject extraction that SORT (SUBJECT) and THREAD (ORDEREDSUBJECT,
-REFERENCES) compare.
+columns, the base-subject extraction that SORT (SUBJECT) and THREAD (ORDEREDSUBJECT,
+REFERENCES) compare, the address sort keys of SORT FROM/TO/CC and DISPLAYFROM/DISPLAYTO,
+and the decoded text of a message's text parts for SEARCH BODY/TEXT.
 
-Standards: RFC 2047 (encoded words), RFC 5256 §2.1 (base subject), RFC 5256 §2.1 step 1
-(whitespace normalisation).
-Security: parses untrusted input; never raises; every loop shortens the text.
+Standards: RFC 2047 (encoded words), RFC 5256 §2.1 (base subject), §3 (SORT keys),
+RFC 5957 §3 (DISPLAYFROM, DISPLAYTO), RFC 3501 §6.4.4 (SEARCH BODY/TEXT match the
+decoded content), RFC 2045 §6 (transfer encodings), RFC 2046 §4.1.2 (charset).
+Security: parses untrusted input; never raises; every loop shortens the text; body text
+is bounded by `limit`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from __future__ import annotations
 import re
 
 from courriel.mime_headers import decode_words
+from courriel.mime_sections import UnknownTransferEncoding, decode_binary
+
+# Indexes of the address fields in an ENVELOPE list (see mime_envelope).
+FROM, SENDER, REPLY_TO, TO, CC, BCC = 2, 3, 4, 5, 6, 7
 
 _BLOB = r"\[[^\[\]]*\][ \t]*"  # subj-blob = "[" *BLOBCHAR "]" *WSP
 _REFWD = r"(?:re|fwd?)[ \t]*(?:" + _BLOB + r")?:"  # subj-refwd
@@ -60,3 +67,70 @@ def base_subject(subject: str | None) -> str:
             text = text[len(_FWD_HDR):-1]
             continue
         return text
+
+
+def _first_address(envelope: list | None, field: int) -> list | None:
+    """The first real address of an envelope field (group markers skipped)."""
+    if not envelope or not envelope[field]:
+        return None
+    return next((address for address in envelope[field] if address[3] is not None), None)
+
+
+def sort_mailbox(envelope: list | None, field: int) -> str:
+    """RFC 5256 §3 SORT FROM/TO/CC: the addr-mailbox of the first address ('' if none).
+
+    Compared by the caller with i;ascii-casemap."""
+    address = _first_address(envelope, field)
+    return address[2] or "" if address else ""
+
+
+def sort_display(envelope: list | None, field: int) -> str:
+    """RFC 5957 §3 DISPLAYFROM/DISPLAYTO: the decoded display name of the first address,
+    or its mailbox@host when it has none ('' when there is no address)."""
+    address = _first_address(envelope, field)
+    if address is None:
+        return ""
+    if address[0]:
+        return decoded(address[0])
+    return f"{address[2] or ''}@{address[3] or ''}"
+
+
+def body_text(data: bytes, tree: dict, limit: int = 10_000_000) -> str:
+    """Decoded text of the text/* parts (encapsulated messages included), for SEARCH BODY.
+
+    Transfer encodings are removed and charsets decoded (unknown ones as UTF-8, then
+    Latin-1); parts are joined by newlines; at most `limit` characters.
+    """
+    out: list[str] = []
+    size = 0
+    stack = [tree]
+    while stack and size < limit:
+        node = stack.pop()
+        if "parts" in node:
+            stack.extend(reversed(node["parts"]))
+            continue
+        if "message" in node:
+            stack.append(node["message"]["body"])
+            continue
+        if node["type"].lower() != "text":
+            continue
+        _start, body_start, end = node["offsets"]
+        try:
+            content = decode_binary(data[body_start:end], node)
+        except UnknownTransferEncoding:
+            content = data[body_start:end]
+        charset = next((value for name, value in node["params"] if name.lower() == "charset"), "us-ascii")
+        text = _decode_body(content, charset)
+        out.append(text[: limit - size])
+        size += len(text)
+    return "\n".join(out)
+
+
+def _decode_body(content: bytes, charset: str) -> str:
+    try:
+        return content.decode(charset.strip().strip('"') or "us-ascii")
+    except (LookupError, UnicodeDecodeError, ValueError):
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError:
+            return content.decode("latin-1")

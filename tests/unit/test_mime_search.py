@@ -1,12 +1,18 @@
-"""RFC 5256 §2.1 base subject and RFC 2047 decoded search columns."""
+"""SEARCH/SORT values: RFC 5256 base subject and sort keys, RFC 2047 decoded columns, body text."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from courriel.mime_subject import base_subject, decoded
+from courriel import mime
+from courriel.mime_search import CC, FROM, TO, base_subject, body_text, decoded, sort_display, sort_mailbox
+
+CORPUS = Path(__file__).parent.parent / "corpus" / "mime"
 
 
 @pytest.mark.parametrize(
@@ -58,3 +64,38 @@ def test_base_subject_never_raises_and_is_idempotent(subject):
 )
 def test_decoded(value, expected):
     assert decoded(value) == expected
+
+
+def summary_of(name: str):
+    data = (CORPUS / name).read_bytes()
+    summary = mime.summarize(data)
+    return data, json.loads(summary.envelope), json.loads(summary.bodystructure)
+
+
+def test_sort_keys_of_addresses():
+    _data, envelope, _tree = summary_of("groups.eml")
+    assert sort_mailbox(envelope, FROM) == "lead"
+    assert sort_mailbox(envelope, TO) == "anna"  # the group start marker is skipped
+    assert sort_mailbox(envelope, CC) == ""  # only an empty group
+    assert sort_display(envelope, FROM) == "Team Lead"
+    assert sort_display(envelope, TO) == "anna@example.org"
+    _data, envelope, _tree = summary_of("encoded-words.eml")
+    assert sort_display(envelope, FROM) == "Jörg Müller"
+    assert sort_display(None, FROM) == sort_mailbox(None, TO) == ""
+
+
+def test_body_text_decodes_transfer_encoding_and_charset():
+    data, _envelope, tree = summary_of("nested-multipart.eml")
+    text = body_text(data, tree)
+    assert "Voici le rapport trimestriel à lire.\r\nMerci!" in text
+    assert "<p>Voici le rapport trimestriel à lire.</p>" in text
+    assert "JVBERi0" not in text  # the PDF attachment is not text
+    data, _envelope, tree = summary_of("rfc822-in-multipart.eml")
+    assert "Notes: ship it." in body_text(data, tree)  # inside the encapsulated message
+    assert len(body_text(data, tree, limit=5)) <= 5 + 2
+
+
+def test_body_text_of_unknown_charset_and_encoding():
+    data = b"Content-Type: text/plain; charset=x-unknown\r\nContent-Transfer-Encoding: x-weird\r\n\r\ncaf\xc3\xa9"
+    tree = json.loads(mime.summarize(data).bodystructure)
+    assert body_text(data, tree) == "café"
