@@ -1,10 +1,13 @@
-"""Two processes delivering into one folder: distinct, growing UIDs and no lost message.
+"""Between processes: two processes delivering into one folder (distinct, growing UIDs, no
+lost message), and the notify hints that wake processes up.
 
 Each process runs the queue's local delivery path (`Store.deliver` of a spooled blob), so the
 same test also proves that concurrent reference-count increments on one blob row add up."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from store_fixtures import blobs, make_mailbox, refcount_problems, sample_message, store
 
+from courriel import notify
 from courriel.models import Message
 
 __all__ = ["blobs", "store"]
@@ -66,3 +70,50 @@ def test_two_processes_deliver_into_one_folder(db, data_dir, blobs, store):
     with store.open_message(folder.id, max(acknowledged)) as handle:
         assert handle.read() == body
     assert not refcount_problems(db)
+
+
+# ----------------------------------------------------------------------------- notify hints
+
+
+def test_hint_reaches_an_asyncio_listener_from_another_process(tmp_path):
+    run_dir = tmp_path / "run"
+
+    async def main() -> list[notify.Hint]:
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future = loop.create_future()
+        with notify.Listener(run_dir, topics=[notify.MAILBOX]) as listener:
+            listener.attach(loop, lambda hints: arrived.done() or arrived.set_result(hints))
+            sender = await asyncio.create_subprocess_exec(
+                sys.executable, "-c",
+                "import sys; from courriel import notify; "
+                "notify.send(sys.argv[1], 'queue', 'X'); sys.exit(notify.send(sys.argv[1], 'mailbox', '42') != 1)",
+                str(run_dir))
+            assert await asyncio.wait_for(sender.wait(), timeout=30) == 0
+            return await asyncio.wait_for(arrived, timeout=10)
+
+    assert asyncio.run(main()) == [notify.Hint("mailbox", "42")]  # the queue topic was filtered out
+
+
+def test_send_never_raises_and_drops_dead_listeners(tmp_path):
+    assert notify.send(tmp_path / "missing", "queue") == 0
+    # A socket file whose process is gone: the sender removes it.
+    listener = notify.Listener(tmp_path, topics=None)
+    listener.socket.close()
+    assert listener.path.exists()
+    assert notify.send(tmp_path, "queue", "A1") == 0
+    assert not listener.path.exists()
+    # A full receive buffer loses hints without blocking the sender.
+    with notify.Listener(tmp_path) as slow:
+        slow.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sent = sum(notify.send(tmp_path, "queue", "x" * 400) for _ in range(500))
+        assert 0 < sent < 500
+        assert slow.receive()[0] == notify.Hint("queue", "x" * 400)
+
+
+def test_listener_in_a_long_directory_path(tmp_path):
+    run_dir = tmp_path / ("d" * 60) / ("e" * 60) / "run"
+    with notify.Listener(run_dir) as listener:
+        assert len(str(listener.path)) > 108
+        assert notify.send(run_dir, "mailbox", 7) == 1
+        assert listener.wait(timeout=5) == [notify.Hint("mailbox", "7")]
+        assert listener.wait(timeout=0) == []
