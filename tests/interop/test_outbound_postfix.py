@@ -1,0 +1,61 @@
+"""Outbound delivery to a real Postfix (a private instance on 127.0.0.2) found through the loopback
+DNS server: STARTTLS, CHUNKING, DKIM signatures that verify, a RCPT rejection bounced to the sender."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from postfix_peer import PostfixPeer, postfix_available
+from queue_harness import make_world, poll
+
+from courriel import dkim
+from courriel.dns.resolver import Resolver
+
+pytestmark = pytest.mark.skipif(not postfix_available(), reason="needs root and Debian's postfix package")
+
+MESSAGE = ("From: Alice <alice@example.org>\r\nTo: bob@remote.test, carol@remote.test\r\n"
+           "Subject: interop ünïcode body\r\nMessage-ID: <interop1@example.org>\r\n"
+           "Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           "Grüße aus dem Test.\r\n.a line with a leading dot\r\n").encode()
+
+
+def test_delivery_to_postfix(data_dir, monkeypatch):
+    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as world:
+        alice = world.add_mailbox("alice@example.org")
+        world.add_dkim_key("example.org", "rsa1", "rsa-sha256")
+        world.add_dkim_key("example.org", "ed1", "ed25519-sha256")
+        world.dns.add("remote.test", "MX", "10 mx.remote.test")
+        world.dns.add("mx.remote.test", "A", "127.0.0.2")
+        with PostfixPeer("127.0.0.2", world.port, "remote.test", ["bob", "carol"], reject_addresses=["nobody"]) \
+                as postfix:
+            world.submit("alice@example.org", ["bob@remote.test", "carol@remote.test", "nobody@remote.test"],
+                         MESSAGE, body_type="8BITMIME")
+            with world.running():
+                poll(lambda: postfix.delivered("bob") and postfix.delivered("carol"), "Postfix delivered both",
+                     timeout=30)
+                poll(lambda: world.inbox_or_empty(alice), "bounce for the rejected recipient", timeout=30)
+                poll(lambda: not world.queue(), "queue empty")
+            # smtpd's disconnect line counts the commands it saw: TLS, then one BDAT chunk.
+            log_line = poll(lambda: [line for line in postfix.log().splitlines()
+                                     if "disconnect from" in line and "bdat=" in line], "smtpd summary line")[0]
+            delivered = postfix.delivered("bob")[0]
+
+        assert "starttls=1" in log_line and "bdat=1" in log_line, log_line
+        assert b"using TLSv1." in delivered  # Postfix records the TLS session in its Received field
+        assert "Grüße aus dem Test.\n.a line with a leading dot".encode() in delivered.replace(b"\r\n", b"\n")
+        resolver = Resolver([world.dns.nameserver], timeout=1.0)
+        # Postfix adds its own Received field on top; both of our signatures still verify.
+        results = dkim.verify_all(delivered, resolver)
+        assert [(r.result, r.domain, r.selector) for r in results] == [
+            ("pass", "example.org", "rsa1"), ("pass", "example.org", "ed1")]
+
+        report = email.message_from_bytes(world.inbox(alice)[0], policy=email.policy.default)
+        assert report.get_content_type() == "multipart/report"
+        recipient = report.get_payload()[1].get_payload()[1]
+        assert recipient["Final-Recipient"] == "rfc822; nobody@remote.test"
+        assert recipient["Status"] == "5.1.1"
+        assert "no such user here" in recipient["Diagnostic-Code"]
+        assert recipient["Remote-MTA"] == "dns; mx.remote.test"
