@@ -34,6 +34,7 @@ from courriel import config as config_mod
 from courriel import schema, supervisor
 from courriel.admin.app import create_app
 from courriel.db import Database
+from courriel.roles import ROLES
 
 # Fixtures shared with test_supervisor.py.
 initialised_template = serve_process.initialised_template
@@ -52,7 +53,15 @@ def test_serve_dev_binds_listeners_and_answers_healthz(served_data, tmp_path):
         ready = http_get(port, "/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         assert (served_data / "run" / "courriel.pid").read_text().strip() == str(served.pid)
-        assert "supervisor started" in served.log()
+        log = served.log()
+        assert "supervisor started" in log
+        for spec in ROLES.values():  # every available role's listeners are bound, the others skipped
+            if not spec.available():
+                assert f"role skipped: module not installed role={spec.name}" in log
+                continue
+            for name in spec.listeners:
+                assert not refused(int(environ[f"COURRIEL_LISTENERS_{name.upper()}"].rpartition(":")[2])), name
+                assert f"listening listener={name} " in log
     finally:
         served.stop()
     assert served.process.returncode == 0, served.log()
