@@ -11,6 +11,7 @@ from queue_harness import make_world, poll
 
 from courriel import dkim
 from courriel.dns.resolver import Resolver
+from courriel.models import Alias, AliasTarget
 from courriel.queue import stats
 from courriel.queue.spool import EnvelopeRecipient
 
@@ -179,3 +180,44 @@ def test_local_over_quota_is_temporary_and_unknown_local_bounces(world):
     assert world.inbox_or_empty(full) == []
     _message, recipients = _report_parts(world.inbox(alice)[0])
     assert [r["Final-Recipient"] for r in recipients] == ["rfc822; ghost@example.org"]
+
+
+def test_delay_warning_once_then_delivery(data_dir, monkeypatch):
+    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch, delay_warning=1) as world:
+        alice = world.add_mailbox("alice@example.org")
+        peer = _remote(world, rcpt=["451 4.2.1 busy, later"] * 3)
+        world.submit("alice@example.org", ["bob@remote.test"], MESSAGE)
+        with world.running():
+            poll(lambda: peer.recipients() == ["bob@remote.test"], "delivered after several retries", timeout=20)
+            poll(lambda: not world.queue(), "queue empty")
+        notices = world.inbox(alice)
+        assert len(notices) == 1  # one delay notice, no success notice (not requested)
+        message, recipients = _report_parts(notices[0])
+        assert message["Subject"] == "Delayed Mail (still being retried)"
+        assert recipients[0]["Action"] == "delayed"
+        assert recipients[0]["Will-Retry-Until"]
+        assert "busy, later" in recipients[0]["Diagnostic-Code"]
+        # RFC 3461 §4.3: without RET a delay notice returns the header only.
+        assert message.get_payload()[2].get_content_type() == "text/rfc822-headers"
+
+
+def test_a_hint_wakes_the_runner_before_its_timer(world):
+    carol = world.add_mailbox("carol@example.org")
+    with world.running(timer=30.0):
+        poll(lambda: True, "runner up")
+        # spool.accept sends a `queue` hint; the runner must not wait for its 30 s timer.
+        world.submit("alice@example.org", ["carol@example.org"], MESSAGE)
+        poll(lambda: world.inbox_or_empty(carol), "local delivery after the hint", timeout=5)
+
+
+def test_alias_with_an_external_target_forwards(world):
+    carol = world.add_mailbox("carol@example.org")
+    peer = _remote(world)
+    with world.db.write() as session:
+        session.add(Alias(domain_id=world.domain_id("example.org"), address="team@example.org",
+                          targets=[AliasTarget(target="carol@example.org"), AliasTarget(target="bob@remote.test")]))
+    world.submit("zed@elsewhere.test", ["team@example.org"], MESSAGE)
+    with world.running():
+        poll(lambda: peer.recipients() == ["bob@remote.test"] and world.inbox_or_empty(carol), "both copies")
+        poll(lambda: not world.queue(), "queue empty")
+    assert peer.received[0].mail_from == "zed@elsewhere.test"
