@@ -55,7 +55,7 @@ def add_alias(db: Database, address: str, targets: list[str]) -> AliasInfo:
     parsed = lookups.address(address)
     key = str(parsed)
     wanted = _targets(key, targets)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         domain = lookups.ensure_local_domain(session, parsed)
         lookups.ensure_address_free(session, key)
         row = Alias(domain_id=domain.id, address=key)
@@ -86,7 +86,7 @@ def set_alias_targets(db: Database, address: str, targets: list[str]) -> AliasIn
     """Replace the targets of an existing alias."""
     key = str(lookups.address(address))
     wanted = _targets(key, targets)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = _alias(session, key)
         for target in session.scalars(select(AliasTarget).where(AliasTarget.alias_id == row.id)):
             session.delete(target)
@@ -98,5 +98,5 @@ def set_alias_targets(db: Database, address: str, targets: list[str]) -> AliasIn
 
 def remove_alias(db: Database, address: str) -> None:
     key = str(lookups.address(address))
-    with db.write() as session:
+    with lookups.writing(db) as session:
         session.delete(_alias(session, key))

@@ -65,7 +65,7 @@ def _catch_all_target(session, name: str, target: str | None) -> str | None:
 
 def add_domain(db: Database, name: str, *, is_default: bool = False, catch_all: str | None = None) -> DomainInfo:
     key = lookups.domain_name(name)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         if session.scalar(select(Domain.id).where(Domain.name == key)) is not None:
             raise Duplicate(f"domain {key} already exists")
         target = _catch_all_target(session, key, catch_all)
@@ -90,7 +90,7 @@ def get_domain(db: Database, name: str) -> DomainInfo:
 
 def set_default_domain(db: Database, name: str) -> DomainInfo:
     key = lookups.domain_name(name)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.domain(session, key)
         session.execute(update(Domain).where(Domain.id != row.id).values(is_default=False))
         row.is_default = True
@@ -101,7 +101,7 @@ def set_default_domain(db: Database, name: str) -> DomainInfo:
 def set_catch_all(db: Database, name: str, target: str | None) -> DomainInfo:
     """Set (or clear with None) the address that receives mail for unknown local parts."""
     key = lookups.domain_name(name)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.domain(session, key)
         row.catch_all = _catch_all_target(session, key, target)
         session.flush()
@@ -111,7 +111,7 @@ def set_catch_all(db: Database, name: str, target: str | None) -> DomainInfo:
 def remove_domain(db: Database, name: str) -> None:
     """Remove a domain with no mailboxes; its aliases and groups go with it."""
     key = lookups.domain_name(name)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.domain(session, key)
         count = session.scalar(select(func.count(Mailbox.id)).where(Mailbox.domain_id == row.id)) or 0
         if count:

@@ -60,7 +60,7 @@ def add_group(db: Database, address: str, members: list[str] = (), *, members_ca
     parsed = lookups.address(address)
     key = str(parsed)
     member_keys = _member_keys(list(members))
-    with db.write() as session:
+    with lookups.writing(db) as session:
         domain = lookups.ensure_local_domain(session, parsed)
         lookups.ensure_address_free(session, key)
         mailboxes = _mailboxes(session, member_keys)
@@ -92,7 +92,7 @@ def add_group_members(db: Database, address: str, members: list[str]) -> GroupIn
     member_keys = _member_keys(members)
     if not member_keys:
         raise InvalidInput("name at least one member", "invalid_address")
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = _group(session, key)
         mailboxes = _mailboxes(session, member_keys)
         present = set(session.scalars(select(GroupMember.mailbox_id).where(GroupMember.group_id == row.id)))
@@ -109,7 +109,7 @@ def remove_group_members(db: Database, address: str, members: list[str]) -> Grou
     member_keys = _member_keys(members)
     if not member_keys:
         raise InvalidInput("name at least one member", "invalid_address")
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = _group(session, key)
         by_address = dict(session.execute(
             select(Mailbox.address, GroupMember).join(GroupMember, GroupMember.mailbox_id == Mailbox.id)
@@ -130,5 +130,5 @@ def list_group_members(db: Database, address: str) -> list[str]:
 
 def remove_group(db: Database, address: str) -> None:
     key = str(lookups.address(address))
-    with db.write() as session:
+    with lookups.writing(db) as session:
         session.delete(_group(session, key))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from courriel.admin.services.errors import Duplicate, InvalidInput, NotFound
+from courriel.db import Database
 from courriel.models import Alias, Domain, Mailbox, MailGroup, User
 from courriel.registry import Address, AddressError, parse_address, validate_mail_domain
 
@@ -57,3 +62,14 @@ def ensure_local_domain(session: Session, parsed: Address) -> Domain:
     if row is None:
         raise NotFound(f"domain {parsed.domain} is not a local domain (add it first)")
     return row
+
+
+@contextmanager
+def writing(db: Database) -> Iterator[Session]:
+    """`db.write()`, with a unique-key race against a concurrent writer reported as Duplicate
+    (the checks above run first, so this only happens when two requests cross)."""
+    try:
+        with db.write() as session:
+            yield session
+    except IntegrityError:
+        raise Duplicate("a concurrent change conflicts with this one; nothing was written, try again") from None

@@ -86,7 +86,7 @@ def add_mailbox(
     quota = _quota(quota_bytes)
     clear, generated = chosen_password(password, policy)
     key = str(parsed)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         domain: Domain = lookups.ensure_local_domain(session, parsed)
         lookups.ensure_address_free(session, key)
         owner = lookups.user(session, owner_name) if owner_name else None
@@ -136,7 +136,7 @@ def set_mailbox_password(
     """Set a mailbox password; returns the generated one when `password` is None."""
     key = str(lookups.address(address))
     clear, generated = chosen_password(password, policy)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.mailbox(session, key)
         row.password_hash = hasher.hash(clear)
     return generated
@@ -144,7 +144,7 @@ def set_mailbox_password(
 
 def set_mailbox_enabled(db: Database, address: str, enabled: bool) -> MailboxInfo:
     key = str(lookups.address(address))
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.mailbox(session, key)
         row.enabled = bool(enabled)
         session.flush()
@@ -154,7 +154,7 @@ def set_mailbox_enabled(db: Database, address: str, enabled: bool) -> MailboxInf
 def set_mailbox_quota(db: Database, address: str, quota_bytes: int) -> MailboxInfo:
     key = str(lookups.address(address))
     quota = _quota(quota_bytes)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.mailbox(session, key)
         row.quota_bytes = quota
         session.flush()
@@ -165,5 +165,5 @@ def remove_mailbox(db: Database, address: str) -> None:
     """Remove a mailbox; its folders and messages go with it (database cascade), and so do
     its group memberships. Aliases that point to it are left (they skip unknown targets)."""
     key = str(lookups.address(address))
-    with db.write() as session:
+    with lookups.writing(db) as session:
         session.delete(lookups.mailbox(session, key))

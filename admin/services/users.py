@@ -84,7 +84,7 @@ def add_user(
     profile = str(lookups.address(email, "e-mail address")) if email else None
     shown = clean_display_name(display_name) or key
     clear, generated = chosen_password(password, policy)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         if session.scalar(select(User.id).where(User.name == key)) is not None:
             raise Duplicate(f"user {key} already exists")
         row = User(name=key, display_name=shown, email=profile, role=str(role), password_hash=hasher.hash(clear))
@@ -105,7 +105,7 @@ def set_user_password(
     """Set a console password; returns the generated one when `password` is None."""
     key = user_name(name)
     clear, generated = chosen_password(password, policy)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         lookups.user(session, key).password_hash = hasher.hash(clear)
     return generated
 
@@ -113,7 +113,7 @@ def set_user_password(
 def remove_user(db: Database, name: str) -> None:
     """Remove an account that owns no mailbox; the last administrator cannot be removed."""
     key = user_name(name)
-    with db.write() as session:
+    with lookups.writing(db) as session:
         row = lookups.user(session, key)
         count = session.scalar(select(func.count(Mailbox.id)).where(Mailbox.user_id == row.id)) or 0
         if count:
