@@ -133,6 +133,11 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], in_
         inner_fields = split_fields(data, body_start, inner["offsets"][1])
         node["message"] = {"envelope": build_envelope(inner_fields), "body": inner}
         node["lines"] = data.count(b"\n", body_start, end)
+    elif kind in _ENCAPSULATING:
+        # Too deep to parse: RFC 3501 body-type-msg still needs an envelope, a body and a
+        # line count, so an empty envelope and an empty text/plain body stand in.
+        node["message"] = {"envelope": [None] * 10, "body": _empty_part(body_start)}
+        node["lines"] = data.count(b"\n", body_start, end)
     elif kind[0] == "text":
         node["lines"] = data.count(b"\n", body_start, end)
     return node

@@ -260,3 +260,18 @@ def test_top_level_message_rfc822():
     assert body_bytes(parse_structure(data)) == (
         b'("message" "rfc822" NIL NIL NIL "7bit" 26 (NIL "top" NIL NIL NIL NIL NIL NIL NIL NIL) '
         b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)')
+
+
+def test_too_deep_message_rfc822_keeps_the_body_type_msg_grammar():
+    depth = MAX_DEPTH + 5
+    data = b"".join(b"Content-Type: message/rfc822\r\nX-Level: %d\r\n\r\n" % i for i in range(depth)) + b"deep\r\n"
+    tree = parse_structure(data)
+    node, levels = tree, 0
+    while "message" in node:
+        node = node["message"]["body"]
+        levels += 1
+    assert levels == MAX_DEPTH + 1
+    wire = body_bytes(tree)
+    # The innermost message/rfc822 still has (envelope) (body) lines.
+    assert b'"message" "rfc822" NIL NIL NIL "7bit" ' in wire
+    assert wire.count(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)") >= 1
