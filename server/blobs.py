@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from courriel import durable
@@ -72,6 +73,7 @@ class CollectReport:
     blobs: list[str] = field(default_factory=list)  # unreferenced blobs (rows and files)
     temp_files: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)  # files that never got a row
+    leaked: list[int] = field(default_factory=list)  # blob ids with a refcount but no reference
 
 
 def _chunks(content: Content) -> Iterable[bytes]:
@@ -215,25 +217,37 @@ class BlobStore:
             return result.rowcount or 0
 
     def collect(self, grace_seconds: float = DEFAULT_GRACE_SECONDS, now: float | None = None) -> CollectReport:
-        """Remove unreferenced blobs and files left by crashes, older than `grace_seconds`."""
+        """Remove unreferenced blobs and files left by crashes, older than `grace_seconds`.
+
+        A blob goes when no message or queue row refers to it: normally its refcount reached 0;
+        a positive count without any reference (rows removed by a cascade outside the store) is
+        reported as leaked and collected too. A reference added concurrently is safe: the
+        delete re-checks, and the RESTRICT foreign keys refuse to drop a referenced row."""
         now = time.time() if now is None else now
         report = CollectReport()
         cutoff = dt.datetime.fromtimestamp(now - grace_seconds, dt.UTC)
-        referenced = exists().where(Message.blob_id == Blob.id) | exists().where(QueueMessage.blob_id == Blob.id)
-        with self.db.write() as session:
-            doomed = session.execute(
-                select(Blob.id, Blob.path).where(Blob.refcount <= 0, ~referenced, Blob.created_at <= cutoff)
+        unreferenced = ~exists().where(Message.blob_id == Blob.id) & ~exists().where(QueueMessage.blob_id == Blob.id)
+        with self.db.read() as session:
+            candidates = session.execute(
+                select(Blob.id, Blob.refcount).where(unreferenced, Blob.created_at <= cutoff).order_by(Blob.id)
             ).all()
-            if doomed:
-                session.execute(delete(Blob).where(Blob.id.in_([row.id for row in doomed])))
-        # The rows are gone (committed) before the files: a crash in between leaves orphan
-        # files, which the scan below removes next time.
-        for row in doomed:
+        report.leaked = [row.id for row in candidates if row.refcount > 0]
+        ids = [row.id for row in candidates]
+        for start in range(0, len(ids), 200):
             try:
-                (self.root / row.path).unlink(missing_ok=True)
-            except OSError:
-                continue
-            report.blobs.append(row.path)
+                with self.db.write() as session:
+                    removed = list(session.scalars(
+                        delete(Blob).where(Blob.id.in_(ids[start:start + 200]), unreferenced)
+                        .returning(Blob.path).execution_options(synchronize_session=False)
+                    ))
+            except IntegrityError:
+                continue  # referenced meanwhile; the next collection looks again
+            # The rows are gone (committed) before the files: a crash in between leaves orphan
+            # files, which the scan below removes next time.
+            for path in removed:
+                with contextlib.suppress(OSError):
+                    (self.root / path).unlink(missing_ok=True)
+                report.blobs.append(path)
         self._collect_files(now - grace_seconds, report)
         return report
 

@@ -767,22 +767,29 @@ class Store:
             return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=mailbox.quota_bytes or 0)
 
     def purge_mailbox(self, mailbox_id: int) -> int:
-        """Remove every message and folder of a mailbox (before the mailbox row is deleted), keeping
-        blob reference counts right. Returns the number of messages removed."""
+        """Remove every message and folder of a mailbox in a transaction of its own (see
+        `remove_mailbox_contents`). Returns the number of messages removed."""
         with self.db.write() as session:
-            folder_ids = list(session.scalars(select(Folder.id).where(Folder.mailbox_id == mailbox_id)))
-            removed = 0
-            for folder_id in folder_ids:
-                counts = Counter(session.scalars(select(Message.blob_id).where(Message.folder_id == folder_id)))
-                session.execute(delete(Message).where(Message.folder_id == folder_id)
-                                .execution_options(synchronize_session=False))
-                for blob_id, count in counts.items():
-                    BlobStore.drop_ref(session, blob_id, count)
-                removed += sum(counts.values())
-            session.execute(delete(Expunge).where(Expunge.folder_id.in_(folder_ids)))
-            # Inferiors first (parent_id references).
-            for folder_id in sorted(folder_ids, reverse=True):
-                session.execute(delete(Folder).where(Folder.id == folder_id)
-                                .execution_options(synchronize_session=False))
+            removed = remove_mailbox_contents(session, mailbox_id)
         self._changed(mailbox_id)
         return removed
+
+
+def remove_mailbox_contents(session: Session, mailbox_id: int) -> int:
+    """Delete every message and folder of a mailbox inside the caller's transaction, dropping
+    the blob references, so that deleting the mailbox row next keeps reference counts right.
+    Returns the number of messages removed."""
+    folder_ids = list(session.scalars(select(Folder.id).where(Folder.mailbox_id == mailbox_id)))
+    removed = 0
+    for folder_id in folder_ids:
+        counts = Counter(session.scalars(select(Message.blob_id).where(Message.folder_id == folder_id)))
+        session.execute(delete(Message).where(Message.folder_id == folder_id)
+                        .execution_options(synchronize_session=False))
+        for blob_id, count in counts.items():
+            BlobStore.drop_ref(session, blob_id, count)
+        removed += sum(counts.values())
+    if folder_ids:
+        session.execute(delete(Expunge).where(Expunge.folder_id.in_(folder_ids)))
+        # Inferiors go with their superiors (ON DELETE CASCADE on parent_id).
+        session.execute(delete(Folder).where(Folder.id.in_(folder_ids)).execution_options(synchronize_session=False))
+    return removed

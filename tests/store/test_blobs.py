@@ -7,10 +7,11 @@ import os
 import time
 
 import pytest
+from sqlalchemy import delete, update
 from store_fixtures import blob_files, blobs, make_mailbox, refcount_problems, sample_message, store
 
 from courriel.blobs import TEMP_PREFIX, BlobError
-from courriel.models import Blob, RecipientState
+from courriel.models import Blob, Mailbox, RecipientState
 from courriel.queue import spool
 
 __all__ = ["blobs", "store"]
@@ -86,8 +87,8 @@ def test_one_blob_shared_by_several_recipients(db, blobs, store):
         blobs.lookup(entry.blob_id)
 
 
-def test_collect_removes_crash_leftovers_after_grace(blobs):
-    kept = blobs.put(b"kept", refcount=1)
+def test_collect_removes_crash_leftovers_after_grace(db, blobs, store):
+    kept = store.deliver(make_mailbox(db), b"kept").blob_id
     kept_path = blobs.lookup(kept).path
     unreferenced = blobs.put(b"unreferenced", refcount=0)
     directory = blobs.root / "ab"
@@ -120,3 +121,21 @@ def test_recount_repairs_counts(db, blobs):
     assert blobs.recount() == 1
     assert not refcount_problems(db)
     assert blobs.lookup(blob_id).refcount == 0
+
+
+def test_collect_trusts_references_over_counts(db, blobs, store):
+    mailbox_id = make_mailbox(db)
+    delivered = store.deliver(mailbox_id, sample_message(1))
+    # A wrong count of 0 never removes a blob that a message still refers to.
+    with db.write() as session:
+        session.execute(update(Blob).values(refcount=0))
+    assert blobs.collect(grace_seconds=0).blobs == []
+    assert blobs.read(delivered.blob_id).startswith(b"From: Alice")
+    assert blobs.recount() == 1
+
+    # A mailbox row deleted by a cascade outside the store leaves a count without references.
+    with db.write() as session:
+        session.execute(delete(Mailbox).where(Mailbox.id == mailbox_id))
+    report = blobs.collect(grace_seconds=0)
+    assert report.leaked == [delivered.blob_id] and len(report.blobs) == 1
+    assert blob_files(blobs.root) == set()
