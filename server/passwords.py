@@ -64,7 +64,9 @@ class PasswordPolicy:
 
     @classmethod
     def from_config(cls, config) -> PasswordPolicy:
-        return cls(min_length=config.get("passwords", "min_length"), min_classes=config.get("passwords", "min_classes"))
+        min_length = max(1, config.get("passwords", "min_length"))
+        min_classes = min(max(0, config.get("passwords", "min_classes")), len(CHARACTER_CLASSES))
+        return cls(min_length=min_length, min_classes=min_classes)
 
     def problems(self, password: str) -> list[str]:
         """Why `password` does not meet the policy (empty when it does)."""

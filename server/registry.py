@@ -41,6 +41,7 @@ MAX_DOMAIN_OCTETS = 253  # RFC 5321 §4.5.3.1.2 (255) less the root label
 MAX_ADDRESS_OCTETS = 254  # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with "<>"
 MAX_EXPANSION_DEPTH = 8
 SUBADDRESS_SEPARATOR = "+"
+POSTMASTER = "postmaster"
 
 # RFC 5322 §3.2.3 atext, the characters of a Dot-string atom besides letters and digits.
 _ATEXT_SPECIALS = frozenset("!#$%&'*+-/=?^_`{|}~")
@@ -244,7 +245,14 @@ def resolve(session: Session, address: str) -> Resolution:
     if _domain(session, parsed.domain) is None:
         return Resolution(canonical, Outcome.REMOTE, forwards=(canonical,), detail="not a local domain")
     result = _Expansion()
-    _expand(session, parsed, result, path=(), depth=0, local_domains={})
+    local_domains: dict[str, Domain | None] = {}
+    _expand(session, parsed, result, path=(), depth=0, local_domains=local_domains)
+    if not (result.mailboxes or result.forwards or result.looped or result.disabled) and parsed.local == POSTMASTER:
+        # RFC 5321 §4.5.1: every domain must accept "postmaster"; without one of its own,
+        # a domain's postmaster is the default domain's.
+        default = session.scalar(select(Domain.name).where(Domain.is_default.is_(True)).limit(1))
+        if default and default != parsed.domain:
+            _expand(session, Address(POSTMASTER, default), result, path=(), depth=0, local_domains=local_domains)
     if result.mailboxes or result.forwards:
         return Resolution(canonical, Outcome.DELIVER, tuple(result.mailboxes.values()), tuple(result.forwards))
     if result.looped:

@@ -102,6 +102,15 @@ def test_unknown_remote_invalid_and_disabled(db, world):
     assert resolve(db, "bob@example.com").accepted
 
 
+def test_postmaster_falls_back_to_the_default_domain(db, world):
+    assert resolve(db, "postmaster@example.com").reason is RejectReason.UNKNOWN_RECIPIENT
+    services.add_alias(db, "postmaster@example.com", ["carol@example.com"])
+    assert resolve(db, "PostMaster@bücher.example").mailbox_ids == (world["carol"],)
+    mailbox(db, "postmaster@bücher.example")
+    assert resolve(db, "postmaster@bücher.example").mailbox_ids != (world["carol"],)
+    assert resolve(db, "postmistress@bücher.example").reason is RejectReason.UNKNOWN_RECIPIENT
+
+
 def test_subaddressing(db, world):
     assert resolve(db, "alice+news@example.com").mailbox_ids == (world["alice"],)
     assert resolve(db, "Alice+A+B@example.com").mailbox_ids == (world["alice"],)
