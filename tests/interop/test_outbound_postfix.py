@@ -12,6 +12,7 @@ from queue_harness import make_world, poll
 
 from courriel import dkim
 from courriel.dns.resolver import Resolver
+from courriel.queue.spool import EnvelopeRecipient
 
 pytestmark = pytest.mark.skipif(not postfix_available(), reason="needs root and Debian's postfix package")
 
@@ -31,8 +32,11 @@ def test_delivery_to_postfix(data_dir, monkeypatch):
         world.dns.add("mx.remote.test", "A", "127.0.0.2")
         with PostfixPeer("127.0.0.2", world.port, "remote.test", ["bob", "carol"], reject_addresses=["nobody"]) \
                 as postfix:
-            world.submit("alice@example.org", ["bob@remote.test", "carol@remote.test", "nobody@remote.test"],
-                         MESSAGE, body_type="8BITMIME")
+            # Postfix offers DSN: NOTIFY, ORCPT, RET and ENVID go along (RFC 3461 §4); Postfix refuses
+            # malformed ones (501/555), which would bounce carol.
+            carol = EnvelopeRecipient("carol@remote.test", notify="FAILURE,DELAY", orcpt="rfc822;Carol+x@remote.test")
+            world.submit("alice@example.org", ["bob@remote.test", carol, "nobody@remote.test"],
+                         MESSAGE, body_type="8BITMIME", dsn_ret="HDRS", dsn_envid="env=42")
             with world.running():
                 poll(lambda: postfix.delivered("bob") and postfix.delivered("carol"), "Postfix delivered both",
                      timeout=30)
