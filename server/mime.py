@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from courriel.mime_envelope import build_envelope, envelope_bytes
-from courriel.mime_headers import header_end, last_value, readable_text, split_fields
+from courriel.mime_headers import header_end, last_values, readable_text, split_fields
 from courriel.mime_search import base_subject, body_text, decoded, sort_display, sort_mailbox
 from courriel.mime_sections import (
     Section,
@@ -62,15 +62,16 @@ def summarize(data: bytes) -> MessageSummary:
     tree = parse_structure(data)
     fields = split_fields(data, 0, header_end(data, 0, len(data)))
     envelope = build_envelope(fields)
+    values = last_values(fields, {"from", "to", "cc"})
     return MessageSummary(
         envelope=json.dumps(envelope),
         bodystructure=json.dumps(tree, separators=(",", ":")),
-        message_id=readable_text(last_value(fields, "Message-ID") or "").strip()[:998],
-        subject=decoded(last_value(fields, "Subject")),
-        from_addr=decoded(last_value(fields, "From")),
-        to_addr=decoded(last_value(fields, "To")),
-        cc_addr=decoded(last_value(fields, "Cc")),
-        sent_date=_sent_date(last_value(fields, "Date")),
+        message_id=readable_text(envelope[9] or "").strip()[:998],
+        subject=decoded(envelope[1]),
+        from_addr=decoded(values.get("from")),
+        to_addr=decoded(values.get("to")),
+        cc_addr=decoded(values.get("cc")),
+        sent_date=_sent_date(envelope[0]),
     )
 
 

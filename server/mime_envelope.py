@@ -16,7 +16,7 @@ Security: parses untrusted input; never raises.
 
 from __future__ import annotations
 
-from courriel.mime_headers import HeaderField, last_value, wire_bytes
+from courriel.mime_headers import HeaderField, last_values, wire_bytes
 
 Address = list  # [name, adl, mailbox, host], each str | None
 
@@ -175,23 +175,27 @@ def build_envelope(fields: list[HeaderField]) -> list:
     When a field is repeated the last one is used (as Dovecot does; RFC 5322 allows one).
     RFC 3501 §7.4.2: Sender and Reply-To default to From when absent or empty.
     """
-    def addresses(name: str) -> list[Address] | None:
-        return parse_addresses(last_value(fields, name))
+    values = last_values(fields, {"date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to",
+                                  "message-id"})  # one pass: a header block may hold very many fields
+    text = values.get
 
-    sender_from = addresses("From")
-    sender = addresses("Sender") or sender_from
-    reply_to = addresses("Reply-To") or sender_from
+    def addresses(name: str) -> list[Address] | None:
+        return parse_addresses(text(name))
+
+    sender_from = addresses("from")
+    sender = addresses("sender") or sender_from
+    reply_to = addresses("reply-to") or sender_from
     return [
-        last_value(fields, "Date"),
-        last_value(fields, "Subject"),
+        text("date"),
+        text("subject"),
         sender_from,
         sender,
         reply_to,
-        addresses("To"),
-        addresses("Cc"),
-        addresses("Bcc"),
-        last_value(fields, "In-Reply-To"),
-        last_value(fields, "Message-ID"),
+        addresses("to"),
+        addresses("cc"),
+        addresses("bcc"),
+        text("in-reply-to"),
+        text("message-id"),
     ]
 
 

@@ -66,8 +66,18 @@ def header_end(data: bytes, start: int, end: int) -> int:
     return min(ends) if ends else end
 
 
-def split_fields(data: bytes, start: int, end: int) -> list[HeaderField]:
-    """The header fields in data[start:end] (a header block, blank line included or not)."""
+# Header fields are read for ENVELOPE/BODYSTRUCTURE from the first 1 MiB and 5000 fields
+# of a header block only: real headers are far smaller, and a hostile one must not cost
+# seconds. Offsets, BODY[HEADER] and HEADER.FIELDS are unaffected (they read everything).
+MAX_HEADER_SCAN = 1024 * 1024
+MAX_HEADER_FIELDS = 5000
+
+
+def split_fields(data: bytes, start: int, end: int, limit: int | None = MAX_HEADER_SCAN) -> list[HeaderField]:
+    """The header fields in data[start:end] (a header block, blank line included or not),
+    reading at most `limit` bytes of it (None: all)."""
+    if limit is not None:
+        end = min(end, start + limit)
     fields: list[HeaderField] = []
     pos = start
     current_start = -1
@@ -82,6 +92,8 @@ def split_fields(data: bytes, start: int, end: int) -> list[HeaderField]:
         else:
             if current_start >= 0:
                 fields.append(_field(data, current_start, pos))
+                if limit is not None and len(fields) >= MAX_HEADER_FIELDS:
+                    return fields
             current_start = pos
         pos = line_end
     if current_start >= 0:
@@ -119,6 +131,16 @@ def last_value(fields: list[HeaderField], name: str) -> str | None:
     return None if found is None else found.value
 
 
+def last_values(fields: list[HeaderField], names: set[str]) -> dict[str, str]:
+    """{lower-case name: value of its last field} for the wanted names, in one pass."""
+    last: dict[str, HeaderField] = {}
+    for field in fields:
+        name = field.name.lower()
+        if name in names:
+            last[name] = field
+    return {name: field.value for name, field in last.items()}
+
+
 def first_value(fields: list[HeaderField], name: str) -> str | None:
     wanted = name.lower()
     for field in fields:
@@ -136,7 +158,7 @@ def filter_fields(header: bytes, names: list[str] | tuple[str, ...], exclude: bo
     """
     wanted = {name.lower() for name in names}
     out = []
-    fields = split_fields(header, 0, len(header))
+    fields = split_fields(header, 0, len(header), limit=None)
     for field in fields:
         keep = field.name.lower() in wanted if field.name else False
         if exclude:

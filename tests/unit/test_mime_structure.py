@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,14 @@ def test_too_deep_message_rfc822_keeps_the_body_type_msg_grammar():
     # The innermost message/rfc822 still has (envelope) (body) lines.
     assert b'"message" "rfc822" NIL NIL NIL "7bit" ' in wire
     assert wire.count(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)") >= 1
+
+
+def test_huge_header_blocks_are_cheap_and_offsets_stay_exact():
+    data = b"Subject: first\r\n" + b"X-A: b\r\n" * 300_000 + b"\r\nbody"
+    started = time.monotonic()
+    summary = mime.summarize(data)
+    assert time.monotonic() - started < 5  # bounded field scan (typically well under 0.1 s)
+    assert summary.subject == "first"
+    tree = json.loads(summary.bodystructure)
+    assert tree["offsets"] == [0, len(data) - 4, len(data)]
+    assert mime.section_bytes(data, tree, "HEADER.FIELDS (X-A)").count(b"X-A: b\r\n") == 300_000
