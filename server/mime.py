@@ -9,6 +9,16 @@ also the front door to the MIME modules the IMAP server uses for FETCH:
   mime_sections   BODY[section], BINARY[section]     mime_search     decoded values, base subject, sort keys, body text
   mime_headers    raw header blocks, parameters, HEADER.FIELDS filtering
 
+FETCH from the cache, reading only what is needed from the blob file:
+  ENVELOPE / BODYSTRUCTURE / BODY   envelope_wire(row.envelope), bodystructure_wire(row.bodystructure[, False])
+  BODY[section]<o.n>                where = locate(tree, parse_section(text)); read blob[where.start:where.end]
+                                    (streamed); if where.filtered: content = where.header_filter(content);
+                                    then partial(content, o, n) (or offset arithmetic on the raw slice)
+  BINARY[part], BINARY.SIZE[part]   where = locate(tree, Section(part=...)); BinaryDecoder(where.node) fed
+                                    with the slice in chunks; UnknownTransferEncoding -> NO [UNKNOWN-CTE]
+where `tree = json.loads(row.bodystructure)`. A missing part resolves to empty content.
+An empty cached value (the store could not summarise) means: summarise the blob again.
+
 Standards: RFC 3501 §7.4.2 / RFC 9051 §7.5.2 (ENVELOPE, BODYSTRUCTURE), RFC 5322 §3.3
 (Date), RFC 2047 (decoded search columns), RFC 5322 §2.1 (CRLF line endings).
 Security: parses untrusted input; never raises on bad MIME (a broken message is still
@@ -27,6 +37,7 @@ from courriel.mime_envelope import build_envelope, envelope_bytes
 from courriel.mime_headers import header_end, last_values, readable_text, split_fields
 from courriel.mime_search import base_subject, body_text, decoded, sort_display, sort_mailbox
 from courriel.mime_sections import (
+    BinaryDecoder,
     Section,
     SectionLocation,
     SectionSyntaxError,
@@ -110,6 +121,7 @@ def bodystructure_wire(bodystructure_json: str, extensible: bool = True) -> byte
 
 
 __all__ = [
+    "BinaryDecoder",
     "MessageSummary",
     "Section",
     "SectionLocation",
