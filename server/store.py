@@ -479,9 +479,7 @@ class Store:
         changed: list[Message] = []
         failed: list[int] = []
         with self.db.write() as session:
-            folder = session.get(Folder, folder_id)
-            if folder is None:
-                raise NoSuchFolder(f"no folder {folder_id}")
+            folder = self._lock(session, folder_id)[folder_id]
             for row in self._messages(session, folder_id, uids):
                 if unchanged_since is not None and row.modseq > unchanged_since:
                     failed.append(row.uid)
@@ -542,12 +540,22 @@ class Store:
             BlobStore.drop_ref(session, blob_id, count)
         return modseq
 
+    @staticmethod
+    def _lock(session: Session, *folder_ids: int) -> dict[int, Folder]:
+        """Lock folder rows (PostgreSQL FOR UPDATE; SQLite write transactions are exclusive), in
+        id order so that two commands on the same folders cannot deadlock. Writers of one folder
+        then see each other's committed rows: no lost flag update, no double expunge."""
+        rows = {}
+        for folder_id in sorted(set(folder_ids)):
+            row = session.get(Folder, folder_id, with_for_update=True, populate_existing=True)
+            if row is None:
+                raise NoSuchFolder(f"no folder {folder_id}")
+            rows[folder_id] = row
+        return rows
+
     def _two_folders(self, session: Session, folder_id: int, dest_folder_id: int) -> tuple[Folder, Folder]:
-        source = session.get(Folder, folder_id)
-        dest = session.get(Folder, dest_folder_id)
-        if source is None or dest is None:
-            raise NoSuchFolder("no such folder")
-        return source, dest
+        rows = self._lock(session, folder_id, dest_folder_id)
+        return rows[folder_id], rows[dest_folder_id]
 
     def copy(self, folder_id: int, uids: Iterable[int], dest_folder_id: int) -> CopyResult:
         """RFC 3501 §6.4.7 COPY; the result gives RFC 4315 COPYUID. Flags are copied."""
@@ -577,9 +585,7 @@ class Store:
         return result
 
     def _move_rows(self, session: Session, rows: list[Message], folder_id: int, dest_folder_id: int) -> CopyResult:
-        # Lock the two folder rows in id order so that opposite moves cannot deadlock.
-        if folder_id < dest_folder_id:
-            self._bump_modseq(session, folder_id)
+        self._lock(session, folder_id, dest_folder_id)  # no-op when the caller holds them
         result = self._copy_rows(session, rows, dest_folder_id)
         self._remove_rows(session, folder_id, rows)
         return result
@@ -587,9 +593,7 @@ class Store:
     def expunge(self, folder_id: int, uids: Iterable[int] | None = None) -> list[int]:
         """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 UID EXPUNGE: remove \\Deleted messages; returns their UIDs."""
         with self.db.write() as session:
-            folder = session.get(Folder, folder_id)
-            if folder is None:
-                raise NoSuchFolder(f"no folder {folder_id}")
+            folder = self._lock(session, folder_id)[folder_id]
             rows = self._messages(session, folder_id, uids, Message.flags.op("&")(DELETED) != 0)
             if not rows:
                 return []
@@ -676,6 +680,7 @@ class Store:
                 raise NoSuchFolder(f"no folder {name}")
             if session.scalar(select(func.count()).select_from(Folder).where(Folder.parent_id == row.id)):
                 raise StoreError(f"folder {name} has inferior folders; delete them first")
+            self._lock(session, row.id)
             messages = self._messages(session, row.id, None)
             if messages:
                 trash = self._trash(session, mailbox_id)
@@ -701,6 +706,7 @@ class Store:
                 raise FolderExists(f"folder {new} exists")
             if old == INBOX:
                 target = self._create(session, mailbox_id, new)
+                self._lock(session, row.id, target.id)
                 messages = self._messages(session, row.id, None)
                 if messages:
                     self._move_rows(session, messages, row.id, target.id)
