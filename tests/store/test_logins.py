@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -179,3 +180,28 @@ def test_async_wrapper_runs_off_loop_and_caches_successes(accounts):
     assert not bad.ok and not bad_again.ok
     assert calls.count(GOOD) == 3  # the three concurrent first logins; the fourth came from the cache
     assert calls.count("wrong") == 2  # failures are never cached
+
+
+def test_concurrent_failures_are_all_counted(db):
+    """Two engines (as two processes would) count failures on one key at the same time."""
+    engines = [db, Database(db.url)]
+    errors = []
+
+    def hammer(database):
+        try:
+            for _ in range(15):
+                logins.record_failure(database, [(logins.SCOPE_IP, "198.51.100.77")], T0)
+        except Exception as exc:  # reported below; a lost update or a deadlock fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    engines[1].dispose()
+    assert not errors and not any(t.is_alive() for t in threads)
+    with db.read() as session:
+        row = session.scalars(select(LoginFailure).where(LoginFailure.key == "198.51.100.77")).one()
+    assert row.failures == 30
+    assert row.blocked_until is not None
