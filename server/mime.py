@@ -13,7 +13,8 @@ FETCH from the cache, reading only what is needed from the blob file:
   ENVELOPE / BODYSTRUCTURE / BODY   envelope_wire(row.envelope), bodystructure_wire(row.bodystructure[, False])
   BODY[section]<o.n>                where = locate(tree, parse_section(text)); read blob[where.start:where.end]
                                     (streamed); if where.filtered: content = where.header_filter(content);
-                                    then partial(content, o, n) (or offset arithmetic on the raw slice)
+                                    then partial(content, o, n) (or offset arithmetic on the raw slice);
+                                    nul_free() before sending it as a literal
   BINARY[part], BINARY.SIZE[part]   where = locate(tree, Section(part=...)); BinaryDecoder(where.node) fed
                                     with the slice in chunks; UnknownTransferEncoding -> NO [UNKNOWN-CTE]
 where `tree = json.loads(row.bodystructure)`. A missing part resolves to empty content.
@@ -45,6 +46,7 @@ from courriel.mime_sections import (
     binary_bytes,
     decode_binary,
     locate,
+    nul_free,
     parse_section,
     partial,
     section_bytes,
@@ -138,6 +140,7 @@ __all__ = [
     "envelope_bytes",
     "envelope_wire",
     "locate",
+    "nul_free",
     "parse_section",
     "parse_structure",
     "partial",

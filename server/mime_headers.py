@@ -118,7 +118,8 @@ def unfold(raw: bytes) -> str:
     the trailing line ending dropped. Encoded words are NOT decoded (RFC 3501 §7.4.2)."""
     value = raw.rstrip(b"\r\n")
     value = _FOLD.sub(b" ", value).lstrip(b" \t")
-    return as_text(value.replace(b"\0", b"\x80"))
+    # NUL cannot travel in an IMAP string: U+FFFD replaces it (as Dovecot does).
+    return as_text(value.replace(b"\0", "\ufffd".encode()))
 
 
 def last_value(fields: list[HeaderField], name: str) -> str | None:

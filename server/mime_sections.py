@@ -151,6 +151,13 @@ def locate(tree: dict, section: Section) -> SectionLocation:
                            exclude=text == "HEADER.FIELDS.NOT", node=node)
 
 
+def nul_free(content: bytes) -> bytes:
+    """BODY[] content fit for an IMAP literal: RFC 3501 §4.3 forbids NUL in literals, so NUL
+    becomes 0x80 (as Dovecot sends it); only BINARY's literal8 (RFC 3516 §4) may carry NUL.
+    Sizes do not change, so partial ranges and BODYSTRUCTURE sizes stay valid."""
+    return content.replace(b"\0", b"\x80")
+
+
 def partial(content: bytes, origin: int | None, count: int | None) -> bytes:
     """RFC 3501 §6.4.5 `<origin.count>`: the octets from origin, at most count of them."""
     if origin is None:

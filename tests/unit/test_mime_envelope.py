@@ -71,6 +71,10 @@ ENVELOPES = [
      b'(NIL "no content type" ((NIL NIL "legacy" "example.org")) ((NIL NIL "legacy" "ex'
      b'ample.org")) ((NIL NIL "legacy" "example.org")) ((NIL NIL "someone" "example.org'
      b'")) NIL NIL NIL NIL)'),
+    ("nul-bytes.eml",
+     b'(NIL {5}\r\na\xef\xbf\xbdb (({5}\r\nn\xef\xbf\xbdm NIL "nul" "example.org")) '
+     b'(({5}\r\nn\xef\xbf\xbdm NIL "nul" "example.org")) (({5}\r\nn\xef\xbf\xbdm NIL "nul" "example.org")) '
+     b'NIL NIL NIL NIL NIL)'),
     ("rfc2231.eml",
      b'(NIL "RFC 2231 parameters" ((NIL NIL "kim" "example.org")) ((NIL NIL "kim" "exam'
      b'ple.org")) ((NIL NIL "kim" "example.org")) ((NIL NIL "lee" "example.org")) NIL N'
@@ -176,3 +180,9 @@ def test_imap_string(value, expected):
 def test_envelope_bytes_shape():
     envelope = [None, "s", [["n", None, "m", "h"], [None, None, "x", "y"]], None, None, None, None, None, None, "<i>"]
     assert envelope_bytes(envelope) == b'(NIL "s" (("n" NIL "m" "h")(NIL NIL "x" "y")) NIL NIL NIL NIL NIL NIL "<i>")'
+
+
+def test_nul_in_header_becomes_replacement_character():
+    wire = mime.envelope_wire(mime.summarize(b'Subject: a\x00b\r\nFrom: "n\x00m" <a@b>\r\n\r\n').envelope)
+    assert wire.startswith(b"(NIL {5}\r\na\xef\xbf\xbdb ((" + b"{5}\r\nn\xef\xbf\xbdm NIL")
+    assert b"\x00" not in wire

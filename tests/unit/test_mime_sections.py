@@ -203,3 +203,10 @@ def test_streamed_base64_of_a_large_part():
     decoder = BinaryDecoder({"encoding": "base64"})
     out = b"".join(decoder.feed(encoded[i:i + 8191]) for i in range(0, len(encoded), 8191)) + decoder.finish()
     assert out == payload
+
+
+def test_nul_free_keeps_sizes():
+    data, tree = load("nul-bytes.eml")
+    text = mime.section_bytes(data, tree, "TEXT")
+    assert text == b"x\x00y\r\n"  # exact bytes as stored
+    assert mime.nul_free(text) == b"x\x80y\r\n"

@@ -62,6 +62,9 @@ BODYSTRUCTURES = [
      b'" "outer-boundary") NIL NIL NIL)'),
     ("no-content-type.eml",
      b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 37 2 NIL NIL NIL NIL)'),
+    ("nul-bytes.eml",
+     b'("text" "plain" ("charset" "utf-8" "format" "flowed" "delsp" "yes") NIL NIL "Quo'
+     b'ted-Printable" 5 1 NIL NIL NIL NIL)'),
     ("rfc2231.eml",
      b'(("application" "octet-stream" ("name" "very-long-file-name.bin") NIL NIL "base6'
      b'4" 8 NIL ("attachment" ("filename*" "utf-8\'\'%C3%A9t%C3%A9-summer.bin")) NIL NIL)'
