@@ -46,7 +46,14 @@ from courriel.admin.services.mailboxes import (
     set_mailbox_password,
     set_mailbox_quota,
 )
-from courriel.admin.services.users import UserInfo, add_user, list_users, remove_user, set_user_password
+from courriel.admin.services.users import (
+    UserInfo,
+    add_user,
+    get_user,
+    list_users,
+    remove_user,
+    set_user_password,
+)
 
 __all__ = [
     "AliasInfo",
@@ -68,6 +75,7 @@ __all__ = [
     "get_domain",
     "get_group",
     "get_mailbox",
+    "get_user",
     "list_aliases",
     "list_domains",
     "list_group_members",

@@ -98,6 +98,12 @@ def list_users(db: Database) -> list[UserInfo]:
         return [_info(session, row) for row in session.scalars(select(User).order_by(User.name))]
 
 
+def get_user(db: Database, name: str) -> UserInfo:
+    key = user_name(name)
+    with db.read() as session:
+        return _info(session, lookups.user(session, key))
+
+
 def set_user_password(
     db: Database, hasher: passwords.PasswordHasher, policy: passwords.PasswordPolicy, name: str,
     password: str | None = None,

@@ -241,6 +241,7 @@ def test_service_refusals_change_nothing(db, world, call, code):
 def test_mailbox_limits_generation_and_removal(db, world):
     dana, generated = services.add_user(db, HASHER, POLICY, "dana", display_name="Dana Scully")
     assert dana.role == "user" and generated and not POLICY.problems(generated)
+    assert services.get_user(db, "DANA") == dana
     assert HASHER.verify(generated, _user_hash(db, "dana"))
     first, password = services.add_mailbox(db, HASHER, POLICY, "dana@example.com", user="dana")
     assert first.display_name == "Dana Scully" and password and not POLICY.problems(password)
