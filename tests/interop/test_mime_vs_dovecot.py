@@ -133,25 +133,23 @@ def normalise_dovecot(value):
 
 @pytest.fixture(scope="module")
 def mailbox(dovecot):  # noqa: F811
-    """{corpus file name: (uid in Dovecot, canonical bytes)} with every corpus message appended."""
+    """(mailbox name, {corpus file name: (uid, canonical bytes)}) with every corpus message appended."""
     appended = {}
+    name = dovecot.fresh_mailbox("mime-corpus")
     with dovecot.client() as imap:
-        imap.create("mime-corpus")
-        typ, _ = imap.select("mime-corpus")
-        assert typ == "OK"
         for path in MESSAGES:
             data = mime.canonical_line_endings(path.read_bytes())
-            typ, answer = imap.append("mime-corpus", None, None, data)
+            typ, answer = imap.append(name, None, None, data)
             assert typ == "OK", answer
             uid = int(re.search(rb"APPENDUID \d+ (\d+)", answer[0]).group(1))
             appended[path.name] = (uid, data)
-    return appended
+    return name, appended
 
 
 @pytest.fixture
-def imap(dovecot):  # noqa: F811
+def imap(dovecot, mailbox):  # noqa: F811
     with dovecot.client() as client:
-        typ, _ = client.select("mime-corpus", readonly=True)
+        typ, _ = client.select(mailbox[0], readonly=True)
         assert typ == "OK"
         yield client
 
@@ -186,7 +184,7 @@ KNOWN_DIFFERENCES = {
 
 @pytest.mark.parametrize("name", [path.name for path in MESSAGES])
 def test_envelope_and_bodystructure_match_dovecot(mailbox, imap, name):
-    uid, data = mailbox[name]
+    uid, data = mailbox[1][name]
     summary = mime.summarize(data)
     theirs = fetch(imap, uid, "ENVELOPE BODYSTRUCTURE BODY")
     assert ours(mime.envelope_wire(summary.envelope)) == theirs[b"ENVELOPE"]
@@ -226,7 +224,7 @@ def sections_of(tree: dict) -> list[str]:
 
 @pytest.mark.parametrize("name", [path.name for path in MESSAGES])
 def test_sections_match_dovecot(mailbox, imap, name):
-    uid, data = mailbox[name]
+    uid, data = mailbox[1][name]
     tree = json.loads(mime.summarize(data).bodystructure)
     specs = sections_of(tree)
     theirs = fetch(imap, uid, " ".join(f"BODY.PEEK[{spec}]" for spec in specs))
@@ -243,7 +241,7 @@ def test_sections_match_dovecot(mailbox, imap, name):
 
 @pytest.mark.parametrize("name", [path.name for path in MESSAGES])
 def test_partial_fetch_matches_dovecot(mailbox, imap, name):
-    uid, data = mailbox[name]
+    uid, data = mailbox[1][name]
     theirs = fetch(imap, uid, "BODY.PEEK[]<5.20> BODY.PEEK[TEXT]<0.7>")
     tree = json.loads(mime.summarize(data).bodystructure)
     assert mime.nul_free(mime.partial(mime.section_bytes(data, tree, ""), 5, 20)) == theirs[b"BODY[]<5>"]
@@ -251,7 +249,7 @@ def test_partial_fetch_matches_dovecot(mailbox, imap, name):
 
 
 def test_binary_matches_dovecot(mailbox, imap):
-    uid, data = mailbox["nested-multipart.eml"]
+    uid, data = mailbox[1]["nested-multipart.eml"]
     tree = json.loads(mime.summarize(data).bodystructure)
     for part in ((1, 1), (1, 2), (2,)):
         number = ".".join(map(str, part))
@@ -263,7 +261,7 @@ def test_binary_matches_dovecot(mailbox, imap):
 
 
 def test_binary_unknown_encoding_matches_dovecot(mailbox, imap):
-    uid, data = mailbox["encodings.eml"]
+    uid, data = mailbox[1]["encodings.eml"]
     tree = json.loads(mime.summarize(data).bodystructure)
     for part in ((1,), (2,)):
         number = ".".join(map(str, part))
@@ -338,11 +336,11 @@ def test_generated_messages_match_dovecot(dovecot):  # noqa: F811
 
     rng = random.Random(20250106)
     messages = [generated_message(rng) for _ in range(40)]
+    name = dovecot.fresh_mailbox("mime-generated")
     with dovecot.client() as client:
-        client.create("mime-generated")
-        client.select("mime-generated")
+        client.select(name)
         for data in messages:
-            typ, answer = client.append("mime-generated", None, None, data)
+            typ, answer = client.append(name, None, None, data)
             assert typ == "OK", answer
         for uid, data in enumerate(messages, 1):
             summary = mime.summarize(data)

@@ -9,8 +9,9 @@ Use the `dovecot` fixture (session scope) from a test module:
     from dovecot_server import dovecot  # noqa: F401
 
     def test_x(dovecot):
-        with dovecot.client() as imap:   # imaplib.IMAP4, logged in
-            imap.append("INBOX", None, None, b"...")
+        mailbox = dovecot.fresh_mailbox()  # a mailbox of this test's own
+        with dovecot.client() as imap:     # imaplib.IMAP4, logged in
+            imap.append(mailbox, None, None, b"...")
 
 The fixture skips the test when Dovecot is not installed (Debian package dovecot-imapd,
 listed in TEST_DEBIAN_PACKAGES of the Makefile). As root, Dovecot needs a non-root
@@ -20,6 +21,7 @@ mail user (`nobody`) and directories that user can traverse.
 from __future__ import annotations
 
 import contextlib
+import grp
 import imaplib
 import os
 import pwd
@@ -33,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+# COURRIEL_TEST_DOVECOT names another dovecot binary (or a missing one, to check the skip).
+DOVECOT = os.environ.get("COURRIEL_TEST_DOVECOT") or shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER = "tester@example.test"
 PASSWORD = "secret-pw"
 START_TIMEOUT = 20.0
@@ -112,8 +115,6 @@ class DovecotServer:
             group = internal if internal != "nobody" else "nogroup"
             return nobody.pw_uid, nobody.pw_gid, login, internal, group
         me = pwd.getpwuid(os.geteuid())
-        import grp
-
         return me.pw_uid, me.pw_gid, me.pw_name, me.pw_name, grp.getgrgid(me.pw_gid).gr_name
 
     def start(self) -> None:
@@ -162,6 +163,16 @@ class DovecotServer:
         if self.process is not None and self.process.stderr:
             self.process.stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def fresh_mailbox(self, prefix: str = "test") -> str:
+        """Create a mailbox with a name no other test uses, and return its name."""
+        self._mailboxes = getattr(self, "_mailboxes", 0) + 1
+        name = f"{prefix}-{os.getpid()}-{self._mailboxes}"
+        with self.client() as imap:
+            typ, answer = imap.create(name)
+            if typ != "OK":
+                raise RuntimeError(f"CREATE {name} failed: {answer}")
+        return name
 
     @contextlib.contextmanager
     def client(self):
