@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from courriel.mime_envelope import build_envelope, envelope_bytes
 from courriel.mime_headers import header_end, last_values, readable_text, split_fields
-from courriel.mime_search import base_subject, body_text, decoded, sort_display, sort_mailbox
+from courriel.mime_search import base_subject, body_text, decoded, is_reply_or_forward, sort_display, sort_mailbox
 from courriel.mime_sections import (
     BinaryDecoder,
     Section,
@@ -139,6 +139,7 @@ __all__ = [
     "decoded",
     "envelope_bytes",
     "envelope_wire",
+    "is_reply_or_forward",
     "locate",
     "nul_free",
     "parse_section",

@@ -40,8 +40,19 @@ def decoded(value: str | None) -> str:
 
 def base_subject(subject: str | None) -> str:
     """RFC 5256 §2.1: the base subject of a raw or decoded Subject value."""
+    return _extract_base_subject(subject)[0]
+
+
+def is_reply_or_forward(subject: str | None) -> bool:
+    """RFC 5256 §2.1: whether extracting the base subject removed a reply/forward marker
+    (a "Re:"/"Fwd:" leader, a "(fwd)" trailer or a "[fwd: ...]" wrapper); used by THREAD."""
+    return _extract_base_subject(subject)[1]
+
+
+def _extract_base_subject(subject: str | None) -> tuple[str, bool]:
     if not subject:
-        return ""
+        return "", False
+    marked = False
     # (1) decode encoded words, tabs and folding to spaces, runs of spaces to one.
     text = re.sub(r"[ \t\r\n]+", " ", decode_words(subject))
     while True:
@@ -50,12 +61,14 @@ def base_subject(subject: str | None) -> str:
             trimmed = _TRAILER.sub("", text)
             if trimmed == text:
                 break
+            marked = marked or not text.endswith((" ", "\t"))
             text = trimmed
         # (3)-(5) remove leaders and blobs until neither matches.
         while True:
             before = text
             match = _LEADER.match(text)
             if match and match.end() > 0:
+                marked = marked or match.group(0) not in (" ", "\t")
                 text = text[match.end():]
             match = _BLOB_PREFIX.match(text)
             if match and text[match.end():].strip():
@@ -65,8 +78,9 @@ def base_subject(subject: str | None) -> str:
         # (6) "[fwd: ... ]" wrapper: unwrap and start again at (2).
         if text.lower().startswith(_FWD_HDR) and text.endswith("]"):
             text = text[len(_FWD_HDR):-1]
+            marked = True
             continue
-        return text
+        return text, marked
 
 
 def _first_address(envelope: list | None, field: int) -> list | None:

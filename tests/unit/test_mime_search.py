@@ -10,7 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from courriel import mime
-from courriel.mime_search import CC, FROM, TO, base_subject, body_text, decoded, sort_display, sort_mailbox
+from courriel.mime_search import (
+    CC,
+    FROM,
+    TO,
+    base_subject,
+    body_text,
+    decoded,
+    is_reply_or_forward,
+    sort_display,
+    sort_mailbox,
+)
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "mime"
 
@@ -99,3 +109,12 @@ def test_body_text_of_unknown_charset_and_encoding():
     data = b"Content-Type: text/plain; charset=x-unknown\r\nContent-Transfer-Encoding: x-weird\r\n\r\ncaf\xc3\xa9"
     tree = json.loads(mime.summarize(data).bodystructure)
     assert body_text(data, tree) == "café"
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [("Hello", False), ("Re: Hello", True), ("[list] Hello", False), ("[list] Fwd: Hello", True),
+     ("Hello (fwd)", True), ("Hello  ", False), ("[Fwd: Hello]", True), ("  Hello", False), (None, False)],
+)
+def test_is_reply_or_forward(subject, expected):
+    assert is_reply_or_forward(subject) is expected
