@@ -36,7 +36,16 @@ from dataclasses import dataclass
 
 from courriel.mime_envelope import build_envelope, envelope_bytes
 from courriel.mime_headers import header_end, last_values, readable_text, split_fields
-from courriel.mime_search import base_subject, body_text, decoded, is_reply_or_forward, sort_display, sort_mailbox
+from courriel.mime_search import (
+    base_subject,
+    body_text,
+    decoded,
+    is_reply_or_forward,
+    message_ids,
+    sort_display,
+    sort_mailbox,
+    thread_references,
+)
 from courriel.mime_sections import (
     BinaryDecoder,
     Section,
@@ -141,6 +150,7 @@ __all__ = [
     "envelope_wire",
     "is_reply_or_forward",
     "locate",
+    "message_ids",
     "nul_free",
     "parse_section",
     "parse_structure",
@@ -149,4 +159,5 @@ __all__ = [
     "sort_display",
     "sort_mailbox",
     "summarize",
+    "thread_references",
 ]

@@ -3,11 +3,13 @@
 Owns: the decoded (RFC 2047) Subject/From/To/Cc strings that the store caches in SQL
 columns, the base-subject extraction that SORT (SUBJECT) and THREAD (ORDEREDSUBJECT,
 REFERENCES) compare, the address sort keys of SORT FROM/TO/CC and DISPLAYFROM/DISPLAYTO,
-and the decoded text of a message's text parts for SEARCH BODY/TEXT.
+the decoded text of a message's text parts for SEARCH BODY/TEXT, and the message ids
+that THREAD=REFERENCES links.
 
 Standards: RFC 2047 (encoded words), RFC 5256 §2.1 (base subject), §3 (SORT keys),
-RFC 5957 §3 (DISPLAYFROM, DISPLAYTO), RFC 3501 §6.4.4 (SEARCH BODY/TEXT match the
-decoded content), RFC 2045 §6 (transfer encodings), RFC 2046 §4.1.2 (charset).
+RFC 5957 §3 (DISPLAYFROM, DISPLAYTO), RFC 5256 §2.2 and RFC 5322 §3.6.4 (references),
+RFC 3501 §6.4.4 (SEARCH BODY/TEXT match the decoded content), RFC 2045 §6 (transfer
+encodings), RFC 2046 §4.1.2 (charset).
 Security: parses untrusted input; never raises; every loop shortens the text; body text
 is bounded by `limit`.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from courriel.mime_headers import decode_words
+from courriel.mime_headers import decode_words, header_end, last_values, split_fields
 from courriel.mime_sections import UnknownTransferEncoding, decode_binary
 
 # Indexes of the address fields in an ENVELOPE list (see mime_envelope).
@@ -81,6 +83,27 @@ def _extract_base_subject(subject: str | None) -> tuple[str, bool]:
             marked = True
             continue
         return text, marked
+
+
+_MSG_ID = re.compile(r"<([^<>\s]*)>")
+
+
+def message_ids(value: str | None) -> list[str]:
+    """RFC 5322 §3.6.4 msg-ids of a References / In-Reply-To / Message-ID value, without the
+    angle brackets, in order (RFC 5256 §2.2 step 1: invalid ones are skipped)."""
+    if not value:
+        return []
+    return [found for found in _MSG_ID.findall(value) if found]
+
+
+def thread_references(data: bytes) -> tuple[str | None, list[str]]:
+    """RFC 5256 §2.2 (THREAD=REFERENCES) inputs: (the message's own id, its parent ids in
+    order). Parents come from References, or else from the first id of In-Reply-To."""
+    fields = split_fields(data, 0, header_end(data, 0, len(data)))
+    values = last_values(fields, {"message-id", "references", "in-reply-to"})
+    own = message_ids(values.get("message-id"))
+    parents = message_ids(values.get("references")) or message_ids(values.get("in-reply-to"))[:1]
+    return (own[0] if own else None), parents
 
 
 def _first_address(envelope: list | None, field: int) -> list | None:

@@ -18,8 +18,10 @@ from courriel.mime_search import (
     body_text,
     decoded,
     is_reply_or_forward,
+    message_ids,
     sort_display,
     sort_mailbox,
+    thread_references,
 )
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "mime"
@@ -118,3 +120,12 @@ def test_body_text_of_unknown_charset_and_encoding():
 )
 def test_is_reply_or_forward(subject, expected):
     assert is_reply_or_forward(subject) is expected
+
+
+def test_message_ids_and_thread_references():
+    assert message_ids("<a@x> <b@y>\r\n <c@z> junk <>") == ["a@x", "b@y", "c@z"]
+    assert message_ids(None) == []
+    data = (b"Message-ID: <own@x>\r\nIn-Reply-To: <p1@x> <p2@x>\r\nReferences: <r1@x>\r\n <r2@x>\r\n\r\nbody")
+    assert thread_references(data) == ("own@x", ["r1@x", "r2@x"])
+    assert thread_references(b"In-Reply-To: <p1@x> <p2@x>\r\n\r\n") == (None, ["p1@x"])
+    assert thread_references(b"") == (None, [])
