@@ -64,6 +64,7 @@ class PendingBlob:
     size: int
     sha256: str
     blob_id: int | None = None
+    placed: bool = False  # linked under its final name by this writer
 
 
 @dataclass
@@ -146,11 +147,20 @@ class BlobStore:
     def place(self, pending: PendingBlob) -> None:
         """Second half of `link`: the file under its final name, durably (before the commit)."""
         durable.link_temp(pending.temp_path, self.root / pending.relpath)
+        pending.placed = True
 
-    def discard(self, pending: PendingBlob) -> None:
-        """Remove the temporary file (after commit, or after a failure). Never raises."""
+    def discard(self, pending: PendingBlob, rolled_back: bool = False) -> None:
+        """Remove the temporary file (after commit, or after a failure). Never raises.
+
+        `rolled_back`: the transaction certainly did not commit (it failed before its commit),
+        so the final file goes too. After a failed commit the outcome is unknown: the file
+        stays, and the collector removes it later if no row was committed."""
         with contextlib.suppress(OSError):
             pending.temp_path.unlink(missing_ok=True)
+        if rolled_back and pending.placed:
+            with contextlib.suppress(OSError):
+                (self.root / pending.relpath).unlink(missing_ok=True)
+            pending.placed = False
 
     def put(self, content: Content, refcount: int = 0) -> int:
         """Write a blob and commit its row in a transaction of its own; returns its id.
@@ -158,11 +168,14 @@ class BlobStore:
         For callers that add references later (a row with refcount 0 is collected once it is
         older than the grace period, if nothing refers to it)."""
         pending = self.write_temp(content)
+        body_done = False
         try:
             with self.db.write() as session:
-                return self.link(session, pending, refcount=refcount)
+                blob_id = self.link(session, pending, refcount=refcount)
+                body_done = True
+            return blob_id
         finally:
-            self.discard(pending)
+            self.discard(pending, rolled_back=not body_done)
 
     # ----------------------------------------------------------------- references
 

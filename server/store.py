@@ -387,6 +387,7 @@ class Store:
         delivery's transaction (the queue records the recipient's result there, so a crash
         can neither lose nor duplicate the delivery)."""
         pending, blob_id, summary, size = self._prepare(content)
+        body_done = False
         try:
             with self.db.write() as session:
                 target = self._delivery_folder(session, mailbox_id, folder)
@@ -397,10 +398,11 @@ class Store:
                     durable.fault_point("store.deliver.after_link")
                 if in_transaction is not None:
                     in_transaction(session)
+                body_done = True
             durable.fault_point("store.deliver.after_commit")
         finally:
             if pending is not None:
-                self.blobs.discard(pending)
+                self.blobs.discard(pending, rolled_back=not body_done)
         self._changed(mailbox_id)
         return delivered
 
@@ -412,6 +414,7 @@ class Store:
         name = normalise_folder_name(folder)
         parse_flags(flags)  # bad flags are refused before anything is written
         pending, blob_id, summary, size = self._prepare(content)
+        body_done = False
         try:
             with self.db.write() as session:
                 target = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
@@ -420,9 +423,10 @@ class Store:
                 delivered = self._insert(session, target, pending, blob_id, summary, size, flags, internaldate)
                 if pending is not None:
                     self.blobs.place(pending)
+                body_done = True
         finally:
             if pending is not None:
-                self.blobs.discard(pending)
+                self.blobs.discard(pending, rolled_back=not body_done)
         self._changed(mailbox_id)
         return delivered.uidvalidity, delivered.uid
 

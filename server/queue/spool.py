@@ -196,6 +196,7 @@ def accept(db: Database, blobs: BlobStore, envelope: Envelope, data: Content, *,
     envelope.validate()
     now = now or _now()
     pending = blobs.write_temp(data)
+    body_done = False  # True once the transaction reached its commit
     try:
         durable.fault_point("spool.accept.after_temp")
         with db.write() as session:
@@ -223,9 +224,10 @@ def accept(db: Database, blobs: BlobStore, envelope: Envelope, data: Content, *,
             durable.fault_point("spool.accept.after_insert")
             blobs.place(pending)
             durable.fault_point("spool.accept.after_link")
+            body_done = True
         durable.fault_point("spool.accept.after_commit")
     finally:
-        blobs.discard(pending)
+        blobs.discard(pending, rolled_back=not body_done)
     notify.queue_changed(run_dir, queue_id)
     return queue_id
 

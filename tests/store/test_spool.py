@@ -97,6 +97,20 @@ def test_failure_before_commit_leaves_nothing_visible(db, blobs, monkeypatch):
     assert queue_rows(db) == (0, 0)
     assert blob_files(blobs.root) == set()
 
+    # Linked under its final name, then the transaction fails: the file goes with the rollback.
+    real_place = type(blobs).place.__get__(blobs)
+
+    def place_then_fail(pending):
+        real_place(pending)
+        assert blob_files(blobs.root) - {str(pending.temp_path.relative_to(blobs.root))}
+        raise OSError("directory fsync failed")
+
+    monkeypatch.setattr(blobs, "place", place_then_fail)
+    with pytest.raises(OSError, match="directory fsync"):
+        spool.accept(db, blobs, envelope(), sample_message(1))
+    assert queue_rows(db) == (0, 0)
+    assert blob_files(blobs.root) == set()
+
 
 def test_lease_takes_due_messages_once(db, blobs):
     due = [spool.accept(db, blobs, envelope(), sample_message(n), now=T0) for n in range(3)]

@@ -67,6 +67,17 @@ def test_deliver_streams_from_file_and_chunks(store, mailbox_id):
             assert handle.read() == body
 
 
+def test_failed_delivery_transaction_leaves_nothing(store, mailbox_id, blobs):
+    def refuse(session):
+        raise RuntimeError("queue bookkeeping failed")
+
+    with pytest.raises(RuntimeError):
+        store.deliver(mailbox_id, sample_message(1), in_transaction=refuse)
+    assert store.status(inbox(store, mailbox_id).id).messages == 0
+    assert blob_files(blobs.root) == set()
+    assert store.deliver(mailbox_id, sample_message(2)).uid == 1  # the rolled back UID is not burnt
+
+
 def test_deliver_to_missing_folder_falls_back_to_inbox(store, mailbox_id):
     spam = store.deliver(mailbox_id, sample_message(1), folder="Spam")
     assert spam.folder == "Spam"
