@@ -109,6 +109,11 @@ class Envelope:
             check(rcpt.address, 320, "recipient")
             check(rcpt.orcpt, 500, "ORCPT")
             check(rcpt.notify, 40, "NOTIFY")
+            if rcpt.notify is not None:
+                # RFC 3461 §4.1: NEVER alone, or one or more of SUCCESS, FAILURE, DELAY.
+                keywords = [k.strip().upper() for k in rcpt.notify.split(",")]
+                if keywords != ["NEVER"] and not (keywords and set(keywords) <= {"SUCCESS", "FAILURE", "DELAY"}):
+                    raise SpoolError(f"invalid NOTIFY {rcpt.notify!r}")
             check(rcpt.folder, 1000, "folder")
 
 

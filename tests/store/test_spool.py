@@ -68,6 +68,8 @@ BAD_ENVELOPES = [
     {"dsn_ret": "MAYBE"},
     {"recipients": ("",)},
     {"recipients": (spool.EnvelopeRecipient("bob@example.org", notify="X" * 50),)},
+    {"recipients": (spool.EnvelopeRecipient("bob@example.org", notify="NEVER,SUCCESS"),)},
+    {"recipients": (spool.EnvelopeRecipient("bob@example.org", notify="SOMETIMES"),)},
 ]
 
 
