@@ -10,6 +10,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +70,55 @@ def test_two_processes_deliver_into_one_folder(db, data_dir, blobs, store):
     assert blobs.lookup(blob_id).refcount == 2 * PER_PROCESS
     with store.open_message(folder.id, max(acknowledged)) as handle:
         assert handle.read() == body
+    assert not refcount_problems(db)
+
+
+def test_opposite_moves_and_flag_updates_in_threads(db, store):
+    """Folder rows are locked in id order: opposite MOVEs cannot deadlock, and concurrent STOREs
+    on one message lose no keyword."""
+    mailbox_id = make_mailbox(db)
+    inbox = store.get_folder(mailbox_id, "INBOX")
+    archive = store.create_folder(mailbox_id, "Archive")
+    for n in range(10):
+        store.deliver(mailbox_id, sample_message(n))
+        store.append(mailbox_id, "Archive", sample_message(100 + n))
+    errors: list[BaseException] = []
+
+    def mover(source: int, dest: int) -> None:
+        try:
+            for _ in range(15):
+                uids = [m.uid for m in store.list_messages(source)][:2]
+                if uids:
+                    store.move(source, uids, dest)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def tagger(prefix: str) -> None:
+        try:
+            for n in range(15):
+                store.set_flags(archive.id, [m.uid for m in store.list_messages(archive.id)], "add", [f"{prefix}{n}"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=mover, args=(inbox.id, archive.id)),
+               threading.Thread(target=mover, args=(archive.id, inbox.id))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    assert store.quota_usage(mailbox_id).messages == 20
+    store.move(inbox.id, [m.uid for m in store.list_messages(inbox.id)], archive.id)
+
+    threads = [threading.Thread(target=tagger, args=(prefix,)) for prefix in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    messages = store.list_messages(archive.id)
+    assert len(messages) == 20
+    assert all(set(m.keywords) == {f"{p}{n}" for p in "ab" for n in range(15)} for m in messages)
     assert not refcount_problems(db)
 
 
