@@ -35,7 +35,10 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 log = logging.getLogger("courriel.smtp.outbound")
 
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 60.0  # connecting and the greeting
+# RFC 5321 §4.5.3.2: at least 5 minutes for MAIL and RCPT, 10 minutes for the reply to the content.
+COMMAND_TIMEOUT = 300.0
+CONTENT_TIMEOUT = 600.0
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -173,10 +176,10 @@ class OutboundSession:
 
     @staticmethod
     async def _connect(address: str, port: int, helo_name: str, timeout: float) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=helo_name, timeout=timeout,
+        client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=helo_name, timeout=COMMAND_TIMEOUT,
                                  start_tls=False, use_tls=False, validate_certs=False)
         try:
-            await client.connect()
+            await client.connect(timeout=timeout)
             await OutboundSession._greet(client, helo_name, timeout)
         except aiosmtplib.SMTPConnectResponseError as exc:
             client.close()
@@ -273,9 +276,9 @@ class OutboundSession:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost")
             protocol.write(f"BDAT {len(data)} LAST\r\n".encode("ascii") + data)
-            return _reply(await protocol.read_response(timeout=self._client.timeout))
+            return _reply(await protocol.read_response(timeout=CONTENT_TIMEOUT))
         try:
-            return _reply(await self._client.data(data))
+            return _reply(await self._client.data(data, timeout=CONTENT_TIMEOUT))
         except aiosmtplib.SMTPDataError as exc:
             return Reply(exc.code, exc.message)
 

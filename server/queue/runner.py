@@ -199,6 +199,8 @@ class QueueRunner:
             return 0
         leased = await asyncio.to_thread(spool.lease, self.db, self.owner, capacity, self.clock())
         for message in leased:
+            if message.id in self._messages:
+                continue  # still ours and in progress past its lease: the lease was just renewed
             task = self.spawn(self.process(message))
             self._messages[message.id] = task
             task.add_done_callback(lambda _t, qid=message.id: self._on_message_done(qid))

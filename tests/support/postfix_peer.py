@@ -135,12 +135,15 @@ class PostfixPeer:
         import trustme
 
         user = pwd.getpwnam(MAIL_USER)
-        os.chmod(self.dir, 0o755)  # noqa: S103 - the postfix and nobody users must traverse it
-        for name in ("etc", "spool"):
-            (self.dir / name).mkdir(mode=0o755)
-        (self.dir / "data").mkdir(mode=0o700)
+        # Explicit modes (the process umask may be 027, e.g. after `courriel` ran in-process): the
+        # postfix user must read the configuration and maps, and traverse the directories.
+        for name in ("etc", "spool", "data", "mail"):
+            (self.dir / name).mkdir()
+        for path in (self.dir, self.etc, self.dir / "spool"):
+            os.chmod(path, 0o755)  # noqa: S103 - read by the postfix user
+        os.chmod(self.dir / "data", 0o700)
         shutil.chown(self.dir / "data", "postfix", "postfix")
-        (self.dir / "mail").mkdir(mode=0o700)
+        os.chmod(self.dir / "mail", 0o700)
         os.chown(self.dir / "mail", user.pw_uid, user.pw_gid)
         values = dict(dir=self.dir, domain=self.domain, host=self.host, port=self.port,
                       uid=user.pw_uid, gid=user.pw_gid)
@@ -154,6 +157,8 @@ class PostfixPeer:
         certificate = trustme.CA().issue_cert(f"mx.{self.domain}")
         certificate.cert_chain_pems[0].write_to_path(str(self.etc / "cert.pem"))
         certificate.private_key_pem.write_to_path(str(self.etc / "key.pem"))
+        for name in ("main.cf", "master.cf", "vmailbox", "access", "cert.pem"):
+            os.chmod(self.etc / name, 0o644)
         os.chmod(self.etc / "key.pem", 0o600)
         self._postfix("set-permissions", check=False)
         result = self._postfix("start", check=False)
