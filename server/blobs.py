@@ -8,7 +8,9 @@ removes blobs whose count reached 0 and files a crash left behind (temporary fil
 files that never got a committed row), once they are older than a grace period.
 
 Layout: `blobs/<2 hex>/<30 hex>`; temporary files are `.tmp-*` in the same directory so that
-the final link stays on one filesystem.
+the final link stays on one filesystem. Bodies are stored with CRLF line endings (RFC 5322
+§2.1): a bare LF is made CRLF while streaming, so IMAP serves the very bytes that
+`mime.summarize` indexed.
 
 Writing a blob is two steps so that the file and the row appear together:
 `write_temp` streams the content into a temporary file and fsyncs it (no row yet), then
@@ -29,7 +31,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -38,7 +40,7 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from courriel import durable
+from courriel import durable, mime
 from courriel.db import Database
 from courriel.models import Blob, Message, QueueMessage
 
@@ -77,6 +79,20 @@ class CollectReport:
     leaked: list[int] = field(default_factory=list)  # blob ids with a refcount but no reference
 
 
+def canonical_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """RFC 5322 §2.1, RFC 3501 §2.2: every line ends in CRLF; a bare LF becomes CRLF, streamed
+    (a CR at the end of one chunk and an LF at the start of the next stay one CRLF)."""
+    previous_cr = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        out = mime.canonical_line_endings(chunk)
+        if previous_cr and chunk[:1] == b"\n":
+            out = out[1:]  # that LF completed the previous chunk's CR
+        previous_cr = chunk[-1:] == b"\r"
+        yield out
+
+
 def _chunks(content: Content) -> Iterable[bytes]:
     if isinstance(content, bytes | bytearray | memoryview):
         yield bytes(content)
@@ -102,10 +118,12 @@ class BlobStore:
 
     # ----------------------------------------------------------------- writing
 
-    def write_temp(self, content: Content) -> PendingBlob:
+    def write_temp(self, content: Content, canonical: bool = True) -> PendingBlob:
         """Stream `content` into a synced temporary file in the blob's final directory.
 
-        Nothing is visible to readers yet; `discard` removes the file if the caller gives up."""
+        With `canonical`, line endings are made CRLF on the way (IMAP serves the stored bytes,
+        and the cached MIME offsets index them). Nothing is visible to readers yet; `discard`
+        removes the file if the caller gives up."""
         name = secrets.token_hex(16)
         relpath = f"{name[:2]}/{name[2:]}"
         directory = self.root / name[:2]
@@ -116,7 +134,8 @@ class BlobStore:
         size = 0
         try:
             with handle:
-                for chunk in _chunks(content):
+                chunks = _chunks(content)
+                for chunk in canonical_chunks(chunks) if canonical else chunks:
                     handle.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, update
 from store_fixtures import blob_files, blobs, make_mailbox, refcount_problems, sample_message, store
 
-from courriel.blobs import TEMP_PREFIX, BlobError
+from courriel.blobs import TEMP_PREFIX, BlobError, canonical_chunks
 from courriel.models import Blob, Mailbox, RecipientState
 from courriel.queue import spool
 
@@ -34,6 +34,17 @@ def test_put_streams_and_open_returns_binary_file(blobs):
     assert blob_files(blobs.root) == {row.path}
     with pytest.raises(BlobError):
         blobs.open(blob_id + 1000)
+
+
+def test_line_endings_become_crlf_while_streaming(blobs):
+    raw = b"Subject: lf\nX: y\r\n\nbody\r\nend\n"
+    expected = b"Subject: lf\r\nX: y\r\n\r\nbody\r\nend\r\n"
+    for size in (1, 2, 3, 7, len(raw)):  # every split, including a CR | LF boundary
+        chunks = [raw[i:i + size] for i in range(0, len(raw), size)]
+        blob_id = blobs.put(iter(chunks))
+        assert blobs.read(blob_id) == expected, size
+        assert blobs.lookup(blob_id).size == len(expected)
+    assert list(canonical_chunks([b"a\r", b"\nb\n", b"", b"\n"])) == [b"a\r", b"\nb\r\n", b"\r\n"]
 
 
 def test_failed_write_leaves_no_file(blobs):
