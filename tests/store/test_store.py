@@ -174,6 +174,9 @@ def test_copy_move_expunge_and_changes_since(store, mailbox_id, db):
     assert changes.highestmodseq > mark
     everything = store.changes_since(source.id, 0)
     assert [m.uid for m in everything.messages] == [1]
+    flagged = store.set_flags(source.id, [1], "add", ["\\Seen"]).changed[0]
+    later = store.changes_since(source.id, changes.highestmodseq)
+    assert [(m.uid, m.modseq) for m in later.messages] == [(1, flagged.modseq)] and later.vanished == []
     # New UIDs never reuse old ones.
     assert store.deliver(mailbox_id, sample_message(9)).uid == 5
     assert not refcount_problems(db)
