@@ -221,3 +221,18 @@ def test_alias_with_an_external_target_forwards(world):
         poll(lambda: peer.recipients() == ["bob@remote.test"] and world.inbox_or_empty(carol), "both copies")
         poll(lambda: not world.queue(), "queue empty")
     assert peer.received[0].mail_from == "zed@elsewhere.test"
+
+
+def test_local_success_notice_when_asked(world):
+    alice = world.add_mailbox("alice@example.org")
+    carol = world.add_mailbox("carol@example.org")
+    world.submit("alice@example.org", [EnvelopeRecipient("carol@example.org", notify="SUCCESS,FAILURE",
+                                                         orcpt="rfc822;Carol@example.org")], MESSAGE)
+    with world.running():
+        poll(lambda: world.inbox_or_empty(alice), "delivered notice")
+    assert len(world.inbox(carol)) == 1
+    message, recipients = _report_parts(world.inbox(alice)[0])
+    assert message["Subject"] == "Successful Mail Delivery Report"
+    assert recipients[0]["Action"] == "delivered"
+    assert recipients[0]["Original-Recipient"] == "rfc822; Carol@example.org"
+    assert message.get_payload()[2].get_content_type() == "text/rfc822-headers"

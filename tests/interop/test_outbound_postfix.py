@@ -62,4 +62,5 @@ def test_delivery_to_postfix(data_dir, monkeypatch):
         assert recipient["Final-Recipient"] == "rfc822; nobody@remote.test"
         assert recipient["Status"] == "5.1.1"
         assert "no such user here" in recipient["Diagnostic-Code"]
+        assert "(TLS TLSv1." in recipient["Diagnostic-Code"]  # the STARTTLS result is recorded with the reply
         assert recipient["Remote-MTA"] == "dns; mx.remote.test"
