@@ -194,6 +194,22 @@ class MessageInfo:
 
 
 @dataclass(frozen=True)
+class StoredSummary:
+    """The cached parse of one message (`courriel.mime.summarize` at delivery), for FETCH,
+    SEARCH and SORT without reading the body."""
+
+    uid: int
+    envelope: str  # JSON
+    bodystructure: str  # JSON
+    message_id: str
+    subject: str
+    from_addr: str
+    to_addr: str
+    cc_addr: str
+    sent_date: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class Delivered:
     mailbox_id: int
     folder_id: int
@@ -448,6 +464,12 @@ class Store:
         """Messages of a folder by UID (all, or those of `uids` that exist)."""
         with self.db.read() as session:
             return [_message_info(row) for row in self._messages(session, folder_id, uids)]
+
+    def summaries(self, folder_id: int, uids: Iterable[int] | None = None) -> list[StoredSummary]:
+        """The cached ENVELOPE/BODYSTRUCTURE JSON and header fields of messages, by UID."""
+        with self.db.read() as session:
+            return [StoredSummary(uid=row.uid, **{name: getattr(row, name) for name in _SUMMARY_COLUMNS})
+                    for row in self._messages(session, folder_id, uids)]
 
     def open_message(self, folder_id: int, uid: int) -> BinaryIO:
         """The raw message as a binary file (stream it; the caller closes it)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 import pytest
 from store_fixtures import blob_files, blobs, mailbox_id, make_mailbox, refcount_problems, sample_message, store
@@ -45,17 +46,15 @@ def test_deliver_allocates_growing_uids_and_modseqs(store, mailbox_id, blobs):
     assert not refcount_problems(store.db)
 
 
-def test_deliver_caches_summary_and_never_fails_on_bad_mime(store, mailbox_id, db):
-    from courriel.models import Message
-
+def test_deliver_caches_summary_and_never_fails_on_bad_mime(store, mailbox_id):
     good = store.deliver(mailbox_id, sample_message(1, subject="Quarterly report"))
     bad = store.deliver(mailbox_id, b"\x00\xff\xfe garbage without headers \x00\r\n\r\n--\r\n")
-    with db.read() as session:
-        row = session.query(Message).filter_by(folder_id=good.folder_id, uid=good.uid).one()
-        assert row.subject == "Quarterly report"
-        assert "alice@example.net" in row.from_addr
-        assert row.sent_date == dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
-        assert session.query(Message).filter_by(folder_id=bad.folder_id, uid=bad.uid).one().size > 0
+    summary, broken = store.summaries(good.folder_id, [good.uid, bad.uid])
+    assert summary.subject == "Quarterly report"
+    assert "alice@example.net" in summary.from_addr
+    assert summary.sent_date == dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
+    assert json.loads(summary.envelope)[1] is not None
+    assert broken.uid == bad.uid and store.list_messages(bad.folder_id, [bad.uid])[0].size > 0
 
 
 def test_deliver_streams_from_file_and_chunks(store, mailbox_id):
