@@ -15,11 +15,12 @@ the final link stays on one filesystem. Bodies are stored with CRLF line endings
 Writing a blob is two steps so that the file and the row appear together:
 `write_temp` streams the content into a temporary file and fsyncs it (no row yet), then
 inside the caller's transaction `link` inserts the row and hard-links the temporary file
-under its final name (fsync of the directory). If the transaction does not commit, the
-final file has no row and the collector removes it after the grace period.
+under its final name (fsync of the directory). If the transaction fails before its commit
+the writer removes the file again (`discard(rolled_back=True)`); after a crash or a failed
+commit a file without a row is left to the collector (after the grace period).
 
-Security: stores untrusted bytes verbatim and never interprets them; file names are
-generated here, never taken from input.
+Security: stores untrusted bytes as given (only line endings are made CRLF) and never
+interprets them; file names are generated here, never taken from input.
 Durability: through `courriel.durable` (write → fsync → link → fsync(dir)).
 """
 
