@@ -63,6 +63,7 @@ log = logging.getLogger("courriel.queue")
 DEFAULT_MAX_IN_FLIGHT = 20  # messages processed at once
 DEFAULT_IDLE_SECONDS = 2.0  # a destination connection closes after this long without work
 DEFAULT_CONNECT_TIMEOUT = 30.0
+MAX_TRANSACTIONS_PER_CONNECTION = 100  # then a fresh connection (and a fresh MX choice)
 STOP_GRACE_SECONDS = 5.0
 
 
@@ -121,6 +122,8 @@ class Destination:
                     log.exception("remote delivery to %s failed", self.domain)
                     attempts = {r.id: Attempt(RecipientState.DEFERRED, "4.3.0", f"451 4.3.0 internal error: "
                                               f"{type(exc).__name__}") for r in job.recipients}
+                    if session is not None:
+                        session.close()
                     session = None
                 if not job.future.done():
                     job.future.set_result(attempts)
@@ -294,7 +297,8 @@ class QueueRunner:
                 if rcpt.mailbox_id is not None:
                     decided[rcpt.id] = router.route(rcpt.address, rcpt.mailbox_id, (), None)
                     continue
-                found = registry.resolve(session, rcpt.address)
+                found = registry.resolve(session, rcpt.address,
+                                         require_verified=self.config.get("domains", "require_verification"))
                 if found.outcome is registry.Outcome.REMOTE:
                     decided[rcpt.id] = router.route(rcpt.address, None, (), None)
                 elif found.outcome is registry.Outcome.DELIVER:
@@ -351,6 +355,9 @@ class QueueRunner:
         def every(state: str, status: str, text: str, mta: str | None = None) -> dict[int, Attempt]:
             return {r.id: Attempt(state, status, text, mta) for r in job.recipients}
 
+        if session is not None and session.transactions >= MAX_TRANSACTIONS_PER_CONNECTION:
+            await session.quit()  # like Postfix's smtp_connection_reuse_count_limit
+            session = None
         if session is None or not session.usable:
             reason = self.dead.reason(domain, self.clock())
             if reason is not None:
