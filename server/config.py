@@ -53,6 +53,17 @@ SCHEMA: list[Setting] = [
         "server", "default_domain", "",
         "Domain on which any user may get a mailbox without the wizard (empty: the hostname's parent domain).",
     ),
+    Setting(
+        "server", "public_addresses", [],
+        "Public IP addresses of this server; the DNS checker confirms their reverse DNS names the hostname.",
+    ),
+    Setting(
+        "domains", "require_verification", True,
+        "A new domain receives mail only after its ownership TXT record is verified (the default domain is exempt).",
+        dev_default=False,
+    ),
+    Setting("domains", "mta_sts", False, "Ask for MTA-STS (RFC 8461) and TLS reporting (RFC 8460) records."),
+    Setting("domains", "dkim_grace_days", 7, "Days a replaced DKIM key stays published before it is retired."),
     Setting("database", "url", "", "SQLAlchemy URL. Empty: SQLite file DATA/courriel.db. PostgreSQL: postgresql+psycopg://user:pass@host/db"),
     Setting("tls", "certificate", "tls/cert.pem", "PEM certificate chain, relative to the data directory."),
     Setting("tls", "private_key", "tls/key.pem", "PEM private key (mode 0600), relative to the data directory."),

@@ -168,6 +168,7 @@ class RejectReason(StrEnum):
     UNKNOWN_RECIPIENT = "unknown_recipient"
     MAILBOX_DISABLED = "mailbox_disabled"
     ALIAS_LOOP = "alias_loop"
+    DOMAIN_UNVERIFIED = "domain_unverified"
 
     @property
     def enhanced_status(self) -> str:
@@ -180,6 +181,7 @@ _ENHANCED_STATUS = {
     RejectReason.UNKNOWN_RECIPIENT: "5.1.1",  # bad destination mailbox address
     RejectReason.MAILBOX_DISABLED: "5.2.1",  # mailbox disabled, not accepting messages
     RejectReason.ALIAS_LOOP: "5.4.6",  # routing loop detected
+    RejectReason.DOMAIN_UNVERIFIED: "5.1.2",  # destination system not accepting mail (yet)
 }
 
 
@@ -235,15 +237,28 @@ def _domain(session: Session, name: str) -> Domain | None:
     return session.scalar(select(Domain).where(Domain.name == name))
 
 
-def resolve(session: Session, address: str) -> Resolution:
-    """Where mail for `address` goes (ARCHITECTURE §3 step 1)."""
+def accepts_mail(domain: Domain, require_verified: bool) -> bool:
+    """A local domain receives mail once its ownership is verified (`[domains] require_verification`);
+    the default domain is the server's own and needs no proof."""
+    return not require_verified or domain.verified_at is not None or bool(domain.is_default)
+
+
+def resolve(session: Session, address: str, *, require_verified: bool = False) -> Resolution:
+    """Where mail for `address` goes (ARCHITECTURE §3 step 1).
+
+    With `require_verified` (callers pass `[domains] require_verification`), a local domain whose
+    ownership is not verified yet rejects every address (`RejectReason.DOMAIN_UNVERIFIED`)."""
     try:
         parsed = parse_address(address)
     except AddressError as exc:
         return Resolution(str(address), Outcome.REJECT, reason=RejectReason.INVALID_ADDRESS, detail=str(exc))
     canonical = str(parsed)
-    if _domain(session, parsed.domain) is None:
+    own_domain = _domain(session, parsed.domain)
+    if own_domain is None:
         return Resolution(canonical, Outcome.REMOTE, forwards=(canonical,), detail="not a local domain")
+    if not accepts_mail(own_domain, require_verified):
+        return Resolution(canonical, Outcome.REJECT, reason=RejectReason.DOMAIN_UNVERIFIED,
+                          detail="the domain's ownership is not verified yet")
     result = _Expansion()
     local_domains: dict[str, Domain | None] = {}
     _expand(session, parsed, result, path=(), depth=0, local_domains=local_domains)
