@@ -161,6 +161,7 @@ class QueueRunner:
                                                       self.policy.retry_min))
         self.destinations: dict[str, Destination] = {}
         self.kick = asyncio.Event()
+        self.sleeping = False  # waiting for a hint, the timer or the next due message (for tests and logs)
         self._tasks: set[asyncio.Task] = set()
         self._messages: dict[str, asyncio.Task] = {}
 
@@ -224,9 +225,11 @@ class QueueRunner:
             await asyncio.sleep(0.05)  # due now but not leased (another runner holds it): yield briefly
             return
         waiters = [asyncio.ensure_future(self.kick.wait()), asyncio.ensure_future(stop.wait())]
+        self.sleeping = True
         try:
             await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.sleeping = False
             for waiter in waiters:
                 waiter.cancel()
 

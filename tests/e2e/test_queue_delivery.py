@@ -203,8 +203,8 @@ def test_delay_warning_once_then_delivery(data_dir, monkeypatch):
 
 def test_a_hint_wakes_the_runner_before_its_timer(world):
     carol = world.add_mailbox("carol@example.org")
-    with world.running(timer=30.0):
-        poll(lambda: True, "runner up")
+    with world.running(timer=30.0) as runner:
+        poll(lambda: runner.sleeping, "runner asleep with nothing to do")
         # spool.accept sends a `queue` hint; the runner must not wait for its 30 s timer.
         world.submit("alice@example.org", ["carol@example.org"], MESSAGE)
         poll(lambda: world.inbox_or_empty(carol), "local delivery after the hint", timeout=5)
