@@ -12,23 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from courriel import config as config_mod
-from courriel import durable, passwords, schema, tls
-from courriel.admin import services
+from courriel import durable, schema, tls
 from courriel.db import Database
-from courriel.models import Role, User
 
 SUBDIRS = {"blobs": 0o750, "spool": 0o750, "keys": 0o700, "run": 0o750, "tls": 0o750}
-ADMIN_NAME = "admin"
 
 
 @dataclass
 class InitResult:
     data_dir: Path
     created: list[str] = field(default_factory=list)
-    admin_password: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -60,23 +54,6 @@ def initialise(data_dir: Path, hostname: str | None = None) -> InitResult:
     try:
         if schema.upgrade(db):
             result.created.append(f"database schema {schema.head_revision()}")
-        result.admin_password = _ensure_admin(db, config)
-        if result.admin_password:
-            result.created.append(f"admin account '{ADMIN_NAME}'")
     finally:
         db.dispose()
     return result
-
-
-def _ensure_admin(db: Database, config: config_mod.Config) -> str | None:
-    """Create the first admin account when no admin exists; return its password once.
-
-    The account is made by the registry service layer, the only writer of registry tables."""
-    with db.read() as session:
-        if session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)) is not None:
-            return None
-    _account, password = services.add_user(
-        db, passwords.PasswordHasher.from_config(config), passwords.PasswordPolicy.from_config(config), ADMIN_NAME,
-        role=Role.ADMIN, display_name="Administrator",
-    )
-    return password

@@ -43,6 +43,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._template_ready = False
 
     def start(self) -> None:
         if self._as_postgres:
@@ -66,14 +67,28 @@ class PostgresCluster:
         )
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def create_database(self) -> str:
-        name = "t_" + uuid.uuid4().hex[:12]
-        admin = Database(f"postgresql+psycopg://courriel@127.0.0.1:{self.port}/postgres",
-                         isolation_level="AUTOCOMMIT")
-        with admin.engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
+    TEMPLATE = "courriel_template"
+
+    def url(self, name: str) -> str:
         return f"postgresql+psycopg://courriel@127.0.0.1:{self.port}/{name}"
+
+    def _execute(self, sql: str) -> None:
+        admin = Database(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.engine.connect() as conn:
+            conn.exec_driver_sql(sql)
+        admin.dispose()
+
+    def create_database(self) -> str:
+        """A new database already migrated to head (cloned from a migrated template)."""
+        if not self._template_ready:
+            self._execute(f'CREATE DATABASE "{self.TEMPLATE}"')
+            template = Database(self.url(self.TEMPLATE))
+            schema.upgrade(template)
+            template.dispose()
+            self._template_ready = True
+        name = "t_" + uuid.uuid4().hex[:12]
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.TEMPLATE}"')
+        return self.url(name)
 
 
 def postgres_available() -> bool:

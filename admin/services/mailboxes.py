@@ -162,8 +162,11 @@ def set_mailbox_quota(db: Database, address: str, quota_bytes: int) -> MailboxIn
 
 
 def remove_mailbox(db: Database, address: str) -> None:
-    """Remove a mailbox; its folders and messages go with it (database cascade), and so do
-    its group memberships. Aliases that point to it are left (they skip unknown targets)."""
+    """Remove a mailbox with its folders and messages (blob references dropped in the same
+    transaction) and its group memberships. Aliases that point to it are left (they skip
+    unknown targets)."""
     key = str(lookups.address(address))
     with lookups.writing(db) as session:
-        session.delete(lookups.mailbox(session, key))
+        mailbox = lookups.mailbox(session, key)
+        store.remove_mailbox_contents(session, mailbox.id)
+        session.delete(mailbox)
