@@ -194,6 +194,58 @@ class LoginFailure(Base):
     blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+# --------------------------------------------------------------------------- admin console
+
+
+class ApiKey(Base):
+    """A token for scripts using the JSON API with administrator rights. Only a SHA-256 digest
+    of the token is stored (the token is random, 256 bits: no slow hash is needed); `prefix` is
+    the public start of the token, shown in lists so that people can tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in console or API session; the key is a SHA-256 digest of the cookie token."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "user" (console account) | "mailbox"
+    role: Mapped[str] = mapped_column(String(16))  # Role
+    account: Mapped[str] = mapped_column(String(320))  # user name or mailbox address
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    flash: Mapped[str | None] = mapped_column(Text)  # one message for the next page
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditEntry(Base):
+    """One administrative change: who, what, when, from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(320), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -353,3 +405,90 @@ class QueueRecipient(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_reply: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- external accounts (sync)
+
+
+class SyncAccountState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by the operator, or after repeated failures
+    DISABLED = "disabled"  # stopped; imported messages are kept
+
+
+class SyncAccount(Base):
+    """An external IMAP or POP3 account kept in step with a local mailbox (courriel.imapsync)."""
+
+    __tablename__ = "sync_accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    protocol: Mapped[str] = mapped_column(String(8))  # imap | pop3
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    security: Mapped[str] = mapped_column(String(16))  # ssl | starttls | none
+    username: Mapped[str] = mapped_column(String(320))
+    auth: Mapped[str] = mapped_column(String(16), default="plain")  # plain | cram-md5
+    secret: Mapped[str] = mapped_column(Text)  # the password, encrypted (imapsync.credentials)
+    leave_on_server: Mapped[bool] = mapped_column(Boolean, default=True)  # POP3 only
+    state: Mapped[str] = mapped_column(String(16), default=SyncAccountState.ACTIVE)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_sync_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncFolder(Base):
+    """One remote folder of an account and the local folder it maps to, with its sync state."""
+
+    __tablename__ = "sync_folders"
+    __table_args__ = (UniqueConstraint("account_id", "remote_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("sync_accounts.id", ondelete="CASCADE"), index=True)
+    remote_name: Mapped[str] = mapped_column(String(1000))
+    local_folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    remote_uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: not seen yet
+    remote_modseq: Mapped[int] = mapped_column(BigInteger, default=0)  # RFC 7162 HIGHESTMODSEQ seen
+    local_modseq: Mapped[int] = mapped_column(BigInteger, default=0)  # local HIGHESTMODSEQ seen
+    total: Mapped[int] = mapped_column(Integer, default=0)  # remote messages at the last scan
+    done: Mapped[int] = mapped_column(Integer, default=0)  # of them, present locally
+    import_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    imported_since_start: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SyncMessage(Base):
+    """The UID map: a remote message (UIDVALIDITY, UID) and its local copy, with the flags both
+    sides agreed on at the last sync (the base of the three-way flag merge)."""
+
+    __tablename__ = "sync_messages"
+    __table_args__ = (
+        UniqueConstraint("sync_folder_id", "remote_uidvalidity", "remote_uid"),
+        Index("ix_sync_messages_local", "sync_folder_id", "local_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sync_folder_id: Mapped[int] = mapped_column(ForeignKey("sync_folders.id", ondelete="CASCADE"))
+    remote_uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    remote_uid: Mapped[int] = mapped_column(BigInteger)
+    local_uid: Mapped[int] = mapped_column(BigInteger)
+    flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, sorted
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SyncPopMessage(Base):
+    """POP3 messages already imported, by UIDL (RFC 1939 §7)."""
+
+    __tablename__ = "sync_pop_messages"
+    __table_args__ = (UniqueConstraint("account_id", "uidl"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("sync_accounts.id", ondelete="CASCADE"))
+    uidl: Mapped[str] = mapped_column(String(70))
+    local_folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    local_uid: Mapped[int] = mapped_column(BigInteger)
+    deleted_on_server: Mapped[bool] = mapped_column(Boolean, default=False)

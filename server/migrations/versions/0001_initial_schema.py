@@ -66,6 +66,48 @@ def upgrade() -> None:
     with op.batch_alter_table('login_failures', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_login_failures_last_failure_at'), ['last_failure_at'], unique=False)
 
+    op.create_table('api_keys',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('key_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_by', sa.String(length=320), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('prefix')
+    )
+    op.create_table('console_sessions',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('account', sa.String(length=320), nullable=False),
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('client_address', sa.String(length=64), nullable=True),
+    sa.Column('flash', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_sessions_expires_at'), ['expires_at'], unique=False)
+
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('actor', sa.String(length=320), nullable=False),
+    sa.Column('actor_role', sa.String(length=16), nullable=False),
+    sa.Column('client_address', sa.String(length=64), nullable=True),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=320), nullable=False),
+    sa.Column('detail', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+
     op.create_table('aliases',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('domain_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -308,4 +350,13 @@ def downgrade() -> None:
     op.drop_table('users')
     op.drop_table('domains')
     op.drop_table('blobs')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
+
+    op.drop_table('audit_log')
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_sessions_expires_at'))
+
+    op.drop_table('console_sessions')
+    op.drop_table('api_keys')
     # ### end Alembic commands ###
