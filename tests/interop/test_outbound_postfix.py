@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 import pytest
 from postfix_peer import PostfixPeer, postfix_available
@@ -22,6 +23,10 @@ MESSAGE = ("From: Alice <alice@example.org>\r\nTo: bob@remote.test, carol@remote
            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
            "Grüße aus dem Test.\r\n.a line with a leading dot\r\n").encode()
 
+# With a Date field: Postfix adds one when it is missing, which would break the over-signed Date.
+UTF8_MESSAGE = ("From: alice@example.org\r\nTo: zoë@remote.test\r\nSubject: héllo\r\n"
+                "Message-ID: <interop2@example.org>\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\r\nbody\r\n").encode()
+
 
 def test_delivery_to_postfix(data_dir, monkeypatch):
     with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as world:
@@ -30,24 +35,30 @@ def test_delivery_to_postfix(data_dir, monkeypatch):
         world.add_dkim_key("example.org", "ed1", "ed25519-sha256")
         world.dns.add("remote.test", "MX", "10 mx.remote.test")
         world.dns.add("mx.remote.test", "A", "127.0.0.2")
-        with PostfixPeer("127.0.0.2", world.port, "remote.test", ["bob", "carol"], reject_addresses=["nobody"]) \
+        with PostfixPeer("127.0.0.2", world.port, "remote.test", ["bob", "carol", "zoë"], reject_addresses=["nobody"]) \
                 as postfix:
             # Postfix offers DSN: NOTIFY, ORCPT, RET and ENVID go along (RFC 3461 §4); Postfix refuses
             # malformed ones (501/555), which would bounce carol.
             carol = EnvelopeRecipient("carol@remote.test", notify="FAILURE,DELAY", orcpt="rfc822;Carol+x@remote.test")
             world.submit("alice@example.org", ["bob@remote.test", carol, "nobody@remote.test"],
                          MESSAGE, body_type="8BITMIME", dsn_ret="HDRS", dsn_envid="env=42")
+            # RFC 6531: an internationalised address goes with MAIL ... SMTPUTF8 (Postfix offers it).
+            world.submit("alice@example.org", ["zoë@remote.test"], UTF8_MESSAGE, smtputf8=True, body_type="8BITMIME")
             with world.running():
-                poll(lambda: postfix.delivered("bob") and postfix.delivered("carol"), "Postfix delivered both",
-                     timeout=30)
+                poll(lambda: postfix.delivered("bob") and postfix.delivered("carol") and postfix.delivered("zoë"),
+                     "Postfix delivered all three", timeout=30)
                 poll(lambda: world.inbox_or_empty(alice), "bounce for the rejected recipient", timeout=30)
                 poll(lambda: not world.queue(), "queue empty")
-            # smtpd's disconnect line counts the commands it saw: TLS, then one BDAT chunk.
-            log_line = poll(lambda: [line for line in postfix.log().splitlines()
-                                     if "disconnect from" in line and "bdat=" in line], "smtpd summary line")[0]
+            # smtpd's disconnect lines count the commands it saw: TLS on every connection, BDAT per message.
+            summaries = poll(lambda: [line for line in postfix.log().splitlines()
+                                      if "disconnect from" in line and "bdat=" in line], "smtpd summary lines")
             delivered = postfix.delivered("bob")[0]
+            delivered_utf8 = postfix.delivered("zoë")[0]
 
-        assert "starttls=1" in log_line and "bdat=1" in log_line, log_line
+        assert all("starttls=1" in line for line in summaries), summaries
+        assert sum(int(re.search(r"bdat=(\d+)", line).group(1)) for line in summaries) == 2, summaries
+        assert "Delivered-To: zoë@remote.test".encode() in delivered_utf8
+        assert dkim.verify_all(delivered_utf8, Resolver([world.dns.nameserver], timeout=1.0))[0].result == "pass"
         assert b"using TLSv1." in delivered  # Postfix records the TLS session in its Received field
         assert "Grüße aus dem Test.\n.a line with a leading dot".encode() in delivered.replace(b"\r\n", b"\n")
         resolver = Resolver([world.dns.nameserver], timeout=1.0)
