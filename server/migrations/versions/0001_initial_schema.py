@@ -294,11 +294,101 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_messages_blob_id'), ['blob_id'], unique=False)
         batch_op.create_index('ix_messages_folder_modseq', ['folder_id', 'modseq'], unique=False)
 
+    op.create_table('sync_accounts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('protocol', sa.String(length=8), nullable=False),
+    sa.Column('host', sa.String(length=253), nullable=False),
+    sa.Column('port', sa.Integer(), nullable=False),
+    sa.Column('security', sa.String(length=16), nullable=False),
+    sa.Column('username', sa.String(length=320), nullable=False),
+    sa.Column('auth', sa.String(length=16), nullable=False),
+    sa.Column('secret', sa.Text(), nullable=False),
+    sa.Column('leave_on_server', sa.Boolean(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('last_error_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_sync_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('sync_accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_accounts_mailbox_id'), ['mailbox_id'], unique=False)
+
+    op.create_table('sync_folders',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('remote_name', sa.String(length=1000), nullable=False),
+    sa.Column('local_folder_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('remote_uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('remote_modseq', sa.BigInteger(), nullable=False),
+    sa.Column('local_modseq', sa.BigInteger(), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('done', sa.Integer(), nullable=False),
+    sa.Column('import_started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('imported_since_start', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['sync_accounts.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['local_folder_id'], ['folders.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'remote_name')
+    )
+    with op.batch_alter_table('sync_folders', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_folders_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sync_folders_local_folder_id'), ['local_folder_id'], unique=False)
+
+    op.create_table('sync_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('sync_folder_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('remote_uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('remote_uid', sa.BigInteger(), nullable=False),
+    sa.Column('local_uid', sa.BigInteger(), nullable=False),
+    sa.Column('flags', sa.Text(), nullable=False),
+    sa.Column('message_id', sa.String(length=998), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['sync_folder_id'], ['sync_folders.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('sync_folder_id', 'remote_uidvalidity', 'remote_uid')
+    )
+    with op.batch_alter_table('sync_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_sync_messages_local', ['sync_folder_id', 'local_uid'], unique=False)
+
+    op.create_table('sync_pop_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('uidl', sa.String(length=70), nullable=False),
+    sa.Column('local_folder_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('local_uid', sa.BigInteger(), nullable=False),
+    sa.Column('deleted_on_server', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['sync_accounts.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['local_folder_id'], ['folders.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'uidl')
+    )
+    with op.batch_alter_table('sync_pop_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_pop_messages_local_folder_id'), ['local_folder_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('sync_pop_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sync_pop_messages_local_folder_id'))
+    op.drop_table('sync_pop_messages')
+    with op.batch_alter_table('sync_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_messages_local')
+    op.drop_table('sync_messages')
+    with op.batch_alter_table('sync_folders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sync_folders_local_folder_id'))
+        batch_op.drop_index(batch_op.f('ix_sync_folders_account_id'))
+    op.drop_table('sync_folders')
+    with op.batch_alter_table('sync_accounts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sync_accounts_mailbox_id'))
+    op.drop_table('sync_accounts')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_folder_modseq')
         batch_op.drop_index(batch_op.f('ix_messages_blob_id'))
