@@ -236,3 +236,16 @@ def test_local_success_notice_when_asked(world):
     assert recipients[0]["Action"] == "delivered"
     assert recipients[0]["Original-Recipient"] == "rfc822; Carol@example.org"
     assert message.get_payload()[2].get_content_type() == "text/rfc822-headers"
+
+
+def test_dns_failure_is_temporary(world):
+    world.add_mailbox("alice@example.org")
+    peer = _remote(world, "flaky.test", "127.0.0.6")
+    world.dns.fail("flaky.test", "servfail")
+    world.submit("alice@example.org", ["bob@flaky.test"], MESSAGE)
+    with world.running():
+        entry = poll(lambda: [e for e in world.queue() if e.recipients[0].state == "deferred"], "deferred")[0]
+        assert "DNS lookup for flaky.test failed" in entry.recipients[0].last_reply
+        world.dns.fail("flaky.test", None)
+        poll(lambda: peer.recipients() == ["bob@flaky.test"], "delivered once DNS answers")
+        poll(lambda: not world.queue(), "queue empty")
