@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import Response
 
-from courriel import __version__
+from courriel import __version__, metrics
 from courriel.admin import health
 from courriel.config import Config
 from courriel.db import Database
@@ -34,4 +35,11 @@ def create_app(config: Config) -> FastAPI:
     app.state.config = config
     app.state.database = database
     app.include_router(health.router)
+    exporter = metrics.Exporter(config, database)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_endpoint() -> Response:  # sync: runs in the thread pool (reads files and the database)
+        body, content_type = exporter.render()
+        return Response(body, media_type=content_type)
+
     return app

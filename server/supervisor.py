@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from courriel import config as config_mod
-from courriel import datadir, schema
+from courriel import datadir, metrics, schema
 from courriel.db import Database
 from courriel.roles import ROLES, RoleSpec, instances
 
@@ -355,17 +355,6 @@ class RoleProcess:
         return self.spec.name if self.worker == 0 else f"{self.spec.name}.{self.worker}"
 
 
-def _forget_metrics(pid: int) -> None:
-    """prometheus-client multiprocess mode keeps a dead process's gauges until told (LIBRARIES.md)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        try:
-            multiprocess.mark_process_dead(pid)
-        except OSError as exc:
-            log.warning("cannot clear the metrics of an exited role", extra={"child_pid": pid, "error": str(exc)})
-
-
 def describe_status(status: int) -> str:
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
@@ -396,6 +385,7 @@ class Supervisor:
         self._wake_read: socket.socket | None = None
         self._wake_write: socket.socket | None = None
         self._previous_handlers: dict[int, object] = {}
+        self.metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR of the roles (courriel.metrics)
 
     # ---- planning
     def plan(self) -> list[RoleProcess]:
@@ -459,6 +449,8 @@ class Supervisor:
     def _start(self, process: RoleProcess) -> None:
         handed = [(name, self.sockets[name]) for name in process.spec.listeners if name in self.sockets]
         environ = dict(os.environ, PYTHONSAFEPATH="1")
+        if self.metrics_dir is not None:
+            environ[metrics.MULTIPROC_ENV] = str(self.metrics_dir)
         process.pid = spawn(self.command(process), environ, handed)
         process.started_at = time.monotonic()
         log.info("role started", extra={"role": process.label, "child_pid": process.pid,
@@ -476,7 +468,7 @@ class Supervisor:
             if process is None:
                 continue
             process.pid = None
-            _forget_metrics(pid)
+            metrics.forget_process(self.metrics_dir, pid)
             now = time.monotonic()
             if self.stop_signal is not None:
                 log.info("role stopped", extra={"role": process.label, "child_pid": pid,
@@ -498,6 +490,7 @@ class Supervisor:
     def run(self) -> int:
         pid_file = PidFile(self.config.run_dir / PID_FILE)
         pid_file.acquire()
+        self.metrics_dir = metrics.reset_multiprocess_dir(self.config)
         self._install_signals()
         try:
             self.processes = self.plan()

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from courriel import dkim, durable, notify, registry
+from courriel import dkim, durable, metrics, notify, registry
 from courriel.blobs import BlobError, BlobStore
 from courriel.db import Database
 from courriel.dns.resolver import NoData, NXDomain, Resolver, TemporaryFailure
@@ -499,12 +499,15 @@ class QueueRunner:
             await self._send_dsn(message, data, reports, now)
         if warn:
             await asyncio.to_thread(spool.mark_delay_notified, self.db, message.id)
+        metrics.delivery_attempts(attempt.state for attempt in attempts.values())
         for rcpt_id, attempt in attempts.items():
             if not attempt.recorded:
                 await asyncio.to_thread(spool.record_result, self.db, rcpt_id, attempt.state, attempt.reply, now)
         if all(state in schedule.FINAL_RECIPIENT_STATES for state in states.values()):
             await asyncio.to_thread(spool.finish, self.db, message.id)
+            metrics.queue_message_processed("finished")
             return
+        metrics.queue_message_processed("rescheduled")
         when = schedule.next_attempt(message.received_at, message.attempts + 1, now, self.policy)
         await asyncio.to_thread(spool.reschedule, self.db, message.id, when or now)
 

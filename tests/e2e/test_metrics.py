@@ -1,0 +1,158 @@
+"""/metrics on the admin role: counters of the queue role process reach the admin process's
+exposition (multiprocess mode under the supervisor) and move by exactly what happened.
+
+Also, in-process: the scrape-time queue gauges and the recording API in single-process mode.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from serve_process import (
+    admin_port,
+    initialised_template,
+    listener_environ,
+    serve,
+    served_data,
+    wait_healthy,
+    wait_until,
+)
+
+from courriel import config as config_mod
+from courriel import metrics, passwords
+from courriel.admin import services
+from courriel.blobs import BlobStore
+from courriel.db import Database
+from courriel.queue import spool
+from courriel.queue.spool import Envelope, EnvelopeRecipient
+
+__all__ = ["initialised_template", "served_data"]
+
+MESSAGE = b"From: a@example.net\r\nTo: box@metrics.test\r\nSubject: m\r\n\r\nbody\r\n"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found, name: str, **labels) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(port: int) -> dict:
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+def make_mailbox(data) -> None:
+    config = config_mod.load(data, dev=True)
+    db = Database(config.database_url)
+    try:
+        services.add_domain(db, "metrics.test")
+        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
+                             passwords.PasswordPolicy.from_config(config), "box@metrics.test")
+    finally:
+        db.dispose()
+
+
+def test_queue_counters_move_by_exactly_the_delivered_and_bounced_recipients(served_data, tmp_path):
+    make_mailbox(served_data)
+    environ = listener_environ()
+    port = admin_port(environ)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(port, served)
+        before = scrape(port)
+        assert value(before, "courriel_database_up") == 1
+        config = config_mod.load(served_data, dev=True)
+        db = Database(config.database_url)
+        blobs = BlobStore(config.blob_dir, db)
+        try:
+            for _ in range(3):
+                spool.accept(db, blobs, Envelope("a@example.net", (EnvelopeRecipient("box@metrics.test"),)),
+                             MESSAGE, run_dir=config.run_dir)
+            # Null sender: the bounce produces no DSN (RFC 5321 §4.5.5), so nothing else moves.
+            spool.accept(db, blobs, Envelope("", (EnvelopeRecipient("nobody@metrics.test"),)), MESSAGE,
+                         run_dir=config.run_dir)
+            # Not due for an hour: stays in the queue as "incoming".
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            spool.accept(db, blobs, Envelope("a@example.net", (EnvelopeRecipient("box@metrics.test"),)),
+                         MESSAGE, run_dir=config.run_dir, now=later)
+        finally:
+            db.dispose()
+
+        def settled():
+            found = scrape(port)
+            done = value(found, "courriel_queue_processed_messages_total", outcome="finished")
+            return found if done >= value(before, "courriel_queue_processed_messages_total",
+                                          outcome="finished") + 4 else None
+
+        after = wait_until(settled, 30.0, "the queue role to process four messages")
+        after = scrape(port)  # once more: nothing else arrives late
+        moved = {
+            result: value(after, "courriel_delivery_attempts_total", result=result)
+            - value(before, "courriel_delivery_attempts_total", result=result)
+            for result in ("delivered", "relayed", "deferred", "bounced")
+        }
+        assert moved == {"delivered": 3, "relayed": 0, "deferred": 0, "bounced": 1}
+        assert value(after, "courriel_queue_processed_messages_total", outcome="finished") \
+            - value(before, "courriel_queue_processed_messages_total", outcome="finished") == 4
+        assert value(after, "courriel_queue_processed_messages_total", outcome="rescheduled") \
+            == value(before, "courriel_queue_processed_messages_total", outcome="rescheduled")
+        assert value(after, "courriel_queue_messages", state="incoming") == 1
+        assert value(after, "courriel_queue_messages", state="deferred") == 0
+        assert value(after, "courriel_tls_certificate_expiry_timestamp_seconds", certificate="tls/cert.pem") \
+            > dt.datetime.now(dt.UTC).timestamp()
+        # The counters came from another process: the queue role wrote them into DATA/run/metrics.
+        assert any((served_data / "run" / "metrics").glob("counter_*.db"))
+    finally:
+        served.stop()
+
+
+def test_scrape_time_queue_gauges_and_single_process_counters(config, tmp_path):
+    from courriel import datadir
+
+    datadir.initialise(config.data_dir)
+    db = Database(config.database_url)
+    blobs = BlobStore(config.blob_dir, db)
+    try:
+        exporter = metrics.Exporter(config, db, environ={})
+        before = samples(exporter.render()[0].decode())
+        received = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        queue_id = spool.accept(db, blobs, Envelope("a@example.net", (EnvelopeRecipient("b@example.org"),)),
+                                MESSAGE, now=received)
+        assert spool.hold(db, queue_id)
+        metrics.auth_failure("imap")
+        metrics.auth_failure("not-a-protocol")
+        metrics.message_verdict("dkim", "pass")
+        metrics.dns_check("metrics.test", "mx", False)
+        with metrics.imap_session(), metrics.imap_idle():
+            during = samples(exporter.render()[0].decode())
+        metrics.imap_command("uid  fetch", "ok", 0.003)
+        after = samples(exporter.render()[0].decode())
+    finally:
+        db.dispose()
+    assert value(after, "courriel_queue_messages", state="hold") == 1
+    assert 7200 <= value(after, "courriel_queue_oldest_message_age_seconds", state="hold") < 7300
+    assert value(after, "courriel_queue_oldest_message_age_seconds", state="deferred") == 0
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("courriel_auth_failures_total", protocol="imap") == 1
+    assert moved("courriel_auth_failures_total", protocol="other") == 1
+    assert moved("courriel_message_verdicts_total", method="dkim", result="pass") == 1
+    assert value(after, "courriel_dns_check_ok", domain="metrics.test", check="mx") == 0
+    assert value(during, "courriel_imap_open_sessions") - value(after, "courriel_imap_open_sessions") == 1
+    assert value(during, "courriel_imap_idle_sessions") - value(after, "courriel_imap_idle_sessions") == 1
+    assert moved("courriel_imap_commands_total", command="UID FETCH", status="ok") == 1
+    assert moved("courriel_imap_command_duration_seconds_bucket", command="UID FETCH", le="0.005") == 1
+    assert moved("courriel_imap_command_duration_seconds_bucket", command="UID FETCH", le="0.001") == 0
