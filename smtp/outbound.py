@@ -9,14 +9,15 @@ Per transaction: the message's needs are checked against the peer's extensions b
 answered locally without sending); MAIL carries SIZE, BODY=8BITMIME, SMTPUTF8 and, when the
 peer offers DSN, RET and ENVID; each RCPT carries NOTIFY and ORCPT when the peer offers DSN;
 the content goes with BDAT (one LAST chunk) when CHUNKING is offered, else with DATA.
-PIPELINING is not used: aiosmtplib reads one reply per command and drops replies that arrive
-together, so commands are sent one at a time (correct, one round trip more per command).
+When the peer offers PIPELINING, MAIL and the RCPTs go in one write and their replies are read
+in order by a small reader that takes the connection from aiosmtplib for that group (aiosmtplib
+reads one reply per command and drops replies that arrive together); DATA/BDAT follows alone.
 
 Standards: RFC 5321 §3.3 (transaction), §4.1.1.1 (EHLO, HELO fallback), §4.5.3.2 (timeouts),
 §4.2.5 (a reply to DATA applies to every accepted recipient); RFC 3207 (STARTTLS; §4.2
 extensions are learnt again after TLS); RFC 7435 (opportunistic TLS: no certificate check,
 clear text when TLS cannot be set up); RFC 1870 (SIZE); RFC 6152 (8BITMIME); RFC 6531 §3.4
-(SMTPUTF8); RFC 3030 (CHUNKING/BDAT); RFC 3461 §4 (NOTIFY, ORCPT, RET, ENVID; xtext); RFC 3463
+(SMTPUTF8); RFC 2920 (PIPELINING); RFC 3030 (CHUNKING/BDAT); RFC 3461 §4 (NOTIFY, ORCPT, RET, ENVID; xtext); RFC 3463
 (enhanced status codes).
 Security: replies come from remote servers: codes are checked, texts are kept as data only.
 Message bytes are sent as queued.
@@ -24,6 +25,8 @@ Message bytes are sent as queued.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import logging
 import re
@@ -125,6 +128,76 @@ def _reply(response) -> Reply:
     return Reply(int(response.code), str(response.message))
 
 
+def _command(verb_and_path: str, options: list[str], encoding: str) -> bytes:
+    """One command line; raises ValueError for CR, LF or NUL (command injection) or a bad encoding."""
+    line = " ".join([verb_and_path, *options])
+    if any(c in line for c in "\r\n\0"):
+        raise ValueError("control character in an SMTP command")
+    return line.encode(encoding) + b"\r\n"
+
+
+class _PipelinedReplies(asyncio.Protocol):
+    """Collects the replies to a pipelined command group, in order (RFC 2920 §3.1)."""
+
+    MAX_LINE = 4096
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._buffer = bytearray()
+        self._lines: list[tuple[int, str]] = []
+        self._replies: collections.deque[Reply] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self.lost: BaseException | bool | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.extend(data)
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self.MAX_LINE:
+                    self._fail(aiosmtplib.SMTPResponseException(-1, "reply line too long"))
+                return
+            line = bytes(self._buffer[:end + 1])
+            del self._buffer[:end + 1]
+            try:
+                code = int(line[:3])
+            except ValueError:
+                self._fail(aiosmtplib.SMTPResponseException(-1, f"malformed reply {line[:80]!r}"))
+                return
+            self._lines.append((code, line[4:].strip().decode("utf-8", "surrogateescape")))
+            if line[3:4] != b"-":  # RFC 5321 §4.2.1: the last line has a space after the code
+                self._replies.append(Reply(code, "\n".join(text for _, text in self._lines)))
+                self._lines.clear()
+                self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or True)
+
+    def eof_received(self) -> bool:
+        self._fail(True)
+        return False
+
+    def _fail(self, reason: BaseException | bool) -> None:
+        if self.lost is None:
+            self.lost = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, timeout: float) -> Reply:
+        while not self._replies:
+            if self.lost is not None:
+                raise aiosmtplib.SMTPServerDisconnected(f"connection lost during pipelined commands: {self.lost}")
+            self._waiter = self._loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except TimeoutError:
+                raise aiosmtplib.SMTPTimeoutError("timed out waiting for pipelined replies") from None
+        return self._replies.popleft()
+
+
 class OutboundSession:
     """One SMTP connection to one address of a mail exchanger."""
 
@@ -220,13 +293,7 @@ class OutboundSession:
                 mail_options.append(f"RET={message.ret.upper()}")
             if dsn and message.envid:
                 mail_options.append(f"ENVID={xtext(message.envid)}")
-            response = _reply(await self._client.execute_command(
-                b"MAIL", f"FROM:<{message.sender}>".encode(encoding), *(o.encode("ascii") for o in mail_options)))
-            if not response.ok:
-                await self._reset()
-                result.replies = dict.fromkeys(addresses, response)
-                return result
-            accepted = []
+            commands = [_command(f"MAIL FROM:<{message.sender}>", mail_options, encoding)]
             for rcpt in message.recipients:
                 options = []
                 if dsn and rcpt.notify:
@@ -234,8 +301,14 @@ class OutboundSession:
                 if dsn and rcpt.orcpt:
                     kind, _, original = rcpt.orcpt.partition(";")
                     options.append(f"ORCPT={kind.strip()};{xtext(original.strip())}")
-                reply = _reply(await self._client.execute_command(
-                    b"RCPT", f"TO:<{rcpt.address}>".encode(encoding), *(o.encode("ascii") for o in options)))
+                commands.append(_command(f"RCPT TO:<{rcpt.address}>", options, encoding))
+            replies = await self._envelope(commands)
+            if not replies[0].ok:
+                await self._reset()
+                result.replies = dict.fromkeys(addresses, replies[0])
+                return result
+            accepted = []
+            for rcpt, reply in zip(message.recipients, replies[1:], strict=True):
                 result.replies[rcpt.address] = reply
                 if reply.ok:
                     accepted.append(rcpt.address)
@@ -249,7 +322,7 @@ class OutboundSession:
             self.transactions += 1
             return result
         except ValueError:
-            # aiosmtplib refuses CR/LF inside a command argument: nothing was sent.
+            # CR/LF inside an address, or a non-ASCII one without SMTPUTF8: nothing was sent.
             await self._reset()
             bad = Reply(501, "5.1.3 address not acceptable in an SMTP command", local=True)
             for address in addresses:
@@ -258,6 +331,32 @@ class OutboundSession:
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, TimeoutError) as exc:
             self.close()
             raise SessionLost(f"{self.peer}: {exc}") from None
+
+    async def _envelope(self, commands: list[bytes]) -> list[Reply]:
+        """MAIL and the RCPTs: in one write when the peer offers PIPELINING (RFC 2920 §3.1), else
+        one command at a time, stopping after a refused MAIL."""
+        if not self.supports("pipelining"):
+            replies = []
+            for command in commands:
+                replies.append(_reply(await self._client.execute_command(command[:-2])))
+                if not replies[0].ok:
+                    break
+            return replies + [replies[0]] * (len(commands) - len(replies))
+        transport = self._client.transport
+        original = transport.get_protocol() if transport is not None else None
+        if transport is None or original is None or transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+        # aiosmtplib reads one reply per command and drops replies that arrive together, so a
+        # reader of our own takes the connection for the group, then hands it back.
+        reader = _PipelinedReplies(asyncio.get_running_loop())
+        transport.set_protocol(reader)
+        try:
+            transport.write(b"".join(commands))
+            return [await reader.next(COMMAND_TIMEOUT) for _ in commands]
+        finally:
+            transport.set_protocol(original)
+            if reader.lost is not None:
+                original.connection_lost(reader.lost if isinstance(reader.lost, Exception) else None)
 
     def _missing_extension(self, message: OutboundMessage) -> Reply | None:
         if message.smtputf8 and not self.supports("smtputf8"):
