@@ -17,8 +17,8 @@ Standards: RFC 5321 §3.3 (transaction), §4.1.1.1 (EHLO, HELO fallback), §4.5.
 §4.2.5 (a reply to DATA applies to every accepted recipient); RFC 3207 (STARTTLS; §4.2
 extensions are learnt again after TLS); RFC 7435 (opportunistic TLS: no certificate check,
 clear text when TLS cannot be set up); RFC 1870 (SIZE); RFC 6152 (8BITMIME); RFC 6531 §3.4
-(SMTPUTF8); RFC 2920 (PIPELINING); RFC 3030 (CHUNKING/BDAT); RFC 3461 §4 (NOTIFY, ORCPT, RET, ENVID; xtext); RFC 3463
-(enhanced status codes).
+(SMTPUTF8); RFC 2920 (PIPELINING); RFC 3030 (CHUNKING/BDAT); RFC 3461 §4 (NOTIFY, ORCPT, RET,
+ENVID; xtext); RFC 3463 (enhanced status codes).
 Security: replies come from remote servers: codes are checked, texts are kept as data only.
 Message bytes are sent as queued.
 """
