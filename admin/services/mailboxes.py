@@ -9,6 +9,7 @@ Durability: each call is one database transaction; a new mailbox and its folders
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -18,6 +19,9 @@ from courriel.admin.services.errors import Conflict, InvalidInput
 from courriel.admin.services.users import chosen_password, clean_display_name, user_name
 from courriel.db import Database
 from courriel.models import Domain, Mailbox, User
+
+if TYPE_CHECKING:
+    from courriel.admin.services.notices import Notifier
 
 DEFAULT_MAX_PER_USER_PER_DOMAIN = 2
 MAX_QUOTA_BYTES = 2**62
@@ -76,8 +80,12 @@ def add_mailbox(
     quota_bytes: int = 0,
     display_name: str | None = None,
     max_per_user: int = DEFAULT_MAX_PER_USER_PER_DOMAIN,
+    notifier: Notifier | None = None,
 ) -> tuple[MailboxInfo, str | None]:
     """Create a mailbox (for `user` when given) on a local domain, with its default folders.
+
+    After the commit, `notifier` (if given) mails the connection settings to the new mailbox
+    and to its owner's profile address.
 
     Returns the mailbox and the generated password (None when `password` was given)."""
     parsed = lookups.address(address)
@@ -108,7 +116,10 @@ def add_mailbox(
         session.add(row)
         session.flush()
         store.create_default_folders(session, row.id)
-        return _info(session, row), generated
+        info = _info(session, row)
+    if notifier is not None:
+        notifier.mailbox_created(info.address)
+    return info, generated
 
 
 def list_mailboxes(db: Database, *, domain: str | None = None, user: str | None = None) -> list[MailboxInfo]:
@@ -131,14 +142,18 @@ def get_mailbox(db: Database, address: str) -> MailboxInfo:
 
 def set_mailbox_password(
     db: Database, hasher: passwords.PasswordHasher, policy: passwords.PasswordPolicy, address: str,
-    password: str | None = None,
+    password: str | None = None, *, notifier: Notifier | None = None,
 ) -> str | None:
-    """Set a mailbox password; returns the generated one when `password` is None."""
+    """Set a mailbox password; returns the generated one when `password` is None.
+
+    After the commit, `notifier` (if given) tells the mailbox and its owner about the change."""
     key = str(lookups.address(address))
     clear, generated = chosen_password(password, policy)
     with lookups.writing(db) as session:
         row = lookups.mailbox(session, key)
         row.password_hash = hasher.hash(clear)
+    if notifier is not None:
+        notifier.password_changed(key)
     return generated
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from courriel import config as config_mod
 from courriel import passwords, schema
 from courriel.admin import services
+from courriel.admin.services import dns as domain_wizard
+from courriel.admin.services import notices
 from courriel.cli import CommandError, add_data_argument, add_json_argument, emit, table
 from courriel.db import Database
 
@@ -152,9 +154,12 @@ def _register_domain(subparsers) -> None:
 def _mailbox_add(args, ctx):
     quota = services.parse_size(args.quota) if args.quota else 0
     password = _read_password(args, allow_prompt=False)
+    if args.address.rpartition("@")[2].lower() == domain_wizard.default_domain_name(ctx.config):
+        domain_wizard.ensure_default_domain(ctx.db, ctx.config)  # no wizard for the server's own domain
     info, generated = services.add_mailbox(
         ctx.db, ctx.hasher, ctx.policy, args.address, user=args.user, password=password, quota_bytes=quota,
         display_name=args.name, max_per_user=services.max_per_user_per_domain(ctx.config),
+        notifier=notices.Notifier(ctx.db, ctx.config),
     )
     emit(args, info.as_dict() | {"password": generated},
          lambda: "\n".join([f"Added mailbox {info.address}", *_password_line(generated)]))
@@ -167,7 +172,8 @@ def _mailbox_list(args, ctx):
 
 def _mailbox_passwd(args, ctx):
     password = _read_password(args, allow_prompt=True)
-    generated = services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, args.address, password)
+    generated = services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, args.address, password,
+                                              notifier=notices.Notifier(ctx.db, ctx.config))
     emit(args, {"address": args.address, "password": generated},
          lambda: "\n".join([f"Password of {args.address} changed", *_password_line(generated)]))
 
