@@ -50,6 +50,21 @@ def oldest_age_seconds(db: Database, now: dt.datetime | None = None) -> float:
     return max(0.0, (now - oldest).total_seconds())
 
 
+def oldest_age_by_state(db: Database, now: dt.datetime | None = None) -> dict[str, float]:
+    """Seconds since the oldest message of each state arrived; every state present (0 when none)."""
+    now = now or dt.datetime.now(dt.UTC)
+    with db.read() as session:
+        rows = session.execute(
+            select(QueueMessage.state, func.min(QueueMessage.received_at)).group_by(QueueMessage.state)
+        ).all()
+    ages = {str(state): 0.0 for state in STATES}
+    for state, received in rows:
+        received = _as_utc(received)
+        if received is not None:
+            ages[str(state)] = max(0.0, (now - received).total_seconds())
+    return ages
+
+
 def next_due(db: Database) -> dt.datetime | None:
     """The earliest next attempt of a message waiting in the queue (incoming or deferred)."""
     with db.read() as session:

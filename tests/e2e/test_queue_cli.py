@@ -69,6 +69,9 @@ def test_queue_commands(installed, capsys):
     assert spool.get(db, second) is None
     assert _cli(capsys, "queue", "show", second, *d)[0] == 2
     assert stats.oldest_age_seconds(db) >= 0
+    ages = stats.oldest_age_by_state(db)
+    assert set(ages) == {"incoming", "active", "deferred", "hold", "corrupt"}
+    assert ages["deferred"] > 0 and ages["incoming"] == 0.0
 
 
 @pytest.mark.parametrize("bad", ["../etc", "XYZ!", ""])
