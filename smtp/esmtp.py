@@ -1,0 +1,478 @@
+"""The ESMTP protocol engine (ring 2): a thin subclass of aiosmtpd's `SMTP`.
+
+Owns the wire protocol of one connection on top of aiosmtpd 1.4.6: the EHLO capabilities and
+the commands that library lacks or gets wrong (see LIBRARIES.md). Decisions are the handler's
+(`courriel.smtp.handler`) and the pure policy's (`courriel.smtp.policy`); this module parses,
+keeps the per-connection state and enforces the limits.
+
+What it adds to aiosmtpd:
+- EHLO advertises PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING, DSN,
+  STARTTLS (before TLS) and AUTH (submission only; after TLS unless allowed in plain text);
+- MAIL and RCPT take the RFC 3461 DSN parameters (RET, ENVID; NOTIFY, ORCPT) and the null
+  reverse-path, and carry them to the envelope;
+- BDAT (RFC 3030 CHUNKING);
+- an enhanced status code in every reply (RFC 2034);
+- implicit TLS (port 465) counts as TLS, so AUTH works there (aiosmtpd issues 274/281);
+- `handle_exception` logs and answers `451 4.3.0`, never the exception text;
+- the idle timer is reset while DATA or a BDAT chunk streams; the idle timeout, the session
+  time limit, too many commands and too many errors answer `421` and disconnect;
+- AUTH PLAIN and LOGIN verify through the handler off the event loop.
+
+Standards: RFC 5321 (§4.1.1 commands, §4.5.2 transparency, §4.5.3 limits), RFC 1869/5321
+§4.1.1.1 (EHLO), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531
+(SMTPUTF8), RFC 2034 (ENHANCEDSTATUSCODES), RFC 3030 (CHUNKING, BDAT), RFC 3461 (DSN),
+RFC 3207 (STARTTLS), RFC 8314 (implicit TLS), RFC 4954 (AUTH), RFC 4616 (PLAIN).
+Security: every byte comes from an untrusted client; commands are length-bounded by aiosmtpd,
+message data by SIZE; credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+import functools
+import logging
+from base64 import b64decode
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
+
+from courriel.smtp import policy, replies
+from courriel.smtp.policy import MailCommand, SessionLimits
+from courriel.smtp.replies import Reply
+
+log = logging.getLogger("courriel.smtp")
+
+CHUNK_READ = 64 * 1024
+COMMAND_LINE_LIMIT = 1000  # MAIL/RCPT with SIZE, DSN and AUTH parameters (RFC 5321 §4.5.3.1.4 is a minimum)
+
+
+@dataclass(frozen=True)
+class Account:
+    """The mailbox a client authenticated as (session.auth_data)."""
+
+    mailbox_id: int
+    address: str
+
+
+@dataclass
+class PlannedRecipient:
+    """One accepted RCPT: what the spool will receive for it."""
+
+    address: str
+    orcpt: str | None = None
+    notify: str | None = None
+    mailbox_id: int | None = None
+    local: bool = False
+
+
+class TransactionEnvelope(Envelope):
+    """aiosmtpd's envelope plus the parameters and recipients of our MAIL/RCPT/BDAT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail: MailCommand | None = None
+        self.recipients: list[PlannedRecipient] = []
+        self.rcpt_attempts = 0
+        self.chunks: list[bytes] | None = None  # BDAT in progress (RFC 3030)
+        self.chunk_bytes = 0
+        self.chunk_error: Reply | None = None
+
+
+@dataclass
+class ConnectionCounters:
+    commands: int = 0
+    errors: int = 0
+    transactions: list[str] = field(default_factory=list)
+
+
+class ESMTP(SMTP):
+    """One SMTP connection on the MX, submission or submissions listener."""
+
+    def __init__(self, handler: Any, *, listener: str, hostname: str, max_message_size: int,
+                 limits: SessionLimits, tls_context=None, implicit_tls: bool = False,
+                 allow_plaintext_auth: bool = False, on_close=None, loop=None):
+        offers_auth = listener != policy.MX
+        super().__init__(
+            handler, data_size_limit=max_message_size, enable_SMTPUTF8=True, decode_data=False,
+            hostname=hostname, ident="ESMTP", tls_context=None if implicit_tls else tls_context,
+            timeout=limits.idle_seconds, auth_required=False, auth_require_tls=False,
+            auth_exclude_mechanism=[] if offers_auth else ["PLAIN", "LOGIN"], loop=loop,
+        )
+        self.listener = listener
+        self.limits = limits
+        self.implicit_tls = implicit_tls
+        self.offers_auth = offers_auth
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.counters = ConnectionCounters()
+        self.busy = False  # True while a message is being accepted (shutdown waits for it)
+        self._raw_replies = False
+        self._closing = False
+        self._session_timer: asyncio.TimerHandle | None = None
+        self._on_close = on_close
+        # aiosmtpd keeps these limits in a class-level dict that EHLO grows on every call.
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit, {"MAIL": COMMAND_LINE_LIMIT, "RCPT": COMMAND_LINE_LIMIT})
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._counted(method)
+
+    # ------------------------------------------------------------------ state
+
+    def _create_envelope(self) -> TransactionEnvelope:
+        return TransactionEnvelope()
+
+    @property
+    def tls_active(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+    def tls_details(self) -> tuple[str | None, str | None]:
+        """(TLS version, cipher name) of the connection, or (None, None) in plain text."""
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
+        if ssl_object is None:
+            return None, None
+        cipher = ssl_object.cipher()
+        return ssl_object.version(), cipher[0] if cipher else None
+
+    @property
+    def client_ip(self) -> str | None:
+        peer = self.session.peer if self.session is not None else None
+        return peer[0] if isinstance(peer, tuple) and peer else None
+
+    def connection_made(self, transport) -> None:
+        starttls = self._original_transport is not None
+        super().connection_made(transport)
+        if not starttls:
+            self._session_timer = self.loop.call_later(self.limits.session_seconds, self._session_expired)
+        if self.implicit_tls and self.session is not None:
+            # aiosmtpd only marks STARTTLS sessions as TLS; port 465 is TLS from the first byte.
+            self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+
+    def connection_lost(self, error) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        try:
+            super().connection_lost(error)
+        finally:
+            if self._on_close is not None:
+                self._on_close(self)
+
+    # ------------------------------------------------------------------ replies and limits
+
+    async def push(self, status) -> None:
+        if isinstance(status, Reply):
+            status = str(status)
+        if isinstance(status, str) and not self._raw_replies:
+            status = replies.with_enhanced_code(status)
+        await super().push(status)
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if text[:1] in ("4", "5") and not text.startswith("421"):
+            self.counters.errors += 1
+            if self.counters.errors >= self.limits.max_errors:
+                self.disconnect(replies.TOO_MANY_ERRORS)
+
+    def disconnect(self, reply: Reply) -> None:
+        """Send a final 421 and close the connection (sync: usable from timers)."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        log.info("disconnecting client", extra={"listener": self.listener, "client": self.client_ip,
+                                                 "reason": reply.text})
+        try:
+            self.transport.write(f"{reply}\r\n".encode("ascii"))
+        finally:
+            self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        self.disconnect(replies.IDLE_TIMEOUT)
+
+    def _session_expired(self) -> None:
+        self.disconnect(replies.SESSION_TOO_LONG)
+
+    def _counted(self, method):
+        @functools.wraps(method)
+        async def counted(arg):
+            self.counters.commands += 1
+            if self.counters.commands > self.limits.max_commands:
+                self.disconnect(replies.TOO_MANY_COMMANDS)
+                return
+            await method(arg)
+
+        return counted
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Log the failure; the client gets a retryable 451 4.3.0, never the exception text."""
+        log.error("SMTP session error", exc_info=error,
+                  extra={"listener": self.listener, "client": self.client_ip})
+        return str(replies.INTERNAL_ERROR)
+
+    # ------------------------------------------------------------------ greeting and TLS
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str):
+        self._raw_replies = True  # RFC 2034 §3: no enhanced code in the HELO reply
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._raw_replies = False
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str):
+        if not hostname:
+            await self.push(replies.syntax("EHLO hostname"))
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self.hostname, "PIPELINING"]  # RFC 2920
+        lines.append(f"SIZE {self.data_size_limit}" if self.data_size_limit else "SIZE")  # RFC 1870
+        lines += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN"]
+        if self.tls_context and not self.tls_active:
+            lines.append("STARTTLS")
+        if self.offers_auth and (self.tls_active or self.allow_plaintext_auth):
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        self._raw_replies = True
+        try:
+            for index, line in enumerate(lines):
+                await self.push(f"250{' ' if index == len(lines) - 1 else '-'}{line}")
+        finally:
+            self._raw_replies = False
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str):
+        if self.tls_active:
+            await self.push(replies.ALREADY_TLS)
+            return
+        if not self.tls_context:
+            await self.push(replies.TLS_UNAVAILABLE)
+            return
+        await super().smtp_STARTTLS(arg)
+
+    # ------------------------------------------------------------------ AUTH
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self.offers_auth:
+            await self.push(replies.AUTH_UNAVAILABLE)
+            return
+        if not self.tls_active and not self.allow_plaintext_auth:
+            await self.push(replies.TLS_REQUIRED_FOR_AUTH)
+            return
+        if self.session.authenticated:
+            await self.push(replies.ALREADY_AUTHENTICATED)
+            return
+        if self.envelope.mail is not None:
+            await self.push(replies.BAD_SEQUENCE)  # RFC 4954 §4: not during a mail transaction
+            return
+        await super().smtp_AUTH(arg)
+
+    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+        try:
+            address, secret = login.decode("utf-8"), password.decode("utf-8")
+        except UnicodeDecodeError:
+            return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
+        reply, account = await self.event_handler.authenticate(self, address, secret)
+        if account is None:
+            return AuthResult(success=False, handled=False, message=str(reply))
+        return AuthResult(success=True, handled=False, auth_data=account, message=str(reply))
+
+    async def _decode_initial(self, args: list[str], challenge: str) -> bytes | None:
+        """The client's response: inline (RFC 4954 §4 initial response) or after a 334 challenge."""
+        if len(args) == 1:
+            answer = await self.challenge_auth(challenge)  # pushes 501 itself on "*" or bad base64
+            return None if answer is MISSING else answer
+        if args[1] == "=":
+            return b""
+        try:
+            return b64decode(args[1].encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            await self.push(replies.BAD_BASE64)
+            return None
+
+    async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
+        """RFC 4616: [authzid] NUL authcid NUL passwd; a different authzid is refused."""
+        blob = await self._decode_initial(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
+            await self.push(replies.AUTH_FAILED)
+            return AuthResult(success=False, handled=True)
+        return await self._verify(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _, args: list[str]) -> AuthResult:
+        login = await self._decode_initial(args, self.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._verify(login, password)
+
+    # ------------------------------------------------------------------ transaction
+
+    @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if self.envelope.mail is not None:
+            await self.push(replies.NESTED_MAIL)
+            return
+        command = policy.parse_mail(arg, extended=self.session.extended_smtp, max_size=self.data_size_limit or 0)
+        if isinstance(command, Reply):
+            await self.push(command)
+            return
+        status = await self._call_handler_hook("MAIL", command)
+        if status is MISSING:
+            status = replies.SENDER_OK
+        if str(status).startswith("250"):
+            self.envelope.mail = command
+            self.envelope.mail_from = command.sender
+            self.envelope.smtp_utf8 = command.smtputf8
+        await self.push(status)
+
+    @syntax("RCPT TO:<address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if self.envelope.mail is None:
+            await self.push(replies.NEED_MAIL)
+            return
+        if self.envelope.chunks is not None:
+            await self.push(replies.BAD_SEQUENCE)
+            return
+        self.envelope.rcpt_attempts += 1
+        command = policy.parse_rcpt(arg, extended=self.session.extended_smtp, smtputf8=self.envelope.mail.smtputf8,
+                                    postmaster_domain=self.event_handler.postmaster_domain)
+        if isinstance(command, Reply):
+            await self.push(command)
+            return
+        status = await self._call_handler_hook("RCPT", command)
+        await self.push(status)
+
+    async def _transaction_ready(self) -> Reply | None:
+        """Why DATA/BDAT cannot start now, or None."""
+        if self.envelope.mail is None:
+            return replies.NEED_MAIL
+        if not self.envelope.recipients:
+            return replies.NO_VALID_RECIPIENTS if self.envelope.rcpt_attempts else replies.NEED_RCPT
+        return None
+
+    async def _deliver(self, content: bytes) -> None:
+        """Hand the complete message to the handler and answer with its reply."""
+        self.envelope.content = self.envelope.original_content = content
+        self.busy = True
+        try:
+            status = await self._call_handler_hook("DATA")
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            status = await self.handle_exception(error)
+        finally:
+            self.busy = False
+            self._set_post_data_state()
+        await self.push(status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if arg:
+            await self.push(replies.syntax("DATA"))
+            return
+        if self.envelope.chunks is not None:
+            await self.push(replies.DATA_AFTER_BDAT)
+            return
+        refusal = await self._transaction_ready()
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        lines: list[bytes] = []
+        size, too_long, too_big, fragment = 0, False, False, False
+        limit = self.data_size_limit
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                # A line past RFC 5321 §4.5.3.1.6: read on, answer after the final dot (§4.2.5).
+                await self._reader.read(overrun.consumed)
+                too_long, fragment, lines = True, True, []
+                self._reset_timeout()
+                continue
+            except asyncio.IncompleteReadError:
+                self.transport.close()
+                return
+            self._reset_timeout()  # a slow but steady upload is not idle
+            if fragment:  # the tail of an over-long line, never the end of data
+                fragment = False
+                continue
+            if line == b".\r\n":
+                break
+            size += len(line)
+            if limit and size > limit:
+                too_big, lines = True, []
+            if too_big or too_long:
+                continue
+            lines.append(line[1:] if line.startswith(b".") else line)  # RFC 5321 §4.5.2
+        else:
+            return
+        if too_big or too_long:
+            self._set_post_data_state()
+            await self.push(replies.MESSAGE_TOO_BIG if too_big else replies.LINE_TOO_LONG)
+            return
+        await self._deliver(b"".join(lines))
+
+    @syntax("BDAT size [LAST]")
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030 §2: read exactly `size` octets; the last chunk ends the transaction."""
+        words = (arg or "").split()
+        if not words or len(words) > 2 or not words[0].isdigit() or len(words[0]) > 12 or (
+                len(words) == 2 and words[1].upper() != "LAST"):
+            # Without a valid size the chunk cannot be skipped: the connection cannot continue.
+            await self.push(replies.syntax("BDAT size [LAST]"))
+            self.disconnect(replies.Reply(421, "4.5.0", "Cannot resynchronise after a bad BDAT"))
+            return
+        size, last = int(words[0]), len(words) == 2
+        envelope = self.envelope
+        refusal = None
+        if not self.session.host_name:
+            refusal = replies.Reply(503, "5.5.1", "Send EHLO first")
+        if refusal is None:
+            refusal = await self._transaction_ready()
+        if refusal is None:
+            if envelope.chunks is None:
+                envelope.chunks = []
+            limit = self.data_size_limit
+            if envelope.chunk_error is None and limit and envelope.chunk_bytes + size > limit:
+                envelope.chunk_error = replies.MESSAGE_TOO_BIG
+                envelope.chunks = []
+        keep = refusal is None and envelope.chunk_error is None
+        remaining = size
+        try:
+            while remaining:
+                piece = await self._reader.readexactly(min(remaining, CHUNK_READ))
+                self._reset_timeout()
+                remaining -= len(piece)
+                if keep:
+                    envelope.chunks.append(piece)
+        except asyncio.IncompleteReadError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        envelope.chunk_bytes += size
+        if envelope.chunk_error is not None:
+            error = envelope.chunk_error
+            if last:
+                self._set_post_data_state()
+            await self.push(error)
+            return
+        if not last:
+            await self.push(replies.chunk_received(size))
+            return
+        await self._deliver(b"".join(envelope.chunks))

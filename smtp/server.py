@@ -1,0 +1,113 @@
+"""The SMTP listeners (ring 2): MX, submission (STARTTLS) and submissions (implicit TLS).
+
+Owns the asyncio servers of the smtp role: one `loop.create_server` per listening socket with
+a fresh `courriel.smtp.esmtp.ESMTP` per connection (not aiosmtpd's threaded Controller), the TLS
+context from the data directory, the shared handler and login throttle, the set of open
+connections, and the stop sequence (stop accepting, let messages being accepted finish, then
+421 and close the rest: an unacknowledged message is simply not acknowledged).
+
+Listener roles (config `listeners.*`):
+- "mx": inbound mail from the Internet; STARTTLS offered; no AUTH; no relaying;
+- "submission": RFC 6409 on 587; STARTTLS; AUTH after TLS (or before it if
+  `tls.allow_plaintext_auth`);
+- "submissions": RFC 8314 implicit TLS on 465; AUTH.
+
+Standards: RFC 5321, RFC 6409, RFC 8314 §3.3 (implicit TLS), RFC 3207 (STARTTLS), TLS 1.2+.
+Security: accepts connections from anyone; all protocol input is handled by `esmtp`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+
+from courriel import tls
+from courriel.config import Config
+from courriel.db import Database
+from courriel.dns.resolver import Resolver
+from courriel.logins import Authenticator
+from courriel.passwords import PasswordHasher
+from courriel.smtp import policy, replies
+from courriel.smtp.esmtp import ESMTP
+from courriel.smtp.handler import SmtpHandler
+
+log = logging.getLogger("courriel.smtp")
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    """The server context (TLS 1.2+) from `tls.certificate` / `tls.private_key`; raises OSError/SSLError."""
+    return tls.server_context(config.path("tls", "certificate"), config.path("tls", "private_key"))
+
+
+class SmtpService:
+    """The three SMTP listeners of one process, sharing one handler."""
+
+    def __init__(self, config: Config, db: Database, *, limits: policy.SessionLimits | None = None,
+                 context: ssl.SSLContext | None = None, resolver: Resolver | None = None,
+                 authenticator: Authenticator | None = None):
+        self.config = config
+        self.db = db
+        self.limits = limits or policy.SessionLimits(max_recipients=int(config.get("smtp", "max_recipients")))
+        self.context = context if context is not None else tls_context(config)
+        self.max_message_size = int(config.get("smtp", "max_message_size"))
+        self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
+        self._own_authenticator = authenticator is None
+        self.authenticator = authenticator or Authenticator(db, PasswordHasher.from_config(config))
+        self.handler = SmtpHandler(config, db, authenticator=self.authenticator,
+                                   resolver=resolver or Resolver.from_config(config), limits=self.limits)
+        self.servers: dict[str, asyncio.base_events.Server] = {}
+        self.connections: set[ESMTP] = set()
+
+    def _protocol(self, listener: str) -> ESMTP:
+        connection = ESMTP(
+            self.handler, listener=listener, hostname=self.config.hostname, max_message_size=self.max_message_size,
+            limits=self.limits, tls_context=self.context, implicit_tls=listener == policy.SUBMISSIONS,
+            allow_plaintext_auth=self.allow_plaintext_auth and listener == policy.SUBMISSION,
+            on_close=self.connections.discard,
+        )
+        self.connections.add(connection)
+        return connection
+
+    async def start(self, sockets: Mapping[str, socket.socket]) -> None:
+        """Serve each listening socket named "mx", "submission" or "submissions"."""
+        loop = asyncio.get_running_loop()
+        for name, sock in sockets.items():
+            if name not in policy.LISTENERS:
+                log.warning("ignoring a socket for an unknown SMTP listener", extra={"listener": name})
+                continue
+            self.servers[name] = await loop.create_server(
+                lambda name=name: self._protocol(name), sock=sock,
+                ssl=self.context if name == policy.SUBMISSIONS else None,
+                ssl_handshake_timeout=30.0 if name == policy.SUBMISSIONS else None,
+            )
+            log.info("SMTP listener ready", extra={"listener": name, "address": _address(sock)})
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting; let messages being accepted finish (bounded); 421 the rest."""
+        for server in self.servers.values():
+            server.close()
+        deadline = time.monotonic() + grace
+        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.disconnect(replies.SHUTTING_DOWN)
+        for _ in range(40):  # let connection_lost run for the closed transports (bounded)
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        if self._own_authenticator:
+            await asyncio.to_thread(self.authenticator.close)
+
+
+def _address(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
