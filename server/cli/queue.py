@@ -4,8 +4,9 @@ Like Postfix's `mailq`, `postqueue -f`, `postsuper -h/-H/-d`. Every command take
 `--json`. Changes go through `courriel.queue.spool` (the only writer of queue rows); a running
 queue role picks them up through a `queue` hint, or on its next rescan.
 
-Security: queue ids are validated before any lookup; message bodies are never printed (`show`
-prints the envelope, states and last replies only).
+Standards: none (operator interface). Security: queue ids are validated before any lookup;
+message bodies are never printed (`show` prints the envelope, states and last replies only).
+Durability: every change is one spool transaction.
 """
 
 from __future__ import annotations
