@@ -1,0 +1,318 @@
+"""FETCH: message data items → response parts, with message bodies streamed from the blob file.
+
+Owns the production of one `* n FETCH (...)` response (RFC 3501 §7.4.2) from the cached
+summary (ENVELOPE, BODYSTRUCTURE, header columns) and, for body sections, byte ranges of the
+stored message located with `courriel.mime.locate`. A section is sent as a literal whose
+content is read from the blob file in chunks when the transport writes it: a large message
+is never loaded into one string.
+
+`prepare` runs in a worker thread (it queries the store and opens files); the `Literal`
+chunks are read by the transport, also off the event loop. Output is a list of parts:
+`bytes` (already encoded atoms, lists, strings) and `Literal` (size known up front, content
+produced by `chunks()`), which together form the parenthesised list.
+
+Standards: RFC 3501 §6.4.5 (FETCH items, BODY.PEEK, partial `<origin.count>` and its
+`<origin>` echo, \\Seen set by BODY[] and RFC822), §7.4.2 (FETCH response), §4.3 (no NUL in
+literals: `mime.nul_free`); RFC 3516 §4 (BINARY[], BINARY.PEEK, BINARY.SIZE, literal8
+`~{n}`, NO [UNKNOWN-CTE]); RFC 7162 §3.1.4 (MODSEQ item); RFC 9051 §7.5.2.
+Security: section specifiers come from the client and are validated by
+`courriel.mime.parse_section`; offsets are bounded by the stored part tree and file size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from courriel import mime
+from courriel.mime_structure import body_bytes
+from courriel.store import MessageInfo, StoredSummary
+
+CHUNK = 64 * 1024
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class FetchError(ValueError):
+    """A FETCH the server refuses: `code` is a response code (e.g. UNKNOWN-CTE) or None for BAD."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    """One requested item. name: FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY,
+    BODYSTRUCTURE, MODSEQ, RFC822, RFC822.HEADER, RFC822.TEXT, BODY[], BINARY[], BINARY.SIZE[]
+    (the last three with `section`, the text between the brackets)."""
+
+    name: str
+    section: str = ""
+    partial: tuple[int, int | None] | None = None
+    peek: bool = False
+
+
+@dataclass
+class Literal:
+    """A literal whose content is `size` bytes read from `source[start:end]` (then filtered,
+    decoded or NUL-replaced), or given in `data` when small."""
+
+    size: int
+    binary: bool = False  # RFC 3516 literal8: ~{n}
+    data: bytes | None = None
+    source: BinaryIO | None = None
+    start: int = 0
+    end: int = 0
+    decoder: object | None = None  # mime.BinaryDecoder for BINARY, fed raw chunks
+    skip: int = 0  # decoded bytes to drop before sending (BINARY partial)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The content in pieces of at most CHUNK bytes (blocking file reads: call off-loop)."""
+        if self.data is not None:
+            for offset in range(0, len(self.data), CHUNK):
+                yield self.data[offset:offset + CHUNK]
+            return
+        remaining = self.size
+        skip = self.skip
+        try:
+            for raw in _read_range(self.source, self.start, self.end):
+                piece = raw if self.decoder is None else self.decoder.feed(raw)
+                if skip:
+                    cut = min(skip, len(piece))
+                    piece, skip = piece[cut:], skip - cut
+                if not self.binary:
+                    piece = mime.nul_free(piece)
+                piece = piece[:remaining]
+                remaining -= len(piece)
+                if piece:
+                    yield piece
+                if remaining <= 0:
+                    return
+            if self.decoder is not None and remaining > 0:
+                tail = self.decoder.finish()
+                if skip:
+                    tail = tail[skip:]
+                tail = tail[:remaining]
+                remaining -= len(tail)
+                if tail:
+                    yield tail
+            if remaining > 0:  # the file shrank: keep the literal's promised size
+                yield b" " * remaining
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+
+def _read_range(source: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    source.seek(start)
+    position = start
+    while position < end:
+        chunk = source.read(min(CHUNK, end - position))
+        if not chunk:
+            return
+        position += len(chunk)
+        yield chunk
+
+
+@dataclass
+class FetchResult:
+    parts: list[bytes | Literal] = field(default_factory=list)
+    sets_seen: bool = False
+
+    def close(self) -> None:
+        for part in self.parts:
+            if isinstance(part, Literal):
+                part.close()
+
+
+def imap_date_time(value: dt.datetime) -> bytes:
+    """RFC 3501 §9 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz"."""
+    value = value.astimezone(dt.UTC)
+    return (f'"{value.day:2d}-{_MONTHS[value.month - 1]}-{value.year:04d} '
+            f'{value.hour:02d}:{value.minute:02d}:{value.second:02d} +0000"').encode()
+
+
+def flag_list(flags) -> bytes:
+    return b"(" + " ".join(flags).encode() + b")"
+
+
+def _needs_body(items: list[FetchItem]) -> bool:
+    return any(i.name in ("BODY[]", "BINARY[]", "BINARY.SIZE[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT")
+               for i in items)
+
+
+def sets_seen(items: list[FetchItem]) -> bool:
+    """RFC 3501 §6.4.5: BODY[...] (not .PEEK), RFC822 and RFC822.TEXT set \\Seen; RFC 3516 BINARY too."""
+    return any((i.name in ("BODY[]", "BINARY[]") and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
+               for i in items)
+
+
+def _section_literal(open_blob, tree: dict, section: mime.Section, partial, size_limit: int) -> Literal:
+    where = mime.locate(tree, section)
+    start, end = where.start, min(where.end, size_limit)
+    if where.filtered:
+        with open_blob() as handle:
+            handle.seek(start)
+            content = where.header_filter(handle.read(max(0, end - start)))
+        content = mime.nul_free(mime.partial(content, *partial) if partial else content)
+        return Literal(len(content), data=content)
+    if partial:
+        origin, count = partial
+        start = min(start + origin, end)
+        if count is not None:
+            end = min(end, start + count)
+    return Literal(max(0, end - start), source=open_blob(), start=start, end=end)
+
+
+def _binary_literal(open_blob, tree: dict, part: tuple[int, ...], partial, size_only: bool):
+    where = mime.locate(tree, mime.Section(part=part))
+    try:
+        decoder = mime.BinaryDecoder(where.node, whole_message=not part)
+    except mime.UnknownTransferEncoding as exc:
+        raise FetchError(f"unknown content transfer encoding {exc}", "UNKNOWN-CTE") from None
+    if decoder.encoding == "identity":
+        total = max(0, where.end - where.start)
+    else:  # the decoded size is known only after decoding: one counting pass over the part
+        total = 0
+        with open_blob() as handle:
+            for raw in _read_range(handle, where.start, where.end):
+                total += len(decoder.feed(raw))
+            total += len(decoder.finish())
+        decoder = mime.BinaryDecoder(where.node, whole_message=not part)
+    if size_only:
+        return total
+    skip, size = 0, total
+    if partial:
+        origin, count = partial
+        skip = min(origin, total)
+        size = total - skip if count is None else min(count, total - skip)
+    return Literal(size, binary=True, source=open_blob(), start=where.start, end=where.end,
+                   decoder=decoder, skip=skip)
+
+
+def _section_name(item: FetchItem) -> bytes:
+    base = item.name[:-1] if item.name.endswith("[]") else item.name
+    text = f"{base}{item.section}]"
+    if item.partial is not None and item.name != "BINARY.SIZE[]":
+        text += f"<{item.partial[0]}>"  # RFC 3501 §7.4.2: only the origin is echoed
+    return text.encode()
+
+
+def _parse_binary_part(section: str) -> tuple[int, ...]:
+    if not section:
+        return ()
+    try:
+        part = tuple(int(n) for n in section.split("."))
+    except ValueError:
+        raise FetchError(f"bad BINARY section {section!r}") from None
+    if any(n < 1 for n in part):
+        raise FetchError(f"bad BINARY section {section!r}")
+    return part
+
+
+def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary | None, items: list[FetchItem],
+            flags: tuple[str, ...], uid_requested: bool = False) -> FetchResult:
+    """The parts of one FETCH response's data list (runs in a thread).
+
+    `flags` is what to report for FLAGS (\\Seen included when this FETCH sets it, \\Recent
+    when it applies). UID is always included when `uid_requested` (RFC 3501 §6.4.8)."""
+    result = FetchResult(sets_seen=sets_seen(items))
+    tree: dict | None = None
+    data_cache: list[bytes] = []
+
+    def open_blob() -> BinaryIO:
+        return store.open_message(folder_id, message.uid)
+
+    def part_tree() -> dict:
+        nonlocal tree
+        if tree is None:
+            if summary is not None and summary.bodystructure:
+                tree = json.loads(summary.bodystructure)
+            else:  # RFC: the store could not summarise at delivery; parse the stored bytes
+                if not data_cache:
+                    with open_blob() as handle:
+                        data_cache.append(handle.read())
+                tree = mime.parse_structure(data_cache[0])
+        return tree
+
+    parts: list[bytes | Literal] = []
+    names = [i.name for i in items]
+    if uid_requested and "UID" not in names:
+        items = [FetchItem("UID"), *items]
+    try:
+        for item in items:
+            name = item.name
+            if name == "UID":
+                parts.append(f"UID {message.uid}".encode())
+            elif name == "FLAGS":
+                parts.append(b"FLAGS " + flag_list(flags))
+            elif name == "INTERNALDATE":
+                parts.append(b"INTERNALDATE " + imap_date_time(message.internaldate))
+            elif name == "RFC822.SIZE":
+                parts.append(f"RFC822.SIZE {message.size}".encode())
+            elif name == "MODSEQ":
+                parts.append(f"MODSEQ ({message.modseq})".encode())
+            elif name == "ENVELOPE":
+                if summary is not None and summary.envelope:
+                    envelope = mime.envelope_wire(summary.envelope)
+                else:
+                    with open_blob() as handle:
+                        envelope = mime.envelope_wire(mime.summarize(handle.read()).envelope)
+                parts.append(b"ENVELOPE " + envelope)
+            elif name in ("BODY", "BODYSTRUCTURE"):
+                wire = body_bytes(part_tree(), extensible=name == "BODYSTRUCTURE")
+                parts.append(name.encode() + b" " + wire)
+            elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+                text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
+                parts.append(name.encode() + b" ")
+                parts.append(_section_literal(open_blob, part_tree(), mime.Section(text=text), None, message.size))
+            elif name == "BODY[]":
+                try:
+                    section = mime.parse_section(item.section)
+                except mime.SectionSyntaxError as exc:
+                    raise FetchError(str(exc)) from None
+                parts.append(_section_name(item) + b" ")
+                parts.append(_section_literal(open_blob, part_tree(), section, item.partial, message.size))
+            elif name == "BINARY[]":
+                part = _parse_binary_part(item.section)
+                parts.append(_section_name(item) + b" ")
+                parts.append(_binary_literal(open_blob, part_tree(), part, item.partial, False))
+            elif name == "BINARY.SIZE[]":
+                part = _parse_binary_part(item.section)
+                size = _binary_literal(open_blob, part_tree(), part, None, True)
+                parts.append(_section_name(item) + f" {size}".encode())
+            else:
+                raise FetchError(f"unknown FETCH item {name}")
+    except BaseException:
+        FetchResult(parts).close()
+        raise
+    result.parts = parts
+    return result
+
+
+def needs_summary(items: list[FetchItem]) -> bool:
+    return any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") for i in items) or _needs_body(items)
+
+
+def encode_items(parts: list[bytes | Literal]) -> Iterator[bytes | Literal]:
+    """The data list with separators: b"(" part b" " part ... b")". A Literal follows the
+    item name it belongs to without an extra space (the name part already ends with one)."""
+    yield b"("
+    previous_named = False
+    for index, part in enumerate(parts):
+        if isinstance(part, Literal):
+            yield part
+            previous_named = False
+            continue
+        if index and not previous_named:
+            yield b" "
+        yield part
+        previous_named = part.endswith(b" ")
+    yield b")"

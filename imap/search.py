@@ -1,0 +1,214 @@
+"""SEARCH: search keys compiled to SQL over the message rows of one folder (ring 1, read only).
+
+Owns the evaluation of RFC 3501 §6.4.4 search keys. The session hands over a key tree in a
+neutral form, built from the parsed command:
+
+    ("ALL",) ("SEEN",) ("UNSEEN",) ... ("KEYWORD", kw) ("UNKEYWORD", kw)
+    ("FROM"|"TO"|"CC"|"BCC"|"SUBJECT"|"BODY"|"TEXT", string) ("HEADER", field, string)
+    ("LARGER"|"SMALLER", n) ("BEFORE"|"ON"|"SINCE"|"SENTBEFORE"|"SENTON"|"SENTSINCE", date)
+    ("UID", [(low, high), ...]) ("SEQ", [(low, high), ...])   # `*` already resolved
+    ("NEW",) ("OLD",) ("RECENT",) ("MODSEQ", n) ("NOT", key) ("OR", key, key) ("AND", [keys])
+
+Flags, sizes, dates and the cached header columns (Subject, From, To, Cc, Message-ID, the
+sent date) are matched in SQL. BCC, other header fields, BODY and TEXT need the message
+bytes: those keys are evaluated first by reading each candidate blob once, and enter the SQL
+as the set of matching UIDs. The result is limited to the UIDs the client knows (the
+selected view), so a message delivered since the last EXISTS is never returned.
+
+Standards: RFC 3501 §6.4.4 (search keys; substring matches are case-insensitive; dates
+disregard time and timezone), RFC 3501 §2.3.2 (\\Recent), RFC 9051 §6.4.4, RFC 7162
+§3.1.5 (MODSEQ search key).
+Security: strings come from the client; they reach SQL only as bound parameters with LIKE
+wildcards escaped, and blob scans are bounded per message by `courriel.mime.body_text`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+
+from sqlalchemy import and_, false, func, not_, or_, select, true
+
+from courriel import mime
+from courriel.mime_headers import header_end, split_fields
+from courriel.models import Message
+from courriel.store import SYSTEM_FLAGS, Store
+
+
+class SearchError(ValueError):
+    """A key the server cannot evaluate (the session answers BAD)."""
+
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
+    "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
+    "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
+    "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
+    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
+}
+_COLUMNS = {"FROM": Message.from_addr, "TO": Message.to_addr, "CC": Message.cc_addr, "SUBJECT": Message.subject}
+_HEADER_COLUMNS = {"from": Message.from_addr, "to": Message.to_addr, "cc": Message.cc_addr,
+                   "subject": Message.subject, "message-id": Message.message_id}
+_BLOB_KEYS = {"BCC", "BODY", "TEXT", "HEADER"}
+_BATCH = 500
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _contains(column, value: str):
+    # RFC 3501 §6.4.4: "case-insensitive substring"; LIKE is case-sensitive on PostgreSQL.
+    return func.lower(column).contains(value.lower(), autoescape=True)
+
+
+def _in_uids(uids: Iterable[int]):
+    wanted = sorted(set(uids))
+    if not wanted:
+        return false()
+    return or_(*(Message.uid.in_(wanted[i:i + _BATCH]) for i in range(0, len(wanted), _BATCH)))
+
+
+def _in_ranges(ranges):
+    clauses = [Message.uid.between(min(low, high), max(low, high)) for low, high in ranges]
+    return or_(*clauses) if clauses else false()
+
+
+class _Compiler:
+    def __init__(self, recent: set[int], msn_uids: dict, blob_matches: dict):
+        self.recent = recent
+        self.msn_uids = msn_uids  # id(key) -> UIDs of a SEQ key
+        self.blob_matches = blob_matches  # id(key) -> UIDs matching a blob key
+
+    def compile(self, key):
+        name = key[0].upper()
+        if name == "ALL":
+            return true()
+        if name in _FLAG_KEYS:
+            flag, present = _FLAG_KEYS[name]
+            test = Message.flags.op("&")(SYSTEM_FLAGS[flag]) != 0
+            return test if present else not_(test)
+        if name in ("KEYWORD", "UNKEYWORD"):
+            padded = func.lower(" " + Message.keywords + " ")
+            test = padded.contains(f" {key[1].lower()} ", autoescape=True)
+            return test if name == "KEYWORD" else not_(test)
+        if name in ("RECENT", "OLD"):
+            test = _in_uids(self.recent)
+            return test if name == "RECENT" else not_(test)
+        if name == "NEW":
+            return and_(_in_uids(self.recent), Message.flags.op("&")(SYSTEM_FLAGS["\\Seen"]) == 0)
+        if name in _COLUMNS:
+            return _contains(_COLUMNS[name], key[1])
+        if name == "HEADER" and key[1].lower() in _HEADER_COLUMNS and key[2]:
+            return _contains(_HEADER_COLUMNS[key[1].lower()], key[2])
+        if name in _BLOB_KEYS:
+            return _in_uids(self.blob_matches[id(key)])
+        if name == "LARGER":
+            return Message.size > int(key[1])
+        if name == "SMALLER":
+            return Message.size < int(key[1])
+        if name in ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"):
+            column = Message.sent_date if name.startswith("SENT") else Message.internaldate
+            start = _day_start(key[1])
+            end = start + dt.timedelta(days=1)
+            kind = name.removeprefix("SENT")
+            if kind == "BEFORE":
+                return column < start
+            if kind == "ON":
+                return and_(column >= start, column < end)
+            return column >= start
+        if name == "UID":
+            return _in_ranges(key[1])
+        if name == "SEQ":
+            return _in_uids(self.msn_uids[id(key)])
+        if name == "MODSEQ":
+            return Message.modseq >= int(key[1])
+        if name == "NOT":
+            return not_(self.compile(key[1]))
+        if name == "OR":
+            return or_(self.compile(key[1]), self.compile(key[2]))
+        if name == "AND":
+            return and_(true(), *(self.compile(k) for k in key[1]))
+        raise SearchError(f"unsupported search key {name}")
+
+
+def _walk(key):
+    yield key
+    name = key[0].upper()
+    if name == "NOT":
+        yield from _walk(key[1])
+    elif name == "OR":
+        yield from _walk(key[1])
+        yield from _walk(key[2])
+    elif name == "AND":
+        for sub in key[1]:
+            yield from _walk(sub)
+
+
+def _header_matches(data: bytes, field: str, value: str) -> bool:
+    """RFC 3501 §6.4.4 HEADER / BCC: a field of that name whose value contains the string
+    (an empty string matches every message that has the field)."""
+    fields = split_fields(data, 0, header_end(data, 0, len(data)))
+    wanted = field.lower()
+    needle = value.lower()
+    for item in fields:
+        if item.name.lower() == wanted and (
+                not needle or needle in mime.decoded(item.value).lower() or needle in item.value.lower()):
+            return True
+    return False
+
+
+def _blob_match(key, data: bytes, tree: dict | None) -> bool:
+    name = key[0].upper()
+    if name == "BCC":
+        return _header_matches(data, "bcc", key[1])
+    if name == "HEADER":
+        return _header_matches(data, key[1], key[2])
+    needle = key[1].lower()
+    if tree is None:
+        tree = mime.parse_structure(data)
+    body = mime.body_text(data, tree).lower()
+    if needle in body:
+        return True
+    if name == "TEXT":
+        header = data[:header_end(data, 0, len(data))]
+        if needle in mime.decoded(header.decode("utf-8", "replace")).lower():
+            return True
+    return False
+
+
+def search(store: Store, folder_id: int, key, known_uids: list[int], recent: Iterable[int] = (),
+           uid_of_msn=None) -> list[int]:
+    """UIDs (ascending) of the known messages matching `key`. Runs in a thread (store IO).
+
+    `uid_of_msn(ranges) -> [uid]` resolves SEQ keys against the selected view."""
+
+
+    known = set(known_uids)
+    keys = list(_walk(key))
+    msn_uids = {}
+    for item in keys:
+        if item[0].upper() == "SEQ":
+            if uid_of_msn is None:
+                raise SearchError("message numbers need a selected view")
+            msn_uids[id(item)] = set(uid_of_msn(item[1]))
+    blob_keys = [item for item in keys if item[0].upper() in _BLOB_KEYS
+                 and not (item[0].upper() == "HEADER" and item[1].lower() in _HEADER_COLUMNS and item[2])]
+    blob_matches: dict[int, set[int]] = {id(item): set() for item in blob_keys}
+    if blob_keys:
+        for summary in store.summaries(folder_id, sorted(known)):
+            try:
+                with store.open_message(folder_id, summary.uid) as handle:
+                    data = handle.read()
+            except Exception:  # noqa: S112 - a message without a file matches no body key
+                continue
+            tree = json.loads(summary.bodystructure) if summary.bodystructure else None
+            for item in blob_keys:
+                if _blob_match(item, data, tree):
+                    blob_matches[id(item)].add(summary.uid)
+    condition = _Compiler(set(recent), msn_uids, blob_matches).compile(key)
+    with store.db.read() as session:
+        found = session.scalars(select(Message.uid).where(Message.folder_id == folder_id, condition)
+                                .order_by(Message.uid))
+        return [uid for uid in found if uid in known]
