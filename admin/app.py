@@ -1,8 +1,9 @@
 """The admin role's ASGI application factory: `create_app(config) -> FastAPI`.
 
 Owns the application object and its lifetime: the database handle in `app.state.database`
-(opened at construction, disposed at shutdown) and the routers mounted on it. The JSON API,
-the web console and `/metrics` are added here as routers.
+(opened at construction, disposed at shutdown), the password hasher and policy, and the
+routers mounted on it: health, the JSON API under /api/v1 (`courriel.admin.api`), the web
+console (`courriel.admin.web`) and its static files; the error handlers and security headers.
 Security: every router mounted here parses untrusted HTTP input; see each router.
 """
 
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from courriel import __version__, metrics
-from courriel.admin import health
+from courriel import __version__, passwords
+from courriel.admin import api, auth, health, web
+from courriel.admin.api import errors
+from courriel.admin.security_headers import SecurityHeaders
 from courriel.config import Config
 from courriel.db import Database
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(config: Config) -> FastAPI:
@@ -34,12 +40,12 @@ def create_app(config: Config) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
     app.state.database = database
-    app.include_router(health.router)
-    exporter = metrics.Exporter(config, database)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:  # sync: runs in the thread pool (reads files and the database)
-        body, content_type = exporter.render()
-        return Response(body, media_type=content_type)
-
+    app.state.hasher = passwords.PasswordHasher.from_config(config)
+    app.state.policy = passwords.PasswordPolicy.from_config(config)
+    app.include_router(health.router, dependencies=[Depends(auth.public)])
+    api.include(app)
+    web.include(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    errors.install(app, web.html_error)
+    app.add_middleware(SecurityHeaders, dev=config.dev)
     return app

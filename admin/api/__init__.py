@@ -1,0 +1,49 @@
+"""The JSON API under /api/v1 (FastAPI routers) and its OpenAPI document.
+
+Routes validate the request, call the service layer (`courriel.admin.services`, the spool's
+operator functions, `courriel.admin.auth`), record admin changes in the audit log, and return
+JSON. They hold no SQL. Every route declares one access check from `courriel.admin.auth`.
+Errors are `{"code": ..., "message": ...}` with the HTTP status of the error class
+(`courriel.admin.api.errors`).
+
+Standards: RFC 9110 (status codes), RFC 6750 (Bearer tokens), OpenAPI 3.1.
+Security: all input is untrusted; see `courriel.admin.auth` for the checks.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from courriel import __version__
+from courriel.admin import auth
+from courriel.admin.api import domain_dns, operations, registry, session
+
+PREFIX = "/api/v1"
+ROUTERS = (session.router, registry.router, domain_dns.router, operations.router)
+
+document_router = APIRouter(prefix=PREFIX)
+
+
+@document_router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(auth.public)])
+def openapi_document(request: Request) -> JSONResponse:
+    app: FastAPI = request.app
+    cached = getattr(app.state, "api_openapi", None)
+    if cached is None:
+        routes = [r for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/")]
+        cached = get_openapi(
+            title="Courriel API", version=__version__, routes=routes,
+            description="Administration of domains, mailboxes, aliases, groups, users, DKIM keys and the queue. "
+                        "Authenticate with `Authorization: Bearer <API key or session token>`.",
+        )
+        cached.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        cached["security"] = [{"bearer": []}]
+        app.state.api_openapi = cached
+    return JSONResponse(cached)
+
+
+def include(app: FastAPI) -> None:
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    app.include_router(document_router)
