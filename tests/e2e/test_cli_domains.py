@@ -115,6 +115,16 @@ def test_wizard_records_verify_check(installed, dns_server, capsys):  # noqa: F8
         row = session.query(Domain).filter_by(name=DOMAIN).one()
         assert json.loads(row.dns_status)["status"] == "ok" and row.dns_checked_at is not None
 
+    # The wizard, walked again, reads the stored check: only the DKIM activation is left.
+    status, state, _ = cli(capsys, data, "domain", "wizard", DOMAIN, "--json")
+    assert {s["name"]: s["state"] for s in state["steps"]} == {
+        "name": "done", "ownership": "done", "mx": "done", "spf": "done", "dkim": "todo", "dmarc": "done",
+        "autoconfig": "done", "mta_sts": "skipped"}
+    selector = dkim_rows[0]["name"].split(".")[0]
+    assert cli(capsys, data, "dkim", "activate", DOMAIN, selector)[0] == 0
+    status, state, _ = cli(capsys, data, "domain", "wizard", DOMAIN, "--json")
+    assert state["next_step"] is None and len(cli(capsys, data, "dkim", "list", "--json")[1]) == 1
+
     dns_server.remove(DOMAIN, "MX")
     status, results, _ = cli(capsys, data, "domain", "check", "--all", "--json")
     assert status == 1
