@@ -64,6 +64,7 @@ DEFAULT_MAX_IN_FLIGHT = 20  # messages processed at once
 DEFAULT_IDLE_SECONDS = 2.0  # a destination connection closes after this long without work
 DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_TRANSACTIONS_PER_CONNECTION = 100  # then a fresh connection (and a fresh MX choice)
+BLOB_COLLECTION_SECONDS = 3600.0
 STOP_GRACE_SECONDS = 5.0
 
 
@@ -185,6 +186,7 @@ class QueueRunner:
             listener.attach(loop, lambda hints: self.kick.set())
         except OSError as exc:
             log.warning("no queue hints (%s); rescanning every %.0f s", exc, self.timer)
+        collector = self.spawn(self._collect_blobs(stop))
         try:
             while not stop.is_set():
                 self.kick.clear()
@@ -193,9 +195,23 @@ class QueueRunner:
                     continue
                 await self._sleep(stop)
         finally:
+            collector.cancel()
             if listener is not None:
                 listener.close()
             await self._stop_in_flight()
+
+    async def _collect_blobs(self, stop: asyncio.Event) -> None:
+        """Garbage-collect message files nothing refers to any more, at start and then hourly."""
+        while not stop.is_set():
+            try:
+                report = await asyncio.to_thread(self.blobs.collect)
+                if report.blobs or report.temp_files or report.orphan_files or report.leaked:
+                    log.info("blob collection removed %d blob(s), %d temporary and %d orphan file(s)",
+                             len(report.blobs), len(report.temp_files), len(report.orphan_files))
+            except Exception:
+                log.exception("blob collection failed; retrying in an hour")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=BLOB_COLLECTION_SECONDS)
 
     async def lease_once(self) -> int:
         capacity = self.max_in_flight - len(self._messages)
