@@ -46,6 +46,14 @@ from courriel.smtp.replies import Reply
 log = logging.getLogger("courriel.smtp")
 
 CHUNK_READ = 64 * 1024
+
+
+def _drop_login_data_warning(record: logging.LogRecord) -> bool:
+    return "login_data is deprecated" not in record.getMessage()
+
+
+# aiosmtpd 1.4.6 warns on every successful AUTH because its own smtp_AUTH sets Session.login_data.
+logging.getLogger("mail.log").addFilter(_drop_login_data_warning)
 COMMAND_LINE_LIMIT = 1000  # MAIL/RCPT with SIZE, DSN and AUTH parameters (RFC 5321 §4.5.3.1.4 is a minimum)
 
 
@@ -175,15 +183,18 @@ class ESMTP(SMTP):
 
     def disconnect(self, reply: Reply) -> None:
         """Send a final 421 and close the connection (sync: usable from timers)."""
-        if self._closing or self.transport is None:
+        transport = self.transport
+        if self._closing or transport is None or transport.is_closing():
             return
         self._closing = True
         log.info("disconnecting client", extra={"listener": self.listener, "client": self.client_ip,
                                                  "reason": reply.text})
         try:
-            self.transport.write(f"{reply}\r\n".encode("ascii"))
+            transport.write(f"{reply}\r\n".encode("ascii"))
+        except (AttributeError, OSError, RuntimeError):  # the peer or the TLS layer is already gone
+            pass
         finally:
-            self.transport.close()
+            transport.close()
 
     def _timeout_cb(self) -> None:
         self.disconnect(replies.IDLE_TIMEOUT)

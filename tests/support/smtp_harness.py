@@ -3,7 +3,7 @@ a loopback DNS zone, and the three SMTP listeners served on 127.0.0.1 by an even
 
 Use from a test module::
 
-    from smtp_harness import smtp_world  # the pytest fixture (SQLite)
+    from smtp_harness import smtp_world_fixture  # noqa: F401 - the pytest fixture "smtp_world" (SQLite)
 
     def test_x(smtp_world):
         smtp_world.add_mailbox("alice@example.org", password="secret password 1")
@@ -143,6 +143,58 @@ class Registry:
             session.get(Domain, domain_id).catch_all = target
 
 
+class RawClient:
+    """A bare socket client for what smtplib cannot do: pipelining, BDAT, misbehaviour."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", tls: bool = False, timeout: float = CLIENT_TIMEOUT):
+        sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = insecure_context().wrap_socket(sock) if tls else sock
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; unread: {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def reply(self) -> tuple[int, str]:
+        """One complete (possibly multi-line) reply: (code, text lines joined by newlines)."""
+        lines = []
+        for _ in range(100):
+            line = self._line()
+            lines.append(line[4:].decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                return int(line[:3]), "\n".join(lines)
+        raise AssertionError("reply longer than 100 lines")
+
+    def command(self, text: str | bytes) -> tuple[int, str]:
+        self.send((text.encode() if isinstance(text, str) else text) + b"\r\n")
+        return self.reply()
+
+    def closed(self) -> bool:
+        """True once the server closed the connection (after reading what is left)."""
+        try:
+            return self.sock.recv(65536) == b""
+        except (ConnectionError, ssl.SSLError):
+            return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class SmtpWorld(Registry):
     def __init__(self, config: config_mod.Config, db: Database, dns: DnsTestServer):
         super().__init__(db)
@@ -205,6 +257,12 @@ class SmtpWorld(Registry):
         return smtplib.SMTP("127.0.0.1", self.ports[listener], timeout=CLIENT_TIMEOUT,
                             source_address=source_address)
 
+    def raw(self, listener: str = "mx", **options) -> RawClient:
+        client = RawClient(self.ports[listener], tls=listener == "submissions", **options)
+        code, _ = client.reply()
+        assert code == 220
+        return client
+
     def logged_in(self, address: str, password: str, listener: str = "submission",
                   source: str | None = None) -> smtplib.SMTP:
         client = self.client(listener, source)
@@ -246,8 +304,8 @@ def make_smtp_world(data_dir: Path, db_url: str, monkeypatch, settings: dict[str
                 db.dispose()
 
 
-@pytest.fixture
-def smtp_world(data_dir, monkeypatch) -> Iterator[SmtpWorld]:
+@pytest.fixture(name="smtp_world")
+def smtp_world_fixture(data_dir, monkeypatch) -> Iterator[SmtpWorld]:
     """Listeners on 127.0.0.1, SQLite, an empty DNS zone; domain example.org is the default domain."""
     with make_smtp_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as world:
         world.domain_id("example.org", default=True)
