@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -119,9 +120,18 @@ def _new_selector(session, domain_id: int, algorithm: str, now: dt.datetime) -> 
     raise Conflict("too many DKIM keys this month", "limit_reached")
 
 
-def key_path(config, domain: str, selector: str) -> Path:
-    """Where a key's private file lives, relative to the data directory."""
-    return Path("keys") / domain / f"{selector}.pem"
+def new_key_path(domain: str, selector: str) -> Path:
+    """A fresh file name for a key, relative to the data directory. The random part keeps two
+    concurrent creations of one selector from writing the same file (the loser removes its own)."""
+    return Path("keys") / domain / f"{selector}-{secrets.token_hex(4)}.pem"
+
+
+def key_file(db: Database, config, domain: str, selector: str) -> Path:
+    """The private key file of a key (for operators and tests; the key itself is never read here)."""
+    name = lookups.domain_name(domain)
+    with db.read() as session:
+        _domain, key = _key(session, name, _selector(selector))
+        return config.data_dir / key.key_file
 
 
 def create_key(db: Database, config, domain: str, algorithm: str | None = None, selector: str | None = None,
@@ -137,10 +147,8 @@ def create_key(db: Database, config, domain: str, algorithm: str | None = None, 
             chosen = _new_selector(session, row.id, algorithm, now)
         elif session.scalar(select(DkimKey.id).where(DkimKey.domain_id == row.id, DkimKey.selector == chosen)):
             raise Conflict(f"selector {chosen} is already used on {name}", "duplicate")
-    relative = key_path(config, name, chosen)
+    relative = new_key_path(name, chosen)
     absolute = config.data_dir / relative
-    if absolute.exists():
-        raise Conflict(f"a key file for selector {chosen} already exists", "duplicate")
     durable.make_dirs(absolute.parent, mode=0o700)
     public_key = dkim.generate_key(absolute, algorithm)
     try:

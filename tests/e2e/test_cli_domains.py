@@ -154,7 +154,7 @@ def test_dkim_commands(installed, dns_server, capsys):  # noqa: F811
     status, keys, _ = cli(capsys, data, "dkim", "list", DOMAIN, "--json")
     assert status == 0 and [(k["algorithm"], k["state"]) for k in keys] == [("ed25519-sha256", "pending")]
     first = keys[0]["selector"]
-    key_file = data / "keys" / DOMAIN / f"{first}.pem"
+    (key_file,) = (data / "keys" / DOMAIN).glob(f"{first}-*.pem")
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
     status, _, err = cli(capsys, data, "dkim", "activate", DOMAIN, first)

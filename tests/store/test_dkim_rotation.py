@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from dns_test_server import dns_server  # noqa: F401  (pytest fixture)
@@ -54,7 +56,8 @@ def test_rotation_end_to_end(setup):
     t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     first = keys.create_key(db, config, DOMAIN, now=t0)
     assert first.state == "pending" and first.algorithm == "rsa-sha256"
-    path = config.data_dir / keys.key_path(config, DOMAIN, first.selector)
+    path = keys.key_file(db, config, DOMAIN, first.selector)
+    assert path.parent == config.data_dir / "keys" / DOMAIN and path.name.startswith(first.selector + "-")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert "PRIVATE" not in repr(first.as_dict()) and "PRIVATE" not in repr(keys.list_keys(db, DOMAIN))
@@ -150,3 +153,24 @@ def test_two_algorithms_sign_together(setup):
     keys.activate(db, config, DOMAIN, newer.selector, resolver=resolver)
     assert sorted(k.selector for k in keys.signing_keys(db, config, DOMAIN)) == sorted(
         [rsa_key.selector, newer.selector])
+
+
+def test_concurrent_creation_of_one_selector_leaves_one_key_and_one_file(setup):
+    db, config, _server, _resolver = setup
+    start = threading.Barrier(2, timeout=10)
+
+    def create():
+        start.wait()
+        try:
+            return keys.create_key(db, config, DOMAIN, "ed25519", selector="same")
+        except services.ServiceError as exc:
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _i: create(), range(2)))
+    created = [o for o in outcomes if isinstance(o, keys.DkimKeyInfo)]
+    refused = [o for o in outcomes if isinstance(o, services.ServiceError)]
+    assert len(created) == 1 and len(refused) == 1 and refused[0].code == "duplicate"
+    key_files = list((config.data_dir / "keys" / DOMAIN).glob("same-*.pem"))
+    assert key_files == [keys.key_file(db, config, DOMAIN, "same")]
+    assert dkim.public_key_of(key_files[0].read_bytes(), "ed25519-sha256") == created[0].public_key
