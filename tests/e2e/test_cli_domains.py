@@ -229,3 +229,17 @@ def test_bad_input_exits_2_and_writes_nothing(installed, capsys):
         assert usage.value.code == 2
     assert dump(data) == before
     assert files(data) == before_files
+
+
+def test_optional_mta_sts_step(installed, monkeypatch, capsys):
+    data, _db = installed
+    monkeypatch.setenv("COURRIEL_DOMAINS_MTA_STS", "true")
+    status, text, _ = cli(capsys, data, "domain", "wizard", DOMAIN)
+    assert status == 0 and "Next step: ownership" in text and f"TXT {DOMAIN}. courriel-verification=" in text
+    rows = cli(capsys, data, "domain", "records", DOMAIN, "--json")[1]
+    names = {(row["type"], row["name"]) for row in rows}
+    assert {("TXT", f"_mta-sts.{DOMAIN}."), ("CNAME", f"mta-sts.{DOMAIN}."), ("TXT", f"_smtp._tls.{DOMAIN}.")} <= names
+    tlsrpt = next(row for row in rows if row["name"].startswith("_smtp._tls."))
+    assert tlsrpt["value"] == f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"
+    state = cli(capsys, data, "domain", "wizard", DOMAIN, "--json")[1]
+    assert {s["name"]: s["state"] for s in state["steps"]}["mta_sts"] == "todo"
