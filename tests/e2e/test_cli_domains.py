@@ -12,9 +12,12 @@ import stat
 
 import pytest
 from dns_test_server import dns_server  # noqa: F401  (pytest fixture)
+from queue_harness import make_world, poll
 
 from courriel import config as config_mod
-from courriel import registry
+from courriel import passwords, registry
+from courriel.admin import services
+from courriel.admin.services import dns as domain_dns
 from courriel.cli import main as cli_main
 from courriel.db import Database
 from courriel.models import Domain
@@ -243,3 +246,30 @@ def test_optional_mta_sts_step(installed, monkeypatch, capsys):
     assert tlsrpt["value"] == f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"
     state = cli(capsys, data, "domain", "wizard", DOMAIN, "--json")[1]
     assert {s["name"]: s["state"] for s in state["steps"]}["mta_sts"] == "todo"
+
+
+def test_queue_delivery_waits_for_ownership(data_dir, monkeypatch):
+    """Through the queue runner: mail for an unverified domain bounces (5.1.2), mail after
+    `verify` found the TXT record is delivered."""
+    hasher = passwords.PasswordHasher(memory_kib=1024, time_cost=1)
+    policy = passwords.PasswordPolicy(min_length=10, min_classes=2)
+    message = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    monkeypatch.setenv("COURRIEL_DOMAINS_REQUIRE_VERIFICATION", "true")
+    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as world:
+        assert world.config.get("domains", "require_verification") is True
+        services.add_domain(world.db, "example.net", is_default=True)
+        token = services.add_domain(world.db, DOMAIN).verification_token
+        bob, _ = services.add_mailbox(world.db, hasher, policy, "bob@example.net", password="Correct-Horse-9")
+        alice, _ = services.add_mailbox(world.db, hasher, policy, f"alice@{DOMAIN}", password="Correct-Horse-9")
+        world.submit("bob@example.net", [f"alice@{DOMAIN}"], message)
+        with world.running():
+            poll(lambda: world.inbox_or_empty(bob.id), "bounce delivered to the sender")
+            bounce = world.inbox(bob.id)[0]
+            assert b"5.1.2" in bounce and b"alice@example.org" in bounce
+            assert world.inbox_or_empty(alice.id) == []
+
+            world.dns.add(DOMAIN, "TXT", f"courriel-verification={token}")
+            assert domain_dns.verify(world.db, world.config, DOMAIN).verified
+            world.submit("bob@example.net", [f"alice@{DOMAIN}"], message)
+            poll(lambda: world.inbox_or_empty(alice.id), "delivered once verified")
+        assert b"hello" in world.inbox(alice.id)[0]
