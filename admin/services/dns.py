@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -135,14 +136,24 @@ def verify(db: Database, config, domain: str, *, resolver: Resolver | None = Non
     return Verification(name, get_domain(db, name).verified, result)
 
 
+def public_addresses(config) -> list[str]:
+    """`[server] public_addresses`, validated (their reverse DNS is checked)."""
+    addresses = []
+    for text in config.get("server", "public_addresses"):
+        try:
+            addresses.append(str(ipaddress.ip_address(text.strip())))
+        except ValueError:
+            raise InvalidInput(f"[server] public_addresses: {text!r} is not an IP address", "invalid_config") from None
+    return addresses
+
+
 def check(db: Database, config, domain: str, *, resolver: Resolver | None = None,
           now: dt.datetime | None = None) -> checker.DomainCheck:
     """Check every record of `domain`; store the result on the domain (and verify ownership if proven)."""
     name = lookups.domain_name(domain)
     expected = expected_records(db, config, name)
     resolver = resolver or Resolver.from_config(config)
-    result = checker.check_domain(resolver, name, config.hostname, expected,
-                                  addresses=config.get("server", "public_addresses"))
+    result = checker.check_domain(resolver, name, config.hostname, expected, addresses=public_addresses(config))
     now = now or _now()
     with lookups.writing(db) as session:
         row = lookups.domain(session, name)

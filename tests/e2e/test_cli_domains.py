@@ -199,7 +199,7 @@ def test_mailbox_settings(installed, capsys):
     assert f"server {HOST}  port 993  security SSL/TLS" in text
 
 
-def test_bad_input_exits_2_and_writes_nothing(installed, capsys):
+def test_bad_input_exits_2_and_writes_nothing(installed, monkeypatch, capsys):
     data, _db = installed
     assert cli(capsys, data, "domain", "wizard", DOMAIN)[0] == 0
     selector = cli(capsys, data, "dkim", "list", "--json")[1][0]["selector"]
@@ -230,6 +230,9 @@ def test_bad_input_exits_2_and_writes_nothing(installed, capsys):
         with pytest.raises(SystemExit) as usage:
             cli(capsys, data, *args)
         assert usage.value.code == 2
+    monkeypatch.setenv("COURRIEL_SERVER_PUBLIC_ADDRESSES", "not-an-ip")
+    status, _, err = cli(capsys, data, "domain", "check", DOMAIN)
+    assert status == 2 and "invalid_config" in err
     assert dump(data) == before
     assert files(data) == before_files
 
