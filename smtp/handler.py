@@ -33,12 +33,15 @@ import datetime as dt
 import logging
 import secrets
 
+from sqlalchemy import select
+
 from courriel import logins as logins_mod
 from courriel import registry
 from courriel.blobs import BlobStore
 from courriel.config import Config
 from courriel.db import Database
 from courriel.dns.resolver import Resolver
+from courriel.models import Domain
 from courriel.queue import spool
 from courriel.smtp import authentication, policy, received, replies
 from courriel.smtp.esmtp import Account, PlannedRecipient
@@ -113,6 +116,11 @@ class SmtpHandler:
 
     def _recipient_facts(self, address: str) -> tuple[RecipientFacts, registry.Resolution]:
         with self.db.read() as session:
+            if address.lower() == f"postmaster@{self.postmaster_domain}" and not registry.is_local_domain(
+                    session, self.postmaster_domain):
+                # RFC 5321 §4.5.1: <Postmaster> and postmaster@<this host> reach the default domain's.
+                default = session.scalar(select(Domain.name).where(Domain.is_default.is_(True)).limit(1))
+                address = f"postmaster@{default}" if default else address
             found = registry.resolve(session, address, require_verified=self.require_verified)
         over_quota = False
         if found.accepted and found.mailbox_ids and not found.forwards:
