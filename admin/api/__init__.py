@@ -31,16 +31,28 @@ def openapi_document(request: Request) -> JSONResponse:
     app: FastAPI = request.app
     cached = getattr(app.state, "api_openapi", None)
     if cached is None:
-        routes = [r for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/")]
         cached = get_openapi(
-            title="Courriel API", version=__version__, routes=routes,
+            title="Courriel API", version=__version__, routes=app.routes,
             description="Administration of domains, mailboxes, aliases, groups, users, DKIM keys and the queue. "
                         "Authenticate with `Authorization: Bearer <API key or session token>`.",
         )
+        # Only the JSON API: the console's routes are not part of it.
+        paths = cached.get("paths", {})
+        cached["paths"] = {path: item for path, item in paths.items() if path.startswith(PREFIX + "/")}
         cached.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         cached["security"] = [{"bearer": []}]
         app.state.api_openapi = cached
     return JSONResponse(cached)
+
+
+def route_list(app: FastAPI) -> list:
+    """Every route of the application with its full path, methods and dependencies (FastAPI
+    nests included routers since 0.16x; older versions list them flat)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
 
 
 def include(app: FastAPI) -> None:
