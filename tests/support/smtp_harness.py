@@ -41,6 +41,7 @@ from courriel.passwords import PasswordHasher
 from courriel.queue import spool
 from courriel.smtp.policy import LISTENERS, SessionLimits
 from courriel.smtp.server import SmtpService
+from courriel.store import Store, create_default_folders
 
 HOSTNAME = "mx.example.org"
 CLIENT_TIMEOUT = 10.0
@@ -121,6 +122,7 @@ class Registry:
                               password_hash=self.hasher.hash(password) if password else None)
             session.add(mailbox)
             session.flush()
+            create_default_folders(session, mailbox.id)  # as the admin services do
             return mailbox.id
 
     def add_alias(self, address: str, targets: list[str]) -> None:
@@ -273,7 +275,11 @@ class SmtpWorld(Registry):
         client.login(address, password)
         return client
 
-    # ------------------------------------------------------------------ spool
+    # ------------------------------------------------------------------ spool and store
+    @property
+    def store(self) -> Store:
+        return Store(self.db, BlobStore(self.config.blob_dir, self.db), self.config.run_dir)
+
     def queued(self) -> list[spool.QueuedMessage]:
         return spool.list_entries(self.db)
 
