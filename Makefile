@@ -10,7 +10,7 @@ DATA   ?= ./data
 export PYTHONSAFEPATH := 1
 
 # Debian packages the test suite uses as real peers and clients.
-TEST_DEBIAN_PACKAGES := postgresql swaks dovecot-imapd postfix chromium
+TEST_DEBIAN_PACKAGES := postgresql swaks dovecot-imapd postfix chromium isync mutt curl dovecot-pop3d
 
 .PHONY: serve test lint venv system-packages bench clean
 

@@ -48,7 +48,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 # Plaintext logins are allowed: loopback only, test account only.
 disable_plaintext_auth = no
@@ -81,6 +81,24 @@ service imap-login {{
 protocol imap {{
   mail_max_userip_connections = 50
 }}
+{pop3_section}"""
+
+
+# Added with DovecotServer(pop3=True) (Debian package dovecot-pop3d).
+_POP3_SECTION = """\
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+protocol pop3 {{
+  pop3_uidl_format = %08Xu%08Xv
+  mail_max_userip_connections = 50
+}}
 """
 
 
@@ -97,7 +115,7 @@ def dovecot_available() -> bool:
 class DovecotServer:
     """One running Dovecot instance owned by the test process."""
 
-    def __init__(self) -> None:
+    def __init__(self, pop3: bool = False) -> None:
         # Under /tmp so that every Dovecot user can traverse the path.
         self.root = Path(tempfile.mkdtemp(prefix="courriel-dovecot-", dir="/tmp"))
         self.port = _free_port()
@@ -105,6 +123,8 @@ class DovecotServer:
         self.user = USER
         self.password = PASSWORD
         self.process: subprocess.Popen | None = None
+        self.pop3 = pop3
+        self.pop3_port = _free_port() if pop3 else None
 
     def _users(self) -> tuple[int, int, str, str, str]:
         """(mail uid, mail gid, login user, internal user, internal group)."""
@@ -131,6 +151,8 @@ class DovecotServer:
         config.write_text(_CONFIG.format(
             instance=f"courriel-test-{self.port}", root=self.root, uid=uid, gid=gid, port=self.port,
             login_user=login_user, internal_user=internal_user, internal_group=internal_group,
+            protocols="imap pop3" if self.pop3 else "imap",
+            pop3_section=_POP3_SECTION.format(pop3_port=self.pop3_port) if self.pop3 else "",
         ))
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(config)],
@@ -174,12 +196,27 @@ class DovecotServer:
                 raise RuntimeError(f"CREATE {name} failed: {answer}")
         return name
 
+    def add_user(self, user: str, password: str) -> None:
+        """Another account (passwd-file is re-read when it changes), for tests that own a whole account."""
+        with (self.root / "etc" / "users").open("a") as handle:
+            handle.write(f"{user}:{{PLAIN}}{password}::::::\n")
+        # Dovecot re-reads the file at most once a second: wait until the login works.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with self.client(user, password):
+                    return
+            except imaplib.IMAP4.error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # poll interval, bounded by the deadline
+
     @contextlib.contextmanager
-    def client(self):
-        """An imaplib client logged in as the test user."""
+    def client(self, user: str | None = None, password: str | None = None):
+        """An imaplib client logged in as the test user (or the given one)."""
         imap = imaplib.IMAP4(self.host, self.port, timeout=10)
         try:
-            imap.login(self.user, self.password)
+            imap.login(user or self.user, password or self.password)
             yield imap
         finally:
             with contextlib.suppress(Exception):

@@ -1,0 +1,337 @@
+"""The IMAP and POP3 client adapters of the sync engine (ring 2: imapclient and poplib).
+
+`ImapRemote` and `PopRemote` hide the libraries behind the few operations the runner needs;
+errors from the server come out as `RemoteError` carrying the server's own text, so that it
+can be shown per account.
+
+Standards: RFC 3501 (IMAP4rev1: LIST, SELECT, UID FETCH/STORE/COPY/SEARCH, APPEND, EXPUNGE),
+RFC 2177 (IDLE), RFC 4315 (UIDPLUS: UID EXPUNGE, COPYUID, APPENDUID), RFC 5161 (ENABLE),
+RFC 7162 §3.1 (CONDSTORE: HIGHESTMODSEQ, CHANGEDSINCE), RFC 6154 (LIST special-use
+attributes), RFC 2195 (CRAM-MD5), RFC 4616 (PLAIN); RFC 1939 (POP3: USER/PASS, UIDL, RETR,
+DELE), RFC 2595 §4 (STLS), RFC 8314 (implicit TLS).
+Security: everything received is untrusted: message bytes go to the store as they are, flags
+and names are filtered by `courriel.imapsync.plan`. TLS verifies the server certificate and
+host name (ssl.create_default_context) unless security is "none". The password is passed
+to the library and never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import imaplib
+import poplib
+import re
+import ssl
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import imapclient
+from imapclient.exceptions import IMAPClientError
+
+from courriel.imapsync import plan
+
+TIMEOUT = 60.0
+_COPYUID = re.compile(rb"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.IGNORECASE)
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+class RemoteError(RuntimeError):
+    """The remote server refused or failed; the text is the server's own message when it sent one."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str
+    auth: str = "plain"  # plain | cram-md5
+
+
+@dataclass(frozen=True)
+class SelectedFolder:
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int | None  # None: CONDSTORE not offered
+    exists: int
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    body: bytes
+    flags: frozenset[str]
+    internaldate: dt.datetime | None
+    size: int
+    message_id: str
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith(("b'", 'b"')) and len(text) > 3:
+        text = text[2:-1]
+    return text[:500] or exc.__class__.__name__
+
+
+def parse_uid_set(text: bytes | str) -> list[int]:
+    """RFC 3501 §9 uid-set ("1:3,7") → [1, 2, 3, 7] (used for COPYUID, RFC 4315 §3)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    result: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        a, b = int(low), int(high or low)
+        result.extend(range(min(a, b), max(a, b) + 1))
+    return result
+
+
+def message_id_of(header: bytes) -> str:
+    match = _MESSAGE_ID.search(header.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" "))
+    return match.group(1).decode("utf-8", "replace")[:998] if match else ""
+
+
+def _cram_md5(username: str, password: str):
+    # RFC 2195 §2: the response is the user name, a space and HMAC-MD5(password, challenge) in hex.
+    def respond(challenge: bytes) -> bytes:
+        digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
+        return f"{username} {digest}".encode()
+
+    return respond
+
+
+class ImapRemote:
+    """One logged-in IMAP connection."""
+
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT):
+        self.endpoint = endpoint
+        try:
+            context = ssl.create_default_context() if endpoint.security != "none" else None
+            self.client = imapclient.IMAPClient(endpoint.host, port=endpoint.port, ssl=endpoint.security == "ssl",
+                                                ssl_context=context, timeout=timeout, use_uid=True)
+            self.client.normalise_times = False
+            if endpoint.security == "starttls":
+                self.client.starttls(context)
+            if endpoint.auth == "cram-md5":
+                self.client.sasl_login("CRAM-MD5", _cram_md5(endpoint.username, password))
+            else:
+                self.client.login(endpoint.username, password)
+            self.capabilities = {c.decode().upper() if isinstance(c, bytes) else c.upper()
+                                 for c in self.client.capabilities()}
+            self.condstore = "CONDSTORE" in self.capabilities or "QRESYNC" in self.capabilities
+            if self.condstore:
+                # RFC 5161 / RFC 7162 §3.1: enable CONDSTORE so SELECT reports HIGHESTMODSEQ.
+                with contextlib.suppress(IMAPClientError):
+                    self.client.enable("CONDSTORE")
+        except (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
+            raise RemoteError(_text(exc)) from exc
+
+    @property
+    def idle_supported(self) -> bool:
+        return "IDLE" in self.capabilities
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
+            raise RemoteError(_text(exc)) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.logout()
+        with contextlib.suppress(Exception):
+            self.client.shutdown()
+
+    # ------------------------------------------------------------- folders
+
+    def folders(self) -> list[plan.RemoteFolder]:
+        with self._errors():
+            listed = self.client.list_folders()
+        result = []
+        for flags, delimiter, name in listed:
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "replace")
+            if isinstance(delimiter, bytes):
+                delimiter = delimiter.decode("ascii", "replace")
+            attrs = frozenset((f.decode() if isinstance(f, bytes) else f).lower() for f in flags)
+            result.append(plan.RemoteFolder(name=name, delimiter=delimiter, attributes=attrs))
+        return result
+
+    def select(self, name: str) -> SelectedFolder:
+        with self._errors():
+            info = self.client.select_folder(name)
+        modseq = info.get(b"HIGHESTMODSEQ")
+        return SelectedFolder(uidvalidity=int(info[b"UIDVALIDITY"]), uidnext=int(info.get(b"UIDNEXT", 0)),
+                              highestmodseq=int(modseq) if modseq is not None and self.condstore else None,
+                              exists=int(info.get(b"EXISTS", 0)))
+
+    # ------------------------------------------------------------- reading
+
+    def uids(self) -> list[int]:
+        with self._errors():
+            return sorted(int(u) for u in self.client.search(["ALL"]))
+
+    def flags(self, uids: list[int], changed_since: int | None = None) -> dict[int, frozenset[str]]:
+        """Flags of messages, or (RFC 7162 §3.1.4.1 CHANGEDSINCE) of those changed since a MODSEQ."""
+        modifiers = [f"CHANGEDSINCE {changed_since}"] if changed_since is not None else None
+        result: dict[int, frozenset[str]] = {}
+        for batch in plan.batches(sorted(uids), 2000):
+            with self._errors():
+                answer = self.client.fetch(batch, ["FLAGS"], modifiers=modifiers)
+            result.update({int(uid): plan.normalise_flags(data.get(b"FLAGS", ())) for uid, data in answer.items()})
+        return result
+
+    def headers(self, uids: Iterable[int]) -> list[tuple[int, str, int]]:
+        """(UID, Message-ID, size) of messages, for matching after a UIDVALIDITY change."""
+        uids = list(uids)
+        result = []
+        for batch in plan.batches(uids, 500):
+            with self._errors():
+                answer = self.client.fetch(batch, ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            for uid, data in answer.items():
+                header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"") or b""
+                result.append((int(uid), message_id_of(header), int(data.get(b"RFC822.SIZE", 0))))
+        return result
+
+    def fetch(self, uids: list[int]) -> list[FetchedMessage]:
+        """Bodies with flags and INTERNALDATE; BODY.PEEK[] does not set \\Seen (RFC 3501 §6.4.5)."""
+        with self._errors():
+            answer = self.client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"])
+        result = []
+        for uid in sorted(answer):
+            data = answer[uid]
+            body = data.get(b"BODY[]")
+            if body is None:
+                continue  # expunged meanwhile
+            date = data.get(b"INTERNALDATE")
+            if isinstance(date, dt.datetime) and date.tzinfo is None:
+                date = date.replace(tzinfo=dt.UTC)
+            header = body[:body.find(b"\r\n\r\n") + 2] if b"\r\n\r\n" in body else body[:65536]
+            result.append(FetchedMessage(uid=int(uid), body=body, flags=plan.normalise_flags(data.get(b"FLAGS", ())),
+                                         internaldate=date, size=int(data.get(b"RFC822.SIZE", len(body))),
+                                         message_id=message_id_of(header)))
+        return result
+
+    # ------------------------------------------------------------- writing
+
+    def set_flags(self, changes: dict[int, frozenset[str]]) -> None:
+        """Replace the flags of messages (grouped: one UID STORE per distinct flag set)."""
+        groups: dict[frozenset[str], list[int]] = {}
+        for uid, flags in changes.items():
+            groups.setdefault(flags, []).append(uid)
+        with self._errors():
+            for flags, uids in groups.items():
+                self.client.set_flags(uids, sorted(flags), silent=True)
+
+    def delete(self, uids: list[int]) -> None:
+        """\\Deleted then UID EXPUNGE (RFC 4315 §2.1) when offered, else EXPUNGE."""
+        if not uids:
+            return
+        with self._errors():
+            self.client.add_flags(uids, [imapclient.DELETED], silent=True)
+            if "UIDPLUS" in self.capabilities:
+                self.client.uid_expunge(uids)
+            else:
+                self.client.expunge()
+
+    def copy(self, uids: list[int], folder: str) -> dict[int, int]:
+        """COPY; returns source UID → destination UID from COPYUID (RFC 4315 §3), {} without it."""
+        with self._errors():
+            # imapclient drops the tagged response text where COPYUID is: ask imaplib directly.
+            imap = self.client._imap
+            tag = imap._command("UID", "COPY", plan.uid_ranges(uids), self.client._normalise_folder(folder))
+            typ, data = imap._command_complete("COPY", tag)
+            if typ != "OK":
+                raise RemoteError(_text(Exception(data[-1] if data else typ)))
+        answer = b" ".join(d for d in data if isinstance(d, bytes))
+        match = _COPYUID.search(answer)
+        if not match:
+            return {}
+        return dict(zip(parse_uid_set(match.group(2)), parse_uid_set(match.group(3)), strict=False))
+
+    def append(self, folder: str, body: bytes, flags: Iterable[str], internaldate: dt.datetime | None) -> int | None:
+        with self._errors():
+            answer = self.client.append(folder, body, flags=sorted(flags), msg_time=internaldate)
+        match = _APPENDUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
+        return int(match.group(2)) if match else None
+
+    # ------------------------------------------------------------- IDLE
+
+    def idle_start(self) -> None:
+        with self._errors():
+            self.client.idle()
+
+    def idle_wait(self, timeout: float) -> bool:
+        """True when the server reported a change (EXISTS, EXPUNGE, FETCH) within `timeout`."""
+        with self._errors():
+            responses = self.client.idle_check(timeout=timeout)
+        return any((len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT")) or
+                   (r and r[0] == b"VANISHED") for r in responses)
+
+    def idle_stop(self) -> None:
+        with self._errors():
+            self.client.idle_done()
+
+    def noop(self) -> None:
+        with self._errors():
+            self.client.noop()
+
+
+class PopRemote:
+    """One logged-in POP3 connection (RFC 1939)."""
+
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT):
+        self.endpoint = endpoint
+        try:
+            context = ssl.create_default_context() if endpoint.security != "none" else None
+            if endpoint.security == "ssl":
+                self.client = poplib.POP3_SSL(endpoint.host, endpoint.port, timeout=timeout, context=context)
+            else:
+                self.client = poplib.POP3(endpoint.host, endpoint.port, timeout=timeout)
+                if endpoint.security == "starttls":
+                    self.client.stls(context)  # RFC 2595 §4
+            self.client.user(endpoint.username)
+            self.client.pass_(password)
+        except (TimeoutError, poplib.error_proto, OSError, ssl.SSLError) as exc:
+            raise RemoteError(_text(exc)) from exc
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (poplib.error_proto, OSError, ssl.SSLError) as exc:
+            raise RemoteError(_text(exc)) from exc
+
+    def uidls(self) -> dict[str, int]:
+        """RFC 1939 §7 UIDL: unique id → message number of this session."""
+        with self._errors():
+            _, lines, _ = self.client.uidl()
+        result = {}
+        for line in lines:
+            number, _, uidl = line.decode("ascii", "replace").partition(" ")
+            if uidl and number.isdigit():
+                result[uidl.strip()] = int(number)
+        return result
+
+    def retrieve(self, number: int) -> bytes:
+        with self._errors():
+            _, lines, _ = self.client.retr(number)
+        # RFC 1939 §3: byte-stuffed lines; poplib strips the stuffing and the line ends.
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def delete(self, number: int) -> None:
+        with self._errors():
+            self.client.dele(number)
+
+    def quit(self) -> None:
+        """QUIT: the UPDATE state (RFC 1939 §6) removes messages marked with DELE."""
+        with self._errors():
+            self.client.quit()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()

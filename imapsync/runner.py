@@ -1,0 +1,447 @@
+"""The sync engine: one account at a time, both ways for IMAP, import-only for POP3 (ring 2).
+
+`AccountSync(...).cycle()` connects, maps folders, then for each folder reads both sides,
+asks `courriel.imapsync.plan` what to do and applies it; `run(stop)` repeats cycles, waiting
+in IMAP IDLE (RFC 2177) or polling in between, woken early by local `mailbox` hints.
+
+How each direction is read:
+- remote → local: UID SEARCH ALL gives the remote UID set (deletions and moves show up as
+  missing UIDs, new mail as unknown ones); flags come from UID FETCH FLAGS, restricted with
+  CHANGEDSINCE (RFC 7162 §3.1.4.1) when CONDSTORE is offered, for every message otherwise.
+- local → remote: `Store.changes_since(remembered MODSEQ)` gives local flag changes and
+  expunged UIDs. A local message expunged from one synced folder whose Message-ID and size
+  appear as a new local message in another synced folder was moved: the move is replayed on
+  the remote (UID COPY with COPYUID, then expunge), keeping one copy each side. New local
+  messages that are not moves (mail delivered here, APPENDs by local clients) stay local.
+Remote moves arrive as a deletion and a new message and are imported again.
+
+Import: new remote messages are fetched in batches (bounded memory) and each is delivered
+through `Store.deliver`; its UID map row and the folder's progress are written in the
+delivery's own transaction, so a crash can neither duplicate nor skip a message.
+UIDVALIDITY change (RFC 3501 §2.3.1.1): the old map is re-matched by Message-ID + size
+(`plan.rematch`); matched messages are not downloaded again.
+
+Standards: see `courriel.imapsync.client` and `plan`.
+Security: remote data is untrusted; folder names the store refuses are skipped with a log
+line; nothing secret is logged.
+Durability: the store's delivery transaction is the import commit point (map row included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+
+from courriel import notify
+from courriel.db import Database
+from courriel.imapsync import accounts, plan
+from courriel.imapsync.client import Endpoint, FetchedMessage, ImapRemote, PopRemote, RemoteError
+from courriel.models import Folder, SyncAccount, SyncAccountState, SyncFolder, SyncMessage, SyncPopMessage
+from courriel.store import INBOX, Store, StoreError
+
+log = logging.getLogger("courriel.imapsync")
+
+FETCH_BATCH = 50  # messages per UID FETCH BODY.PEEK[]: bounds memory during an import
+IDLE_SLICE = 1.0  # seconds per IDLE check, so that a stop or a local hint is seen quickly
+IDLE_RESTART = 25 * 60  # RFC 2177 §3: re-issue IDLE before the 30-minute inactivity timeout
+POLL_INTERVAL = 60.0  # full cycle at least this often (folders other than INBOX, no IDLE)
+
+
+class AccountSync:
+    """Sync of one account; `connect` and `cycle` are blocking (run it in a thread)."""
+
+    def __init__(self, db: Database, store: Store, data_dir: Path, account_id: int,
+                 poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str, int, int], None] | None = None):
+        self.db = db
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.account_id = account_id
+        self.poll_interval = poll_interval
+        self.on_progress = on_progress
+        self.remote: ImapRemote | PopRemote | None = None
+        with db.read() as session:
+            row = session.get(SyncAccount, account_id)
+            if row is None:
+                raise accounts.AccountError(f"no sync account {account_id}")
+            self.mailbox_id = row.mailbox_id
+            self.protocol = row.protocol
+            self.leave_on_server = row.leave_on_server
+            self.endpoint = Endpoint(row.host, row.port, row.security, row.username, row.auth)
+
+    # ------------------------------------------------------------- connection
+
+    def connect(self) -> None:
+        self.close()
+        secret = accounts.password(self.db, self.data_dir, self.account_id)
+        self.remote = (ImapRemote if self.protocol == "imap" else PopRemote)(self.endpoint, secret)
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+            self.remote = None
+
+    def state(self) -> str | None:
+        with self.db.read() as session:
+            return session.scalar(select(SyncAccount.state).where(SyncAccount.id == self.account_id))
+
+    # ------------------------------------------------------------- one pass
+
+    def cycle(self) -> None:
+        """One full pass over every folder (connects first if needed)."""
+        if self.remote is None:
+            self.connect()
+        if self.protocol == "pop3":
+            self._pop_cycle()
+            self.close()  # POP3 sessions are short: QUIT commits the deletions
+        else:
+            self._imap_cycle()
+
+    def _imap_cycle(self) -> None:
+        remote = self.remote
+        assert isinstance(remote, ImapRemote)
+        folders = self._sync_folders(plan.map_folders(remote.folders()))
+        scans = []
+        for sf in folders:
+            scan = self._scan(remote, sf)
+            if scan is not None:
+                scans.append(scan)
+        self._replay_local_moves(remote, scans)
+        for scan in scans:
+            self._apply(remote, scan)
+
+    # ------------------------------------------------------------- folders
+
+    def _local_folder(self, target: plan.FolderTarget) -> int | None:
+        existing = self.store.list_folders(self.mailbox_id)
+        if target.special_use is not None:
+            for info in existing:
+                if info.special_use == target.special_use:
+                    return info.id
+            name = {"\\Sent": "Sent", "\\Drafts": "Drafts", "\\Junk": "Spam", "\\Trash": "Trash"}[target.special_use]
+            for info in existing:
+                if info.name == name:
+                    return info.id
+            return self.store.create_folder(self.mailbox_id, name, target.special_use).id
+        for info in existing:
+            if info.name == target.local:
+                return info.id
+        try:
+            return self.store.create_folder(self.mailbox_id, target.local).id
+        except StoreError as exc:
+            log.warning("account %s: remote folder %r skipped: %s", self.account_id, target.remote, exc)
+            return None
+
+    def _sync_folders(self, targets: list[plan.FolderTarget]) -> list[SyncFolder]:
+        with self.db.read() as session:
+            known = {sf.remote_name: sf for sf in session.scalars(
+                select(SyncFolder).where(SyncFolder.account_id == self.account_id))}
+        result = []
+        for target in targets:
+            sf = known.get(target.remote)
+            if sf is None:
+                folder_id = self._local_folder(target)
+                if folder_id is None:
+                    continue
+                start = self.store.folder(folder_id).highestmodseq  # earlier local mail stays local
+                with self.db.write() as session:
+                    sf = SyncFolder(account_id=self.account_id, remote_name=target.remote, local_folder_id=folder_id,
+                                    remote_uidvalidity=0, remote_modseq=0, local_modseq=start, total=0, done=0,
+                                    imported_since_start=0)
+                    session.add(sf)
+                    session.flush()
+            result.append(sf)
+        return result
+
+    # ------------------------------------------------------------- scanning
+
+    def _scan(self, remote: ImapRemote, sf: SyncFolder) -> _Scan | None:
+        try:
+            selected = remote.select(sf.remote_name)
+        except RemoteError as exc:
+            log.warning("account %s: cannot select %r: %s", self.account_id, sf.remote_name, exc)
+            return None
+        remote_modseq = sf.remote_modseq
+        if sf.remote_uidvalidity and selected.uidvalidity != sf.remote_uidvalidity:
+            self._rematch(remote, sf, selected.uidvalidity)
+            remote_modseq = 0
+        elif not sf.remote_uidvalidity:
+            with self.db.write() as session:
+                session.execute(update(SyncFolder).where(SyncFolder.id == sf.id)
+                                .values(remote_uidvalidity=selected.uidvalidity))
+        changes = self.store.changes_since(sf.local_folder_id, sf.local_modseq)
+        remote_uids = remote.uids()
+        changed_since = remote_modseq if (selected.highestmodseq is not None and remote_modseq) else None
+        remote_flags = remote.flags(remote_uids, changed_since) if remote_uids else {}
+        with self.db.read() as session:
+            rows = session.execute(select(SyncMessage.remote_uid, SyncMessage.local_uid, SyncMessage.flags,
+                                          SyncMessage.message_id, SyncMessage.size)
+                                   .where(SyncMessage.sync_folder_id == sf.id,
+                                          SyncMessage.remote_uidvalidity == selected.uidvalidity)).all()
+        mapped = [plan.MappedMessage(r.remote_uid, r.local_uid, plan.flags_from_text(r.flags)) for r in rows]
+        mapped_local = {r.local_uid for r in rows}
+        vanished = set(changes.vanished)
+        local_flags = {m.uid: plan.normalise_flags(m.all_flags) for m in changes.messages}
+        present = mapped_local - (vanished - set(local_flags))
+        folder_plan = plan.plan_folder(mapped, remote_uids, remote_flags, local_flags, present)
+        local_new = [m for m in changes.messages if m.uid not in mapped_local]
+        identity = {r.remote_uid: (r.message_id, r.size, r.local_uid) for r in rows}
+        with self.db.write() as session:
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
+                total=len(remote_uids), done=len(remote_uids) - len(folder_plan.to_import),
+                **({"import_started_at": dt.datetime.now(dt.UTC), "imported_since_start": 0}
+                   if folder_plan.to_import else {})))
+        return _Scan(sf=sf, uidvalidity=selected.uidvalidity, remote_modseq=selected.highestmodseq,
+                     local_modseq=changes.highestmodseq, plan=folder_plan, local_new=local_new, identity=identity)
+
+    def _rematch(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int) -> None:
+        """RFC 3501 §2.3.1.1: the remote UIDs changed meaning; re-match without downloading."""
+        log.info("account %s: UIDVALIDITY of %r changed; re-matching by Message-ID and size",
+                 self.account_id, sf.remote_name)
+        headers = remote.headers(remote.uids())
+        with self.db.write() as session:
+            old = session.execute(select(SyncMessage.id, SyncMessage.message_id, SyncMessage.size)
+                                  .where(SyncMessage.sync_folder_id == sf.id,
+                                         SyncMessage.remote_uidvalidity != uidvalidity)).all()
+            result = plan.rematch([(r.id, r.message_id, r.size) for r in old], headers)
+            for row_id, uid in result.matched.items():
+                session.execute(update(SyncMessage).where(SyncMessage.id == row_id)
+                                .values(remote_uidvalidity=uidvalidity, remote_uid=uid))
+            if result.unmatched_rows:
+                # Gone from the remote as far as anyone can tell: the local copies are kept.
+                for batch in plan.batches(result.unmatched_rows, 500):
+                    session.execute(delete(SyncMessage).where(SyncMessage.id.in_(batch)))
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id)
+                            .values(remote_uidvalidity=uidvalidity, remote_modseq=0))
+        sf.remote_uidvalidity = uidvalidity
+        sf.remote_modseq = 0
+
+    # ------------------------------------------------------------- local moves
+
+    def _replay_local_moves(self, remote: ImapRemote, scans: list[_Scan]) -> None:
+        """A local message expunged in folder A and new in folder B (same Message-ID and size) was
+        moved: UID COPY it on the remote and map the copy, so that it is not re-imported."""
+        arrivals: dict[tuple[str, int], list[tuple[_Scan, int, frozenset[str]]]] = {}
+        for scan in scans:
+            if not scan.local_new:
+                continue
+            summaries = {s.uid: s.message_id for s in self.store.summaries(scan.sf.local_folder_id,
+                                                                             [m.uid for m in scan.local_new])}
+            for message in scan.local_new:
+                message_id = summaries.get(message.uid, "")
+                if message_id:
+                    arrivals.setdefault((message_id, message.size), []).append(
+                        (scan, message.uid, plan.normalise_flags(message.all_flags)))
+        if not arrivals or "UIDPLUS" not in remote.capabilities:
+            return  # without COPYUID (RFC 4315 §3) a copy could not be mapped: it stays local only
+        for scan in scans:
+            for remote_uid in list(scan.plan.delete_remote):
+                message_id, size, _ = scan.identity[remote_uid]
+                candidates = arrivals.get((message_id, size)) if message_id else None
+                if not candidates:
+                    continue
+                dest, local_uid, flags = candidates.pop(0)
+                if dest is scan:
+                    continue
+                remote.select(scan.sf.remote_name)
+                copied = remote.copy([remote_uid], dest.sf.remote_name)
+                new_uid = copied.get(remote_uid)
+                if new_uid is None:
+                    continue  # no COPYUID: left as delete + re-import
+                with self.db.write() as session:
+                    session.add(SyncMessage(sync_folder_id=dest.sf.id, remote_uidvalidity=dest.uidvalidity,
+                                            remote_uid=new_uid, local_uid=local_uid, flags=plan.flags_text(flags),
+                                            message_id=message_id, size=size))
+                dest.moved_in.add(new_uid)
+
+    # ------------------------------------------------------------- applying
+
+    def _apply(self, remote: ImapRemote, scan: _Scan) -> None:
+        sf, p = scan.sf, scan.plan
+        folder_id = sf.local_folder_id
+        p.to_import = [uid for uid in p.to_import if uid not in scan.moved_in]
+        if p.delete_remote or p.set_remote or p.to_import:
+            remote.select(sf.remote_name)
+        # Remote deletions first, so that a crash after them re-reads a consistent remote.
+        if p.delete_remote:
+            remote.delete(p.delete_remote)
+        if p.set_remote:
+            remote.set_flags(p.set_remote)
+        if p.delete_local:
+            accounts.expunge_local(self.store, folder_id, p.delete_local)
+        groups: dict[frozenset[str], list[int]] = {}
+        for uid, flags in p.set_local.items():
+            groups.setdefault(flags, []).append(uid)
+        for flags, uids in groups.items():
+            self.store.set_flags(folder_id, uids, "replace", sorted(flags))
+        with self.db.write() as session:
+            for remote_uid, flags in p.agreed.items():
+                session.execute(update(SyncMessage).where(SyncMessage.sync_folder_id == sf.id,
+                                                          SyncMessage.remote_uidvalidity == scan.uidvalidity,
+                                                          SyncMessage.remote_uid == remote_uid)
+                                .values(flags=plan.flags_text(flags)))
+            for batch in plan.batches(p.forget, 500):
+                session.execute(delete(SyncMessage).where(SyncMessage.sync_folder_id == sf.id,
+                                                          SyncMessage.remote_uidvalidity == scan.uidvalidity,
+                                                          SyncMessage.remote_uid.in_(batch)))
+        self._import(remote, sf, scan.uidvalidity, p.to_import)
+        with self.db.write() as session:
+            values = {"local_modseq": scan.local_modseq}
+            if scan.remote_modseq is not None:
+                values["remote_modseq"] = scan.remote_modseq
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(**values))
+
+    def _import(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int, uids: list[int]) -> None:
+        for batch in plan.batches(uids, FETCH_BATCH):
+            for message in remote.fetch(batch):
+                self._deliver(sf, uidvalidity, message)
+
+    def _deliver(self, sf: SyncFolder, uidvalidity: int, message: FetchedMessage) -> None:
+        folder_id = sf.local_folder_id
+        flags = plan.flags_text(message.flags)
+
+        def record(session) -> None:
+            # The folder row was updated (locked) by this transaction: uidnext - 1 is our UID.
+            uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == folder_id))
+            landed = session.scalar(select(Folder.id).where(Folder.mailbox_id == self.mailbox_id,
+                                                            Folder.name == folder_name))
+            if landed != folder_id:
+                raise StoreError("the local folder disappeared during the import")
+            session.add(SyncMessage(sync_folder_id=sf.id, remote_uidvalidity=uidvalidity, remote_uid=message.uid,
+                                    local_uid=uidnext - 1, flags=flags, message_id=message.message_id,
+                                    size=message.size))
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
+                done=SyncFolder.done + 1, imported_since_start=SyncFolder.imported_since_start + 1))
+
+        folder_name = self.store.folder(folder_id).name
+        self.store.deliver(self.mailbox_id, message.body, folder=folder_name, flags=sorted(message.flags),
+                           internaldate=message.internaldate, in_transaction=record)
+        if self.on_progress is not None:
+            self.on_progress(sf.remote_name, 1, 0)
+
+    # ------------------------------------------------------------- POP3
+
+    def _pop_cycle(self) -> None:
+        remote = self.remote
+        assert isinstance(remote, PopRemote)
+        inbox = self.store.get_folder(self.mailbox_id, INBOX)
+        [sf] = self._sync_folders([plan.FolderTarget(INBOX, INBOX, None)])
+        listing = remote.uidls()
+        with self.db.read() as session:
+            known = dict(session.execute(select(SyncPopMessage.uidl, SyncPopMessage.deleted_on_server)
+                                         .where(SyncPopMessage.account_id == self.account_id)).all())
+        new = sorted((number, uidl) for uidl, number in listing.items() if uidl not in known)
+        with self.db.write() as session:
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
+                total=len(listing), done=len(listing) - len(new),
+                **({"import_started_at": dt.datetime.now(dt.UTC), "imported_since_start": 0} if new else {})))
+        for number, uidl in new:
+            body = remote.retrieve(number)
+
+            def record(session, uidl=uidl) -> None:
+                uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == inbox.id))
+                session.add(SyncPopMessage(account_id=self.account_id, uidl=uidl, local_folder_id=inbox.id,
+                                           local_uid=uidnext - 1, deleted_on_server=False))
+                session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
+                    done=SyncFolder.done + 1, imported_since_start=SyncFolder.imported_since_start + 1))
+
+            self.store.deliver(self.mailbox_id, body, folder=INBOX, in_transaction=record)
+        if self.leave_on_server:
+            remote.quit()
+            return
+        # RFC 1939 §6: DELE takes effect at QUIT; only then are the rows marked.
+        imported = [uidl for uidl in listing if uidl in known or any(uidl == u for _, u in new)]
+        for uidl in imported:
+            remote.delete(listing[uidl])
+        remote.quit()
+        with self.db.write() as session:
+            for batch in [imported[i:i + 500] for i in range(0, len(imported), 500)]:
+                session.execute(update(SyncPopMessage).where(SyncPopMessage.account_id == self.account_id,
+                                                             SyncPopMessage.uidl.in_(batch))
+                                .values(deleted_on_server=True))
+
+    # ------------------------------------------------------------- continuous
+
+    def run(self, stop: threading.Event, run_dir: Path | None = None) -> None:
+        """Cycle until `stop` is set or the account leaves the active state. Failures are
+        recorded on the account (with back-off and pause); this method does not raise."""
+        listener = None
+        if run_dir is not None:
+            with contextlib.suppress(OSError):
+                listener = notify.Listener(run_dir, [notify.MAILBOX])
+        try:
+            while not stop.is_set() and self.state() == SyncAccountState.ACTIVE:
+                if not self._wait_until_due(stop):
+                    break
+                try:
+                    self.cycle()
+                    accounts.record_success(self.db, self.account_id)
+                    self._wait_for_change(stop, listener)
+                except (RemoteError, OSError, StoreError, accounts.AccountError,
+                        accounts.credentials.CredentialError) as exc:
+                    self.close()
+                    view = accounts.record_failure(self.db, self.account_id, str(exc))
+                    log.warning("account %s (%s): sync failed (%d in a row): %s", self.account_id, view.email,
+                                view.failures, exc)
+        finally:
+            self.close()
+            if listener is not None:
+                listener.close()
+
+    def _wait_until_due(self, stop: threading.Event) -> bool:
+        with self.db.read() as session:
+            due = session.scalar(select(SyncAccount.next_attempt_at).where(SyncAccount.id == self.account_id))
+        if due is not None:
+            delay = (due - dt.datetime.now(dt.UTC)).total_seconds()
+            if delay > 0 and stop.wait(delay):
+                return False
+        return not stop.is_set()
+
+    def _local_hint(self, listener) -> bool:
+        if listener is None:
+            return False
+        return any(h.payload == str(self.mailbox_id) for h in listener.receive())
+
+    def _wait_for_change(self, stop: threading.Event, listener) -> None:
+        """IDLE on INBOX (RFC 2177) when offered, else poll; return on a remote change, a local
+        hint for this mailbox, the poll interval, or a stop."""
+        deadline = time.monotonic() + self.poll_interval
+        remote = self.remote
+        if self.protocol == "imap" and isinstance(remote, ImapRemote) and remote.idle_supported:
+            remote.select(INBOX)
+            remote.idle_start()
+            try:
+                started = time.monotonic()
+                while not stop.is_set() and time.monotonic() < min(deadline, started + IDLE_RESTART):
+                    if remote.idle_wait(IDLE_SLICE) or self._local_hint(listener):
+                        return
+            finally:
+                remote.idle_stop()
+            return
+        while not stop.is_set() and time.monotonic() < deadline:
+            if listener is not None:
+                if any(h.payload == str(self.mailbox_id) for h in listener.wait(IDLE_SLICE)):
+                    return
+            elif stop.wait(IDLE_SLICE):
+                return
+
+
+class _Scan:
+    """What one folder looked like at the start of a cycle, and its plan."""
+
+    def __init__(self, sf: SyncFolder, uidvalidity: int, remote_modseq: int | None, local_modseq: int,
+                 plan: plan.FolderPlan, local_new: list, identity: dict[int, tuple[str, int, int]]):
+        self.sf = sf
+        self.uidvalidity = uidvalidity
+        self.remote_modseq = remote_modseq
+        self.local_modseq = local_modseq
+        self.plan = plan
+        self.local_new = local_new
+        self.identity = identity
+        self.moved_in: set[int] = set()

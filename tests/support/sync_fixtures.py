@@ -1,0 +1,105 @@
+"""Fixtures for the sync tests: a Dovecot with POP3 on loopback, an initialised data directory
+with one mailbox, and an external account per test (a Dovecot user of its own)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dovecot_server import DovecotServer, dovecot_available
+from store_fixtures import make_mailbox
+
+from courriel import config as config_mod
+from courriel.blobs import BlobStore
+from courriel.cli import main as cli_main
+from courriel.db import Database
+from courriel.imapsync import accounts
+from courriel.store import Store
+
+
+@pytest.fixture(scope="module")
+def dovecot_pop():
+    if not dovecot_available() or not Path("/usr/lib/dovecot/pop3").exists():
+        pytest.skip("dovecot with POP3 is not installed (Debian packages dovecot-imapd, dovecot-pop3d)")
+    server = DovecotServer(pop3=True)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@dataclass
+class SyncEnv:
+    data: Path
+    db: Database
+    store: Store
+    mailbox_id: int
+    dovecot: DovecotServer
+    user: str
+    password: str
+
+    def add_account(self, protocol: str = "imap", leave_on_server: bool = True, password: str | None = None) -> int:
+        port = self.dovecot.port if protocol == "imap" else self.dovecot.pop3_port
+        return accounts.create(self.db, self.data, self.mailbox_id, self.user, password or self.password,
+                               protocol=protocol, host="127.0.0.1", port=port, security="none", username=self.user,
+                               leave_on_server=leave_on_server)
+
+    def imap(self):
+        return self.dovecot.client(self.user, self.password)
+
+    def folder_id(self, name: str) -> int:
+        return self.store.get_folder(self.mailbox_id, name).id
+
+    def local_message_ids(self, name: str) -> list[str]:
+        return sorted(s.message_id for s in self.store.summaries(self.folder_id(name)))
+
+
+@pytest.fixture
+def sync_env(tmp_path, monkeypatch, dovecot_pop):
+    for name in list(os.environ):
+        if name.startswith("COURRIEL_") and not name.startswith("COURRIEL_PASSWORDS_"):
+            monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    assert cli_main(["init", "--data", str(data)]) == 0
+    config = config_mod.load(data)
+    db = Database(config.database_url)
+    store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
+    user = f"ext{secrets.token_hex(4)}@example.test"
+    password = secrets.token_hex(8)
+    dovecot_pop.add_user(user, password)
+    yield SyncEnv(data, db, store, make_mailbox(db), dovecot_pop, user, password)
+    db.dispose()
+
+
+def message(n: int, folder: str = "INBOX", body: bytes = b"Hello.\r\n") -> bytes:
+    return (f"From: Alice <alice@example.net>\r\nTo: bob@example.org\r\nSubject: {folder} {n}\r\n"
+            f"Message-ID: <{folder.replace('/', '.')}.{n}@example.net>\r\n"
+            "Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\n").encode() + body
+
+
+def remote_message_ids(imap, folder: str) -> list[str]:
+    """Message-IDs in a Dovecot folder (imaplib, read-only)."""
+    typ, _ = imap.select(f'"{folder}"', readonly=True)
+    assert typ == "OK"
+    typ, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    ids = []
+    for item in data:
+        if isinstance(item, tuple):
+            header = item[1].decode()
+            ids.append(header.split(":", 1)[1].strip())
+    return sorted(ids)
+
+
+def fill(imap, folder: str, count: int, start: int = 0, flags: str | None = None) -> None:
+    """APPEND `count` messages with imaplib (creating the folder unless it is INBOX)."""
+    if folder != "INBOX":
+        imap.create(f'"{folder}"')
+    for n in range(start, start + count):
+        typ, answer = imap.append(f'"{folder}"', flags, None, message(n, folder))
+        assert typ == "OK", answer
