@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import pytest
 from sqlalchemy import func, select
 from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env  # noqa: F401
 
@@ -277,3 +278,17 @@ def test_cli_add_show_pause_error_and_remove(sync_env, capsys, monkeypatch):  # 
     with env.imap() as imap:
         assert len(remote_message_ids(imap, "INBOX")) == 5  # the remote keeps its mail
     assert _cli(capsys, "sync", "show", str(account), *d)[0] == 2
+
+
+def test_password_is_encrypted_at_rest(sync_env):  # noqa: F811
+    env = sync_env
+    account = env.add_account()
+    key = env.data / "keys" / "sync.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    stored = b"".join(p.read_bytes() for p in env.data.glob("courriel.db*"))
+    assert env.password.encode() not in stored
+    assert accounts.password(env.db, env.data, account) == env.password
+    assert "password" not in json.dumps(accounts.get(env.db, account).as_json())
+    key.write_bytes(b"A" * 43 + b"=\n")  # another key: a clear error, not a crash
+    with pytest.raises(accounts.credentials.CredentialError):
+        accounts.password(env.db, env.data, account)
