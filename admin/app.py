@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from courriel import __version__, passwords
+from courriel import __version__, metrics, passwords
 from courriel.admin import api, auth, health, web
 from courriel.admin.api import errors
 from courriel.admin.security_headers import SecurityHeaders
@@ -43,6 +44,13 @@ def create_app(config: Config) -> FastAPI:
     app.state.hasher = passwords.PasswordHasher.from_config(config)
     app.state.policy = passwords.PasswordPolicy.from_config(config)
     app.include_router(health.router, dependencies=[Depends(auth.public)])
+    exporter = metrics.Exporter(config, database)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(auth.public)])
+    def metrics_endpoint() -> Response:  # sync: runs in the thread pool (reads files and the database)
+        body, content_type = exporter.render()
+        return Response(body, media_type=content_type)
+
     api.include(app)
     web.include(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
