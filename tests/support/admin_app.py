@@ -99,16 +99,21 @@ class AdminSetup:
         return client, CSRF_INPUT.search(page.text).group(1)
 
 
-@pytest.fixture
-def admin_setup(data_dir, db_url, monkeypatch) -> AdminSetup:
+def make_setup(data_dir, db_url: str, monkeypatch) -> AdminSetup:
+    """A migrated, populated database and the application on it (call `db.dispose()` at the end)."""
     set_test_environ(monkeypatch, db_url)
     config = config_mod.load(data_dir, dev=True)
     db = Database(config.database_url)
     schema.upgrade(db)
     populate(db, config)
-    app = create_app(config)
-    yield AdminSetup(config, db, app)
-    db.dispose()
+    return AdminSetup(config, db, create_app(config))
+
+
+@pytest.fixture
+def admin_setup(data_dir, db_url, monkeypatch) -> AdminSetup:
+    setup = make_setup(data_dir, db_url, monkeypatch)
+    yield setup
+    setup.db.dispose()
 
 
 @pytest.fixture
