@@ -16,11 +16,46 @@ import uvicorn
 
 from courriel import tls
 from courriel.admin.app import create_app
+from courriel.admin.services import dns as dns_service
 from courriel.config import Config
+from courriel.db import Database
 
 log = logging.getLogger("courriel.admin")
 
 GRACEFUL_TIMEOUT = 5  # seconds for open requests at stop
+FIRST_DNS_CHECK_DELAY = 60  # seconds after start, so a restart loop does not hammer DNS
+
+
+async def check_domains_periodically(config: Config, server: uvicorn.Server) -> None:
+    """Re-check every domain's DNS records on a timer; results are stored per domain and shown
+    as red flags in the console (issue: DNS checker)."""
+    interval = config.get("domains", "check_interval")
+    if interval <= 0:
+        return
+    delay = min(FIRST_DNS_CHECK_DELAY, interval)
+    while not server.should_exit:
+        await asyncio.sleep(min(delay, 1.0))
+        delay -= 1.0
+        if delay > 0:
+            continue
+        delay = interval
+        db = Database(config.database_url)
+        try:
+            results = await asyncio.to_thread(dns_service.check_all, db, config)
+            failing = [r.domain for r in results if r.status != "ok"]
+            log.info("DNS check of %d domain(s): %d with problems %s", len(results), len(failing), failing)
+        except Exception:
+            log.exception("periodic DNS check failed")
+        finally:
+            db.dispose()
+
+
+async def serve(config: Config, server: uvicorn.Server, sock: socket.socket) -> None:
+    checks = asyncio.create_task(check_domains_periodically(config, server))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        checks.cancel()
 
 
 def run(config: Config, sockets: dict[str, socket.socket]) -> int:
@@ -52,5 +87,5 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
     sock.setblocking(False)
-    asyncio.run(server.serve(sockets=[sock]))
+    asyncio.run(serve(config, server, sock))
     return 0 if server.started else 1

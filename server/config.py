@@ -64,6 +64,7 @@ SCHEMA: list[Setting] = [
     ),
     Setting("domains", "mta_sts", False, "Ask for MTA-STS (RFC 8461) and TLS reporting (RFC 8460) records."),
     Setting("domains", "dkim_grace_days", 7, "Days a replaced DKIM key stays published before it is retired."),
+    Setting("domains", "check_interval", 3600, "Seconds between DNS checks of every domain (0: never)."),
     Setting("database", "url", "", "SQLAlchemy URL. Empty: SQLite file DATA/courriel.db. PostgreSQL: postgresql+psycopg://user:pass@host/db"),
     Setting("tls", "certificate", "tls/cert.pem", "PEM certificate chain, relative to the data directory."),
     Setting("tls", "private_key", "tls/key.pem", "PEM private key (mode 0600), relative to the data directory."),

@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import logging
 import secrets
 from dataclasses import asdict, dataclass, field
 
@@ -38,12 +39,14 @@ from sqlalchemy import select
 from courriel.admin.services import dkim as dkim_service
 from courriel.admin.services import lookups
 from courriel.admin.services.domains import DomainInfo, add_domain, get_domain
-from courriel.admin.services.errors import Duplicate, InvalidInput
+from courriel.admin.services.errors import Duplicate, InvalidInput, ServiceError
 from courriel.db import Database
 from courriel.dns import checker, records
 from courriel.dns.resolver import Resolver
 from courriel.models import Domain
 from courriel.registry import AddressError, validate_mail_domain
+
+log = logging.getLogger("courriel.admin.dns")
 
 STEPS = ("name", "ownership", "mx", "spf", "dkim", "dmarc", "autoconfig", "mta_sts")
 # Which checker results belong to which step.
@@ -170,7 +173,12 @@ def check_all(db: Database, config, *, resolver: Resolver | None = None,
     resolver = resolver or Resolver.from_config(config)
     with db.read() as session:
         names = list(session.scalars(select(Domain.name).order_by(Domain.name)))
-    results = [check(db, config, name, resolver=resolver, now=now) for name in names]
+    results = []
+    for name in names:
+        try:
+            results.append(check(db, config, name, resolver=resolver, now=now))
+        except ServiceError as exc:  # one domain's bad state must not stop the others' checks
+            log.warning("DNS check of %s not possible: %s", name, exc)
     dkim_service.retire_expired(db, config, now=now)
     return results
 
