@@ -27,7 +27,8 @@ line (and of the command) is skipped; a literal larger than allowed → NO [TOOB
 (RFC 7889 APPENDLIMIT), BAD [TOOBIG] otherwise; before a synchronising literal the server
 never sends "+" for a refused literal, so the client abandons the command (RFC 3501 §7.5);
 a non-synchronising literal that is refused is read and discarded (RFC 7888 §4) and the rest
-of the command skipped. Too many literals or too much nesting → BAD [LIMIT]. Each error is a
+of the command skipped (a refused one over `max_discard` gives `close=True`: the session answers,
+then closes the connection). Too many literals or too much nesting → BAD [LIMIT]. Each error is a
 `CommandError` naming the tag, status and response code; parsing then continues with the
 next command.
 
@@ -68,6 +69,7 @@ class Limits:
     max_literals: int = 1000  # literals in one command (MULTIAPPEND, long search programs)
     max_command_size: int = 256 * 1024 * 1024  # all literal data of one command together
     max_depth: int = 16
+    max_discard: int = 64 * 1024 * 1024  # a refused LITERAL+ larger than this closes the connection
 
 
 _LITERAL_HEADER = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
@@ -250,6 +252,9 @@ class Parser:
         refusal = self._refuse_literal(size, first)
         if refusal is not None:
             if plus:  # RFC 7888 §4: read and discard the data, then the rest of the command
+                if size > self.limits.max_discard:  # RFC 7888 §4: or close the connection
+                    return c.CommandError(refusal.tag, refusal.status, refusal.text, refusal.code,
+                                          refusal.command, close=True)
                 self._skip_literal = size
                 self._discarding = True
             return refusal
@@ -281,7 +286,12 @@ class Parser:
     def _discarded_line(self, line: bytes, event: c.Event | None = None) -> c.Event | None:
         header = _LITERAL_HEADER.search(line)
         if header is not None and header.group(3) == b"+":
-            self._skip_literal = int(header.group(2))  # the command goes on after this literal
+            size = int(header.group(2))
+            if size > self.limits.max_discard:
+                self._discarding = False
+                return c.CommandError(self._tag if event is None else event.tag, "BAD", "literal too large",
+                                      "TOOBIG", close=True)
+            self._skip_literal = size  # the command goes on after this literal
         else:
             self._discarding = False  # end of the command (or a sync literal the client will not send)
         return event

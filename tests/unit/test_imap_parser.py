@@ -316,6 +316,14 @@ def test_too_large_non_sync_literal_is_read_and_discarded():
     assert parser.feed(b"y" * 50 + b" {3+}\r\nabc\r\na2 NOOP\r\n") == [c.Noop("a2")]
 
 
+def test_huge_refused_non_sync_literal_asks_to_close():
+    parser = Parser(Limits(max_message_size=100, max_discard=1000))
+    events = parser.feed(b"a1 APPEND INBOX {1001+}\r\n")
+    assert len(events) == 1 and events[0].close and (events[0].status, events[0].code) == ("NO", "TOOBIG")
+    events = Parser(Limits(max_line=20, max_discard=1000)).feed(b"a1 LOGIN " + b"x" * 30 + b" {5000+}\r\n")
+    assert [(e.close, e.code) for e in events] == [(True, "TOOBIG")]
+
+
 def test_literal_outside_append_has_its_own_limit():
     parser = Parser(Limits(max_literal=10))
     events = parser.feed(b"a1 LOGIN {11}\r\n")
