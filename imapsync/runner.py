@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from courriel import notify
 from courriel.db import Database
@@ -298,11 +298,14 @@ class AccountSync:
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(**values))
 
     def _import(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int, uids: list[int]) -> None:
+        if not uids:
+            return
+        folder_name = self.store.folder(sf.local_folder_id).name
         for batch in plan.batches(uids, FETCH_BATCH):
             for message in remote.fetch(batch):
-                self._deliver(sf, uidvalidity, message)
+                self._deliver(sf, folder_name, uidvalidity, message)
 
-    def _deliver(self, sf: SyncFolder, uidvalidity: int, message: FetchedMessage) -> None:
+    def _deliver(self, sf: SyncFolder, folder_name: str, uidvalidity: int, message: FetchedMessage) -> None:
         folder_id = sf.local_folder_id
         flags = plan.flags_text(message.flags)
 
@@ -313,13 +316,12 @@ class AccountSync:
                                                             Folder.name == folder_name))
             if landed != folder_id:
                 raise StoreError("the local folder disappeared during the import")
-            session.add(SyncMessage(sync_folder_id=sf.id, remote_uidvalidity=uidvalidity, remote_uid=message.uid,
-                                    local_uid=uidnext - 1, flags=flags, message_id=message.message_id,
-                                    size=message.size))
+            session.execute(insert(SyncMessage).values(
+                sync_folder_id=sf.id, remote_uidvalidity=uidvalidity, remote_uid=message.uid, local_uid=uidnext - 1,
+                flags=flags, message_id=message.message_id, size=message.size))
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
                 done=SyncFolder.done + 1, imported_since_start=SyncFolder.imported_since_start + 1))
 
-        folder_name = self.store.folder(folder_id).name
         self.store.deliver(self.mailbox_id, message.body, folder=folder_name, flags=sorted(message.flags),
                            internaldate=message.internaldate, in_transaction=record)
         if self.on_progress is not None:

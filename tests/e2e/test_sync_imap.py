@@ -292,3 +292,27 @@ def test_password_is_encrypted_at_rest(sync_env):  # noqa: F811
     key.write_bytes(b"A" * 43 + b"=\n")  # another key: a clear error, not a crash
     with pytest.raises(accounts.credentials.CredentialError):
         accounts.password(env.db, env.data, account)
+
+
+def test_sync_role_imports_and_stops_cleanly_on_sigterm(sync_env, tmp_path):  # noqa: F811
+    env = sync_env
+    with env.imap() as imap:
+        fill(imap, "INBOX", 3)
+    env.add_account()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COURRIEL_")} | {"PYTHONSAFEPATH": "1"}
+    log = (tmp_path / "role.log").open("wb")
+    role = subprocess.Popen([sys.executable, "-c", "import sys; from courriel.cli import main; sys.exit(main())",
+                             "serve", "--role", "sync", "--data", str(env.data)],
+                            stdout=log, stderr=subprocess.STDOUT, env=environ)
+    try:
+        _poll(lambda: env.store.status(env.folder_id("INBOX")).messages == 3, 30, "the role's import")
+        with env.imap() as imap:
+            imap.append("INBOX", None, None, message(42))
+        _poll(lambda: env.store.status(env.folder_id("INBOX")).messages == 4, 30, "the role's IDLE pickup")
+        role.send_signal(signal.SIGTERM)
+        assert role.wait(20) == 0
+    finally:
+        if role.poll() is None:
+            role.kill()
+            role.wait(10)
+        log.close()
