@@ -6,10 +6,10 @@ stored message located with `courriel.mime.locate`. A section is sent as a liter
 content is read from the blob file in chunks when the transport writes it: a large message
 is never loaded into one string.
 
-`prepare` runs in a worker thread (it queries the store and opens files); the `Literal`
-chunks are read by the transport, also off the event loop. Output is a list of parts:
-`bytes` (already encoded atoms, lists, strings) and `Literal` (size known up front, content
-produced by `chunks()`), which together form the parenthesised list.
+`prepare` runs in a worker thread (it queries the store and opens files) and returns
+(name, value) pairs for `courriel.imap.protocol.encoder.fetch_response`; a body section is a
+`Literal` (size known up front, content produced by `chunks()`), whose chunks the session
+reads off the event loop.
 
 Standards: RFC 3501 §6.4.5 (FETCH items, BODY.PEEK, partial `<origin.count>` and its
 `<origin>` echo, \\Seen set by BODY[] and RFC822), §7.4.2 (FETCH response), §4.3 (no NUL in
@@ -21,18 +21,17 @@ Security: section specifiers come from the client and are validated by
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from courriel import mime
+from courriel.imap.protocol.encoder import Atom, Raw
 from courriel.mime_structure import body_bytes
 from courriel.store import MessageInfo, StoredSummary
 
 CHUNK = 64 * 1024
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class FetchError(ValueError):
@@ -123,24 +122,20 @@ def _read_range(source: BinaryIO, start: int, end: int) -> Iterator[bytes]:
 
 @dataclass
 class FetchResult:
-    parts: list[bytes | Literal] = field(default_factory=list)
+    """(name, value) pairs for `courriel.imap.protocol.encoder.fetch_response`."""
+
+    items: list[tuple[str, object]] = field(default_factory=list)
     sets_seen: bool = False
 
+    @property
+    def streams(self) -> bool:
+        """True when a literal reads from a file (write it off the event loop)."""
+        return any(isinstance(v, Literal) and v.source is not None for _, v in self.items)
+
     def close(self) -> None:
-        for part in self.parts:
-            if isinstance(part, Literal):
-                part.close()
-
-
-def imap_date_time(value: dt.datetime) -> bytes:
-    """RFC 3501 §9 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz"."""
-    value = value.astimezone(dt.UTC)
-    return (f'"{value.day:2d}-{_MONTHS[value.month - 1]}-{value.year:04d} '
-            f'{value.hour:02d}:{value.minute:02d}:{value.second:02d} +0000"').encode()
-
-
-def flag_list(flags) -> bytes:
-    return b"(" + " ".join(flags).encode() + b")"
+        for _, item in self.items:
+            if isinstance(item, Literal):
+                item.close()
 
 
 def _needs_body(items: list[FetchItem]) -> bool:
@@ -197,12 +192,12 @@ def _binary_literal(open_blob, tree: dict, part: tuple[int, ...], partial, size_
                    decoder=decoder, skip=skip)
 
 
-def _section_name(item: FetchItem) -> bytes:
+def _section_name(item: FetchItem) -> str:
     base = item.name[:-1] if item.name.endswith("[]") else item.name
     text = f"{base}{item.section}]"
     if item.partial is not None and item.name != "BINARY.SIZE[]":
         text += f"<{item.partial[0]}>"  # RFC 3501 §7.4.2: only the origin is echoed
-    return text.encode()
+    return text
 
 
 def _parse_binary_part(section: str) -> tuple[int, ...]:
@@ -235,14 +230,14 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
         if tree is None:
             if summary is not None and summary.bodystructure:
                 tree = json.loads(summary.bodystructure)
-            else:  # RFC: the store could not summarise at delivery; parse the stored bytes
+            else:  # the store could not summarise this message at delivery: parse the stored bytes
                 if not data_cache:
                     with open_blob() as handle:
                         data_cache.append(handle.read())
                 tree = mime.parse_structure(data_cache[0])
         return tree
 
-    parts: list[bytes | Literal] = []
+    pairs: list[tuple[str, object]] = []
     names = [i.name for i in items]
     if uid_requested and "UID" not in names:
         items = [FetchItem("UID"), *items]
@@ -250,69 +245,50 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
         for item in items:
             name = item.name
             if name == "UID":
-                parts.append(f"UID {message.uid}".encode())
+                pairs.append(("UID", message.uid))
             elif name == "FLAGS":
-                parts.append(b"FLAGS " + flag_list(flags))
+                pairs.append(("FLAGS", [Atom(f) for f in flags]))
             elif name == "INTERNALDATE":
-                parts.append(b"INTERNALDATE " + imap_date_time(message.internaldate))
+                pairs.append(("INTERNALDATE", message.internaldate))
             elif name == "RFC822.SIZE":
-                parts.append(f"RFC822.SIZE {message.size}".encode())
+                pairs.append(("RFC822.SIZE", message.size))
             elif name == "MODSEQ":
-                parts.append(f"MODSEQ ({message.modseq})".encode())
+                pairs.append(("MODSEQ", [message.modseq]))
             elif name == "ENVELOPE":
                 if summary is not None and summary.envelope:
                     envelope = mime.envelope_wire(summary.envelope)
                 else:
                     with open_blob() as handle:
                         envelope = mime.envelope_wire(mime.summarize(handle.read()).envelope)
-                parts.append(b"ENVELOPE " + envelope)
+                pairs.append(("ENVELOPE", Raw(envelope)))
             elif name in ("BODY", "BODYSTRUCTURE"):
-                wire = body_bytes(part_tree(), extensible=name == "BODYSTRUCTURE")
-                parts.append(name.encode() + b" " + wire)
+                pairs.append((name, Raw(body_bytes(part_tree(), extensible=name == "BODYSTRUCTURE"))))
             elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
-                parts.append(name.encode() + b" ")
-                parts.append(_section_literal(open_blob, part_tree(), mime.Section(text=text), None, message.size))
+                pairs.append((name, _section_literal(open_blob, part_tree(), mime.Section(text=text), None,
+                                                     message.size)))
             elif name == "BODY[]":
                 try:
                     section = mime.parse_section(item.section)
                 except mime.SectionSyntaxError as exc:
                     raise FetchError(str(exc)) from None
-                parts.append(_section_name(item) + b" ")
-                parts.append(_section_literal(open_blob, part_tree(), section, item.partial, message.size))
+                pairs.append((_section_name(item), _section_literal(open_blob, part_tree(), section, item.partial,
+                                                                    message.size)))
             elif name == "BINARY[]":
                 part = _parse_binary_part(item.section)
-                parts.append(_section_name(item) + b" ")
-                parts.append(_binary_literal(open_blob, part_tree(), part, item.partial, False))
+                pairs.append((_section_name(item), _binary_literal(open_blob, part_tree(), part, item.partial,
+                                                                   False)))
             elif name == "BINARY.SIZE[]":
                 part = _parse_binary_part(item.section)
-                size = _binary_literal(open_blob, part_tree(), part, None, True)
-                parts.append(_section_name(item) + f" {size}".encode())
+                pairs.append((_section_name(item), _binary_literal(open_blob, part_tree(), part, None, True)))
             else:
                 raise FetchError(f"unknown FETCH item {name}")
     except BaseException:
-        FetchResult(parts).close()
+        FetchResult(pairs).close()
         raise
-    result.parts = parts
+    result.items = pairs
     return result
 
 
 def needs_summary(items: list[FetchItem]) -> bool:
     return any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") for i in items) or _needs_body(items)
-
-
-def encode_items(parts: list[bytes | Literal]) -> Iterator[bytes | Literal]:
-    """The data list with separators: b"(" part b" " part ... b")". A Literal follows the
-    item name it belongs to without an extra space (the name part already ends with one)."""
-    yield b"("
-    previous_named = False
-    for index, part in enumerate(parts):
-        if isinstance(part, Literal):
-            yield part
-            previous_named = False
-            continue
-        if index and not previous_named:
-            yield b" "
-        yield part
-        previous_named = part.endswith(b" ")
-    yield b")"

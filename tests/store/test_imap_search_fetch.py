@@ -9,7 +9,8 @@ import pytest
 from store_fixtures import blobs, make_mailbox, sample_message, store  # noqa: F401
 
 from courriel.imap import fetch as fetch_mod
-from courriel.imap.fetch import FetchItem, Literal, encode_items, prepare
+from courriel.imap.fetch import FetchItem, Literal, prepare
+from courriel.imap.protocol.encoder import fetch_response
 from courriel.imap.search import search
 
 
@@ -57,16 +58,8 @@ def test_search_keys(store, folder):  # noqa: F811
     assert run(store, folder, ("SUBJECT", "%")) == []
 
 
-def content(parts) -> bytes:
-    out = b""
-    for part in encode_items(parts):
-        if isinstance(part, Literal):
-            data = b"".join(part.chunks())
-            assert len(data) == part.size
-            out += (b"~" if part.binary else b"") + b"{%d}\r\n" % part.size + data
-        else:
-            out += part
-    return out
+def content(items) -> bytes:
+    return b"".join(fetch_response(1, items))
 
 
 def test_fetch_items(store, folder, monkeypatch):  # noqa: F811
@@ -77,13 +70,13 @@ def test_fetch_items(store, folder, monkeypatch):  # noqa: F811
              FetchItem("BINARY.SIZE[]", "2"), FetchItem("BODY[]", "", partial=(0, 6))]
     result = prepare(store, folder.id, message, summary, items, ("\\Seen",), uid_requested=True)
     assert result.sets_seen
-    text = content(result.parts)
-    assert text.startswith(b"(UID 3 FLAGS (\\Seen) RFC822.SIZE %d " % message.size)
+    text = content(result.items)
+    assert text.startswith(b"* 1 FETCH (UID 3 FLAGS (\\Seen) RFC822.SIZE %d " % message.size)
     assert b"BODY[1] {4}\r\nbody" in text
     assert b"BODY[HEADER.FIELDS (X-Tag)] {15}\r\nX-Tag: blue\r\n\r\n" in text
     assert b"BINARY[2]<0> ~{4}\r\n\x00\x01bi" in text
     assert b"BINARY.SIZE[2] 90" in text
-    assert text.endswith(b"BODY[]<0> {6}\r\nFrom: )")
+    assert text.endswith(b"BODY[]<0> {6}\r\nFrom: )\r\n")
     assert not prepare(store, folder.id, message, summary, [FetchItem("BODY[]", peek=True)], ()).sets_seen
 
 
@@ -95,7 +88,7 @@ def test_large_body_is_streamed_in_chunks(store, db, monkeypatch):  # noqa: F811
     [message] = store.list_messages(inbox.id)
     [summary] = store.summaries(inbox.id)
     result = prepare(store, inbox.id, message, summary, [FetchItem("BODY[]", peek=True)], ())
-    literal = next(p for p in result.parts if isinstance(p, Literal))
+    literal = next(v for _n, v in result.items if isinstance(v, Literal))
     assert literal.data is None and literal.size == message.size
     sizes = [len(chunk) for chunk in literal.chunks()]
     assert max(sizes) <= fetch_mod.CHUNK and sum(sizes) == message.size

@@ -1,0 +1,105 @@
+"""The IMAP role process: Twisted listeners on the asyncio reactor until SIGTERM/SIGINT (ring 2).
+
+Role contract (`courriel.roles`): `run(config, sockets) -> int` with the sockets "imap"
+(143, STARTTLS) and "imaps" (993, implicit TLS). Several worker processes may share them
+(`[imap] workers`); each process keeps its own sessions and wakes them from `notify` hints.
+
+Order matters (LIBRARIES.md, Twisted notes): the asyncio reactor is installed before anything
+imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported only inside
+`run`. A stop signal closes the listeners, says BYE to every session, and stops the loop; a
+second signal changes nothing.
+
+Security: loads the TLS private key (mode 0600, readable by the service user only).
+Durability: none here (the store commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from courriel import notify
+from courriel.blobs import BlobStore
+from courriel.config import Config
+from courriel.db import Database
+from courriel.logins import Authenticator
+from courriel.passwords import PasswordHasher
+from courriel.store import Store
+
+log = logging.getLogger("courriel.imap")
+
+STOP_GRACE = 3.0  # seconds for BYE and close before the loop stops
+
+
+def run(config: Config, sockets: dict[str, socket.socket]) -> int:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    try:
+        asyncioreactor.install(loop)
+    except Exception:
+        log.exception("cannot install the asyncio reactor (was twisted.internet.reactor imported first?)")
+        return 1
+    from twisted.internet import reactor
+
+    from courriel.imap import transport
+    from courriel.imap.session import ServerContext, Session
+
+    db = Database(config.database_url)
+    store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
+    authenticator = Authenticator(db, PasswordHasher.from_config(config))
+    try:
+        tls = transport.tls_options(config.path("tls", "certificate"), config.path("tls", "private_key"))
+    except (OSError, ValueError) as exc:
+        log.error("cannot load the TLS certificate: %s", exc)
+        for sock in sockets.values():
+            sock.close()
+        return 2
+    context = ServerContext(config=config, store=store, authenticator=authenticator)
+    listener = notify.Listener(config.run_dir, [notify.MAILBOX])
+    listener.attach(loop, context.on_hints)
+    counts: dict[str, int] = {}
+    ports = []
+    factories = []
+    for name, sock in sockets.items():
+        implicit = name == "imaps"
+        factory = transport.IMAPFactory(
+            lambda connection, implicit=implicit: Session(context, connection, implicit_tls=implicit),
+            tls, implicit, max_per_ip=int(config.get("imap", "max_connections_per_ip")), counts=counts)
+        factories.append(factory)
+        ports.append(transport.listen(reactor, sock, factory))
+        log.info("imap listening", extra={"listener": name})
+    context.start(loop)
+    stopping = False
+    status = 0
+
+    def stop() -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        for port in ports:
+            port.stopListening()
+        for factory in factories:
+            for connection in list(factory.connections):
+                connection.write(b"* BYE Server shutting down\r\n")
+                connection.close()
+        loop.call_later(0.2 if not any(f.connections for f in factories) else STOP_GRACE, reactor.stop)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    try:
+        reactor.run(installSignalHandlers=False)
+    except Exception:
+        log.exception("imap role failed")
+        status = 1
+    finally:
+        context.stop()
+        listener.close()
+        authenticator.close()
+        db.dispose()
+    log.info("imap role stopped")
+    return status

@@ -1,0 +1,779 @@
+"""One IMAP session: the `do_<command>` handlers between the protocol core and the store.
+
+Owns the per-connection state machine (not authenticated → authenticated → selected →
+logout, checked against the protocol's state table), login and SASL PLAIN, mailbox
+commands, the selected view (`courriel.imap.selected`), SEARCH (`courriel.imap.search`),
+FETCH (`courriel.imap.fetch`), IDLE, and the `ServerContext` shared by the sessions of one
+process (store, logins, notify fan-out, \\Recent claims, per-user connection counts).
+
+Commands run one at a time in arrival order (pipelined commands wait their turn; their
+literals are acknowledged as they arrive). Every store call runs in a thread
+(`asyncio.to_thread`); nothing blocks the loop. Before each tagged response the session
+reads `store.changes_since` and sends the untagged updates RFC 3501 allows at that point.
+
+Standards: RFC 3501 §3 (states), §5.4 (autologout, see transport), §6 (commands), §7
+(responses), §6.2.1 (STARTTLS: plaintext after the command is discarded), §6.2.3 / §11.2
+(LOGINDISABLED: no password before TLS unless configured); RFC 4959 (SASL-IR), RFC 4616
+(PLAIN), RFC 2177 (IDLE), RFC 4315 (UIDPLUS: APPENDUID, COPYUID, UID EXPUNGE), RFC 6851
+(MOVE), RFC 6154 (SPECIAL-USE, CREATE-SPECIAL-USE), RFC 2342 (NAMESPACE), RFC 2971 (ID),
+RFC 5161 (ENABLE), RFC 7888 (LITERAL+), RFC 3691 (UNSELECT), RFC 3348 (CHILDREN), RFC 5258
+(LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 7889 (APPENDLIMIT), RFC 3502 (MULTIAPPEND),
+RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5530 (response codes).
+Security: every command comes from an untrusted client; mailbox names and flags are
+validated by the store; passwords never reach a log; failed logins are throttled by
+`courriel.logins`; LOGIN/AUTHENTICATE before TLS are refused on the STARTTLS port unless
+`tls.allow_plaintext_auth`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+
+from courriel import notify
+from courriel.imap import fetch as fetch_mod
+from courriel.imap import search as search_mod
+from courriel.imap.protocol import commands as cmd
+from courriel.imap.protocol import encoder as enc
+from courriel.imap.protocol.capabilities import CapabilityOptions, capabilities
+from courriel.imap.protocol.parser import Limits, Parser
+from courriel.imap.protocol.search import resolve as resolve_search_sets
+from courriel.imap.protocol.sequence import SequenceSet
+from courriel.imap.protocol.states import State, refusal
+from courriel.imap.selected import (
+    ExistsUpdate,
+    ExpungeUpdate,
+    FlagsUpdate,
+    RecentClaims,
+    RecentUpdate,
+    SelectedMailbox,
+    SequenceError,
+)
+from courriel.logins import LoginStatus
+from courriel.models import DEFAULT_FOLDERS
+from courriel.store import DELIMITER, INBOX, FolderExists, NoSuchFolder, StoreError
+
+log = logging.getLogger("courriel.imap")
+
+NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = (State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED,
+                                                      State.LOGOUT)
+RECHECK_SECONDS = 5.0  # hints can be lost: idle sessions also look on this timer
+INPUT_HIGH_WATER = 1024 * 1024  # unparsed client bytes before the transport stops reading
+PERMANENT_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+PROTECTED_FOLDERS = frozenset(name for name, _ in DEFAULT_FOLDERS)
+SPECIAL_USE = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+
+
+class ServerContext:
+    """What the sessions of one IMAP process share."""
+
+    def __init__(self, config, store, authenticator):
+        self.config = config
+        self.store = store
+        self.authenticator = authenticator
+        self.recent = RecentClaims()
+        self.by_mailbox: dict[int, set[Session]] = {}
+        self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
+        self.max_per_user = int(config.get("imap", "max_connections_per_user"))
+        self.append_limit = int(config.get("smtp", "max_message_size"))
+        self._recheck: asyncio.Task | None = None
+
+    def start(self, loop) -> None:
+        self._recheck = loop.create_task(self._periodic())
+
+    def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            for sessions in list(self.by_mailbox.values()):
+                for session in list(sessions):
+                    session.poke()
+
+    def on_hints(self, hints: Iterable[notify.Hint]) -> None:
+        """A `mailbox` hint: wake the sessions of that mailbox (IDLE pushes at once)."""
+        for hint in hints:
+            with contextlib.suppress(ValueError):
+                for session in list(self.by_mailbox.get(int(hint.payload), ())):
+                    session.poke()
+
+    def register(self, session: Session, mailbox_id: int) -> bool:
+        sessions = self.by_mailbox.setdefault(mailbox_id, set())
+        if self.max_per_user and len(sessions) >= self.max_per_user:
+            return False
+        sessions.add(session)
+        return True
+
+    def unregister(self, session: Session) -> None:
+        sessions = self.by_mailbox.get(session.mailbox_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.by_mailbox[session.mailbox_id]
+
+
+def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
+    """RFC 3501 §6.3.8: `*` matches anything, `%` anything but the delimiter; the reference is
+    prefixed; INBOX matches in any case (§5.1)."""
+    full = reference + pattern
+    if full[:5].upper() == INBOX and full[5:6] in ("", DELIMITER):
+        full = INBOX + full[5:]
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append(f"[^{re.escape(DELIMITER)}]*")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out), re.DOTALL)
+
+
+class Session:
+    """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
+
+    def __init__(self, context: ServerContext, connection, implicit_tls: bool = False):
+        self.context = context
+        self.store = context.store
+        self.connection = connection
+        self.implicit_tls = implicit_tls
+        self.parser = Parser(Limits(max_message_size=context.append_limit))
+        self.state = NOT_AUTHENTICATED
+        self.mailbox_id: int | None = None
+        self.account = ""
+        self.view: SelectedMailbox | None = None
+        self._input = asyncio.Event()
+        self._reading_paused = False
+        self._runner: asyncio.Task | None = None
+        self._poked = asyncio.Event()
+
+    # ------------------------------------------------------------------ transport side
+
+    @property
+    def tls_active(self) -> bool:
+        return bool(getattr(self.connection, "tls_active", self.implicit_tls))
+
+    def start(self) -> None:
+        self.send(enc.untagged_status("OK", "Courriel IMAP ready", ("CAPABILITY", *self.capabilities())))
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.receive(data)
+        self._input.set()
+        if self.parser.buffered > INPUT_HIGH_WATER and not self._reading_paused:
+            # The client sends faster than commands run: stop reading instead of buffering.
+            self._reading_paused = True
+            self.connection.pause_reading()
+
+    def connection_lost(self) -> None:
+        self.state = LOGOUT
+        if self.mailbox_id is not None:
+            self.context.unregister(self)
+        if self._runner is not None:
+            self._runner.cancel()
+
+    def poke(self) -> None:
+        """Something may have changed in this user's mailbox (hint or timer)."""
+        self._poked.set()
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, data: bytes) -> None:
+        self.connection.write(data)
+
+    def tagged(self, tag: str, status: str, text: str, code=None) -> None:
+        self.send(enc.tagged(tag, status, text, code))
+
+    def capabilities(self) -> list[str]:
+        options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
+                                    append_limit=self.context.append_limit, imap4rev2=False, searchres=False,
+                                    condstore=False, qresync=False)
+        return capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
+                            options=options)
+
+    def auth_allowed(self) -> bool:
+        return self.tls_active or self.context.allow_plaintext_auth
+
+    # ------------------------------------------------------------------ command loop
+
+    async def _next_event(self):
+        """The parser's next event, waiting for bytes from the client when it needs more."""
+        while True:
+            event = self.parser.next_event()
+            if event is not None:
+                return event
+            if self._reading_paused:
+                self._reading_paused = False
+                self.connection.resume_reading()
+            self._input.clear()
+            await self._input.wait()
+
+    async def _run(self) -> None:
+        try:
+            while self.state != LOGOUT and not self.connection.closed:
+                event = await self._next_event()
+                if isinstance(event, cmd.ContinuationRequest):
+                    self.send(enc.continuation(event.text))
+                elif isinstance(event, cmd.CommandError):
+                    self.tagged(event.tag, event.status, event.text, event.code)
+                    if event.close:
+                        self.connection.close()
+                        return
+                elif isinstance(event, cmd.Command):
+                    await self._dispatch(event)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("imap session failed")
+            self.send(enc.untagged_status("BYE", "Internal server error"))
+            self.connection.close()
+
+    async def _dispatch(self, command: cmd.Command) -> None:
+        name = command.name
+        refused = refusal(name, self.state, tls_active=self.tls_active,
+                          plaintext_allowed=self.context.allow_plaintext_auth,
+                          mechanism=getattr(command, "mechanism", None))
+        if refused is not None:
+            self.tagged(command.tag, refused.status, refused.text, refused.code)
+            return
+        handler = getattr(self, "do_" + name.lower().replace(" ", "_"), None)
+        if handler is None:
+            self.tagged(command.tag, "BAD", f"{name} is not supported")
+            return
+        try:
+            await handler(command)
+        except SequenceError as exc:
+            self.tagged(command.tag, "BAD", str(exc))
+        except NoSuchFolder:
+            self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
+        except StoreError as exc:
+            self.tagged(command.tag, "NO", str(exc), "CANNOT")
+
+    async def _call(self, function, *args, **kwargs):
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    async def _refresh(self, expunge_allowed: bool) -> None:
+        """Read changes since the view's MODSEQ and send what RFC 3501 §7.4.1 allows now."""
+        view = self.view
+        if view is None or self.state != SELECTED:
+            return
+        try:
+            changes = await self._call(self.store.changes_since, view.folder_id, view.modseq)
+        except NoSuchFolder:  # deleted by another session: RFC 3501 §7.1.5 BYE is harsh; act as empty
+            changes = None
+        if changes is not None:
+            view.apply(changes)
+            new = view.new_uids()
+            if new and not view.readonly:
+                view.mark_recent(self.context.recent.claim(view.folder_id, view.uidvalidity, new))
+        self._send_updates(view.updates(expunge_allowed))
+
+    def _send_updates(self, updates) -> None:
+        for update in updates:
+            if isinstance(update, ExpungeUpdate):
+                self.send(enc.expunge(update.msn))
+            elif isinstance(update, ExistsUpdate):
+                self.send(enc.exists(update.count))
+            elif isinstance(update, RecentUpdate):
+                self.send(enc.recent(update.count))
+            elif isinstance(update, FlagsUpdate):
+                self._send_flags(update.msn, update.uid, update.flags)
+
+    def _send_flags(self, msn: int, uid: int | None, flags) -> None:
+        items = ([("UID", uid)] if uid is not None else []) + [("FLAGS", [enc.Atom(f) for f in flags])]
+        self.send(b"".join(enc.fetch_response(msn, items)))
+
+    async def _done(self, command: cmd.Command, text: str = "completed", code: str | None = None,
+                    expunge_allowed: bool = True) -> None:
+        await self._refresh(expunge_allowed)
+        self.tagged(command.tag, "OK", f"{command.name} {text}", code)
+
+    # ------------------------------------------------------------------ any state
+
+    async def do_capability(self, command: cmd.Capability) -> None:
+        self.send(enc.capability_line(self.capabilities()))
+        await self._done(command)
+
+    async def do_noop(self, command: cmd.Noop) -> None:
+        await self._done(command)
+
+    async def do_logout(self, command: cmd.Logout) -> None:
+        self.send(enc.untagged_status("BYE", "Logging out"))
+        self.tagged(command.tag, "OK", "LOGOUT completed")
+        self.state = LOGOUT
+        self.connection.close()
+
+    async def do_id(self, command: cmd.Id) -> None:
+        # RFC 2971 §3.3: the server's own fields.
+        self.send(enc.id_line({"name": "Courriel"}))
+        await self._done(command)
+
+    # ------------------------------------------------------------------ not authenticated
+
+    async def do_starttls(self, command: cmd.StartTls) -> None:
+        if self.tls_active:
+            self.tagged(command.tag, "BAD", "TLS is already active")
+            return
+        # RFC 3501 §6.2.1: bytes pipelined in plaintext after STARTTLS are dropped, never run
+        # inside TLS. Nothing awaits between here and the switch, so nothing can slip in.
+        self.parser.discard_buffered()
+        self.tagged(command.tag, "OK", "Begin TLS negotiation now")
+        self.connection.start_tls()
+
+    async def _login(self, command: cmd.Command, username: str, password: str) -> None:
+        if not self.auth_allowed():
+            self.tagged(command.tag, "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
+            return
+        result = await self.context.authenticator.authenticate(username, password, self.connection.peer_ip, "imap")
+        if result.status is LoginStatus.THROTTLED:
+            self.tagged(command.tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE")
+            return
+        if not result.ok:
+            self.tagged(command.tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED")
+            return
+        self.mailbox_id = result.mailbox_id
+        if not self.context.register(self, result.mailbox_id):
+            self.mailbox_id = None
+            self.tagged(command.tag, "NO", "Too many connections for this user", "LIMIT")
+            return
+        self.account = result.account or username
+        self.state = AUTHENTICATED
+        self.tagged(command.tag, "OK", "Logged in", ("CAPABILITY", *self.capabilities()))
+
+    async def do_login(self, command: cmd.Login) -> None:
+        await self._login(command, command.username, command.password)
+
+    async def do_authenticate(self, command: cmd.Authenticate) -> None:
+        if command.mechanism != "PLAIN":
+            self.tagged(command.tag, "NO", "Unsupported mechanism", "CANNOT")
+            return
+        if not self.auth_allowed():
+            self.tagged(command.tag, "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
+            return
+        response = command.initial_response
+        if response is None:
+            self.parser.expect_authenticate_response(command.tag)
+            self.send(enc.sasl_challenge(b""))
+            event = await self._next_event()
+            self.parser.expect_command()
+            if isinstance(event, cmd.CommandError):
+                self.tagged(event.tag if event.tag != "*" else command.tag, event.status, event.text, event.code)
+                return
+            if not isinstance(event, cmd.AuthenticateResponse) or event.cancelled:
+                self.tagged(command.tag, "BAD", "Authentication cancelled")
+                return
+            response = event.data
+        # RFC 4616 §2: [authzid] NUL authcid NUL passwd
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            self.tagged(command.tag, "BAD", "Malformed PLAIN response")
+            return
+        try:
+            authzid, authcid, password = (p.decode("utf-8") for p in parts)
+        except UnicodeDecodeError:
+            self.tagged(command.tag, "BAD", "Malformed PLAIN response")
+            return
+        if authzid and authzid.lower() != authcid.lower():
+            self.tagged(command.tag, "NO", "Proxy authorisation is not allowed", "AUTHORIZATIONFAILED")
+            return
+        await self._login(command, authcid, password)
+
+    # ------------------------------------------------------------------ authenticated: folders
+
+    def _deselect(self) -> None:
+        self.view = None
+        if self.state == SELECTED:
+            self.state = AUTHENTICATED
+
+    async def do_select(self, command: cmd.Select) -> None:
+        self._deselect()
+        try:
+            folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        except (NoSuchFolder, StoreError):
+            self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
+            return
+        messages = await self._call(self.store.list_messages, folder.id)
+        view = SelectedMailbox(folder_id=folder.id, name=folder.name, uidvalidity=folder.uidvalidity,
+                               readonly=command.read_only)
+        self.context.recent.first_claim(folder.id, folder.uidvalidity, folder.uidnext)
+        recent = set() if command.read_only else self.context.recent.claim(
+            folder.id, folder.uidvalidity, [m.uid for m in messages])
+        view.load(messages, folder.uidnext, folder.highestmodseq, recent)
+        keywords = sorted({k for m in messages for k in m.keywords}, key=str.lower)
+        flags = [*PERMANENT_SYSTEM_FLAGS, *keywords]
+        # RFC 3501 §6.3.1: the untagged data a SELECT must send.
+        self.send(enc.flags_line(flags))
+        self.send(enc.exists(view.exists))
+        self.send(enc.recent(len(view.recent)))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            self.send(enc.untagged_status("OK", "First unseen", ("UNSEEN", unseen)))
+        permanent = [] if command.read_only else [enc.Atom(f) for f in (*flags, "\\*")]
+        self.send(enc.untagged_status("OK", "Flags permitted", ("PERMANENTFLAGS", permanent)))
+        self.send(enc.untagged_status("OK", "UIDs valid", ("UIDVALIDITY", folder.uidvalidity)))
+        self.send(enc.untagged_status("OK", "Predicted next UID", ("UIDNEXT", folder.uidnext)))
+        self.send(enc.untagged_status("OK", "Highest", ("HIGHESTMODSEQ", folder.highestmodseq)))
+        self.view = view
+        self.state = SELECTED
+        mode = "READ-ONLY" if command.read_only else "READ-WRITE"
+        self.tagged(command.tag, "OK", f"{command.name} completed", mode)
+
+    do_examine = do_select
+
+    async def do_create(self, command: cmd.Create) -> None:
+        name = command.mailbox.rstrip(DELIMITER)  # RFC 3501 §6.3.3: a trailing delimiter is dropped
+        special = None
+        if command.special_use:
+            if len(command.special_use) > 1 or command.special_use[0] not in SPECIAL_USE:
+                self.tagged(command.tag, "NO", "Unsupported special use", "USEATTR")
+                return
+            special = command.special_use[0]
+        try:
+            await self._call(self.store.create_folder, self.mailbox_id, name, special)
+        except FolderExists:
+            self.tagged(command.tag, "NO", "Mailbox exists", "ALREADYEXISTS")
+            return
+        await self._done(command)
+
+    async def do_delete(self, command: cmd.Delete) -> None:
+        if command.mailbox in PROTECTED_FOLDERS:
+            self.tagged(command.tag, "NO", f"{command.mailbox} cannot be deleted", "CANNOT")
+            return
+        if self.view is not None and self.view.name == command.mailbox:
+            self._deselect()
+        await self._call(self.store.delete_folder, self.mailbox_id, command.mailbox)
+        await self._done(command)
+
+    async def do_rename(self, command: cmd.Rename) -> None:
+        if command.mailbox in PROTECTED_FOLDERS:
+            self.tagged(command.tag, "NO", f"{command.mailbox} cannot be renamed", "CANNOT")
+            return
+        try:
+            await self._call(self.store.rename_folder, self.mailbox_id, command.mailbox, command.new_name)
+        except FolderExists:
+            self.tagged(command.tag, "NO", "Mailbox exists", "ALREADYEXISTS")
+            return
+        await self._done(command)
+
+    async def do_subscribe(self, command: cmd.Subscribe) -> None:
+        await self._call(self.store.subscribe, self.mailbox_id, command.mailbox, True)
+        await self._done(command)
+
+    async def do_unsubscribe(self, command: cmd.Unsubscribe) -> None:
+        await self._call(self.store.subscribe, self.mailbox_id, command.mailbox, False)
+        await self._done(command)
+
+    async def _status_items(self, folder, items: Iterable[str]) -> dict[str, int]:
+        status = await self._call(self.store.status, folder.id)
+        values = {"MESSAGES": status.messages, "RECENT": 0, "UIDNEXT": status.uidnext,
+                  "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "SIZE": status.size,
+                  "DELETED": status.deleted, "HIGHESTMODSEQ": status.highestmodseq,
+                  "APPENDLIMIT": self.context.append_limit}
+        return {item: values[item] for item in items if item in values}
+
+    async def do_list(self, command: cmd.List) -> None:
+        patterns = command.patterns
+        if patterns == ("",) and not command.extended:
+            # RFC 3501 §6.3.8: the hierarchy delimiter and root.
+            self.send(enc.list_line(["\\Noselect"], DELIMITER, ""))
+            await self._done(command)
+            return
+        folders = await self._call(self.store.list_folders, self.mailbox_id)
+        regexes = [_pattern_regex(command.reference, p) for p in patterns]
+        subscribed_only = "SUBSCRIBED" in command.selection
+        special_only = "SPECIAL-USE" in command.selection
+        want_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
+        want_special = special_only or "SPECIAL-USE" in command.return_options or not command.extended
+        for folder in folders:
+            if not any(r.fullmatch(folder.name) for r in regexes):
+                continue
+            if subscribed_only and not folder.subscribed:
+                continue
+            if special_only and not folder.special_use:
+                continue
+            attributes = ["\\HasChildren" if folder.has_children else "\\HasNoChildren"]
+            if want_subscribed and folder.subscribed:
+                attributes.append("\\Subscribed")
+            if want_special and folder.special_use:
+                attributes.append(folder.special_use)
+            self.send(enc.list_line(attributes, DELIMITER, folder.name))
+            if command.status_items:  # RFC 5819 §2: STATUS right after the LIST line
+                self.send(enc.status_line(folder.name, await self._status_items(folder, command.status_items)))
+        await self._done(command)
+
+    async def do_lsub(self, command: cmd.Lsub) -> None:
+        if command.pattern == "":
+            self.send(enc.list_line(["\\Noselect"], DELIMITER, "", command="LSUB"))
+            await self._done(command)
+            return
+        folders = await self._call(self.store.list_folders, self.mailbox_id)
+        regex = _pattern_regex(command.reference, command.pattern)
+        for folder in folders:
+            if folder.subscribed and regex.fullmatch(folder.name):
+                self.send(enc.list_line([], DELIMITER, folder.name, command="LSUB"))
+        await self._done(command)
+
+    async def do_status(self, command: cmd.Status) -> None:
+        try:
+            folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        except (NoSuchFolder, StoreError):
+            self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
+            return
+        self.send(enc.status_line(folder.name, await self._status_items(folder, command.items)))
+        await self._done(command)
+
+    async def do_append(self, command: cmd.Append) -> None:
+        try:
+            folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        except (NoSuchFolder, StoreError):
+            self.tagged(command.tag, "NO", "No such mailbox", "TRYCREATE")
+            return
+        total = sum(len(m.message) for m in command.messages)
+        if any(len(m.message) > self.context.append_limit for m in command.messages):
+            self.tagged(command.tag, "NO", "Message too large", "TOOBIG")
+            return
+        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        if usage.limit_bytes and usage.used_bytes + total > usage.limit_bytes:
+            self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
+            return
+        uids = []
+        uidvalidity = folder.uidvalidity
+        try:
+            for message in command.messages:
+                # RFC 3516 §4.4: a binary literal is stored as is; text ones get CRLF line endings.
+                uidvalidity, uid = await self._call(self.store.append, self.mailbox_id, folder.name, message.message,
+                                                    message.flags, message.internaldate)
+                uids.append(uid)
+        except StoreError as exc:
+            # RFC 3502 §6.3.11: MULTIAPPEND is all or nothing; undo what went in.
+            if uids:
+                await self._call(self._undo_append, folder.id, uids)
+            self.tagged(command.tag, "NO", str(exc), "CANNOT")
+            return
+        await self._done(command, code=("APPENDUID", uidvalidity, SequenceSet.from_numbers(uids)))
+
+    def _undo_append(self, folder_id: int, uids: list[int]) -> None:
+        self.store.set_flags(folder_id, uids, "add", ["\\Deleted"])
+        self.store.expunge(folder_id, uids)
+
+    async def do_namespace(self, command: cmd.Namespace) -> None:
+        self.send(enc.namespace_line([("", DELIMITER)]))
+        await self._done(command)
+
+    async def do_enable(self, command: cmd.Enable) -> None:
+        self.send(enc.enabled_line([]))  # RFC 5161 §3.1: none of the asked extensions needs enabling here
+        await self._done(command)
+
+    async def do_idle(self, command: cmd.Idle) -> None:
+        # RFC 2177 §3: updates are sent as they happen until DONE.
+        self.parser.expect_idle_done(command.tag)
+        self.send(enc.continuation("idling"))
+        ended = None
+        while ended is None and not self.connection.closed:
+            self._poked.clear()
+            await self._refresh(expunge_allowed=True)
+            event = self.parser.next_event()
+            if event is not None:
+                ended = event
+                break
+            self._input.clear()
+            waiters = [asyncio.ensure_future(self._input.wait()), asyncio.ensure_future(self._poked.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=RECHECK_SECONDS * 6, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        self.parser.expect_command()
+        if isinstance(ended, cmd.CommandError):
+            self.tagged(command.tag, "BAD", ended.text, ended.code)
+            return
+        await self._done(command)
+
+    # ------------------------------------------------------------------ selected
+
+    async def do_check(self, command: cmd.Check) -> None:
+        await self._done(command)
+
+    async def do_close(self, command: cmd.Close) -> None:
+        view = self.view
+        if view is not None and not view.readonly:
+            # RFC 3501 §6.4.2: expunge silently.
+            await self._call(self.store.expunge, view.folder_id)
+        self._deselect()
+        self.tagged(command.tag, "OK", "CLOSE completed")
+
+    async def do_unselect(self, command: cmd.Unselect) -> None:
+        self._deselect()
+        self.tagged(command.tag, "OK", "UNSELECT completed")
+
+    async def do_expunge(self, command: cmd.Expunge) -> None:
+        view = self.view
+        if view.readonly:
+            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
+            return
+        uids = view.resolve_uids(self._uid_ranges(command.uids)) if command.uids is not None else None
+        expunged = await self._call(self.store.expunge, view.folder_id, uids)
+        for msn in view.note_expunged(expunged):
+            self.send(enc.expunge(msn))
+        await self._done(command)
+
+    def _uid_ranges(self, sequence) -> list[tuple[int, int]]:
+        known = self.view.known_uids()
+        return sequence.resolve(known[-1] if known else 0)
+
+    def _targets(self, sequence, uid: bool) -> list[int]:
+        if uid:
+            return self.view.resolve_uids(self._uid_ranges(sequence))
+        return self.view.resolve_msns(sequence.resolve(self.view.exists))
+
+    async def do_search(self, command: cmd.Search) -> None:
+        if command.charset and command.charset.upper() not in ("US-ASCII", "UTF-8"):
+            self.tagged(command.tag, "NO", "Unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
+            return
+        view = self.view
+        known = view.known_uids()
+        key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0)
+        uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
+                                set(view.recent), view.resolve_msns)
+        numbers = uids if command.uid else [view.msn_of(u) for u in uids]
+        numbers = [n for n in numbers if n is not None]
+        if command.return_options is None:
+            self.send(enc.search_line(numbers))
+        else:
+            options = command.return_options or ("ALL",)
+            if "SAVE" in options:
+                self.tagged(command.tag, "BAD", "SEARCHRES is not supported")
+                return
+            self.send(enc.esearch(command.tag, command.uid,
+                                  minimum=min(numbers) if numbers and "MIN" in options else None,
+                                  maximum=max(numbers) if numbers and "MAX" in options else None,
+                                  count=len(numbers) if "COUNT" in options else None,
+                                  all_numbers=numbers if "ALL" in options else None))
+        await self._done(command, expunge_allowed=command.uid)
+
+    async def do_fetch(self, command: cmd.Fetch) -> None:
+        view = self.view
+        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
+        items = list(command.items)
+        sets_seen = fetch_mod.sets_seen(items) and not view.readonly
+        if sets_seen:
+            unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, ())]
+            if unseen:
+                update = await self._call(self.store.set_flags, view.folder_id, unseen, "add", ["\\Seen"])
+                for message in update.changed:
+                    view.note_flags(message.uid, message.all_flags, message.modseq)
+                if "FLAGS" not in {i.name for i in items}:
+                    items.append(cmd.FetchAttribute("FLAGS"))
+        need_summary = fetch_mod.needs_summary(items)
+        for start in range(0, len(uids), 200):
+            batch = uids[start:start + 200]
+            messages = await self._call(self.store.list_messages, view.folder_id, batch)
+            summaries = {}
+            if need_summary:
+                summaries = {s.uid: s for s in await self._call(self.store.summaries, view.folder_id, batch)}
+            for message in messages:
+                if command.changedsince is not None and message.modseq <= command.changedsince:
+                    continue
+                msn = view.msn_of(message.uid)
+                if msn is None:
+                    continue
+                try:
+                    result = await self._call(fetch_mod.prepare, self.store, view.folder_id, message,
+                                              summaries.get(message.uid), items, view.flags_of(message.uid),
+                                              command.uid)
+                except fetch_mod.FetchError as exc:
+                    self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
+                    return
+                except StoreError:
+                    continue  # expunged meanwhile: RFC 3501 §7.4.1 lets the data be omitted
+                await self._write_fetch(msn, result)
+        await self._done(command, expunge_allowed=command.uid)
+
+    async def _write_fetch(self, msn: int, result: fetch_mod.FetchResult) -> None:
+        try:
+            chunks = enc.fetch_response(msn, result.items)
+            if result.streams:
+                await self.connection.write_chunks(chunks)  # file reads happen off the loop
+            else:
+                self.send(b"".join(chunks))
+        finally:
+            result.close()
+        await self.connection.drain()
+
+    async def do_store(self, command: cmd.Store) -> None:
+        view = self.view
+        if view.readonly:
+            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
+            return
+        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
+        mode = {"+": "add", "-": "remove", "": "replace"}[command.mode]
+        update = await self._call(self.store.set_flags, view.folder_id, uids, mode, command.flags,
+                                  command.unchangedsince)
+        for message in update.changed:
+            view.note_flags(message.uid, message.all_flags, message.modseq)
+        if not command.silent:
+            for uid in uids:
+                msn = view.msn_of(uid)
+                if msn is None or not view.live(uid):
+                    continue
+                self._send_flags(msn, uid if command.uid else None, view.flags_of(uid))
+        code = None
+        if update.failed:  # RFC 7162 §3.1.3
+            failed = update.failed if command.uid else [view.msn_of(u) for u in update.failed]
+            code = ("MODIFIED", SequenceSet.from_numbers(n for n in failed if n))
+        await self._done(command, code=code, expunge_allowed=command.uid)
+
+    async def _destination(self, command) -> object | None:
+        try:
+            return await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        except (NoSuchFolder, StoreError):
+            self.tagged(command.tag, "NO", "No such mailbox", "TRYCREATE")
+            return None
+
+    @staticmethod
+    def _copyuid(result):
+        """RFC 4315 §3 COPYUID: the two sets list the UIDs in corresponding order."""
+        if not result.pairs:
+            return None
+        sources = ",".join(str(source) for source, _ in result.pairs)
+        targets = ",".join(str(target) for _, target in result.pairs)
+        return ("COPYUID", result.uidvalidity, enc.Atom(sources), enc.Atom(targets))
+
+    async def do_copy(self, command: cmd.Copy) -> None:
+        view = self.view
+        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
+        dest = await self._destination(command)
+        if dest is None:
+            return
+        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        if usage.over:
+            self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
+            return
+        result = await self._call(self.store.copy, view.folder_id, uids, dest.id)
+        await self._done(command, code=self._copyuid(result), expunge_allowed=command.uid)
+
+    async def do_move(self, command: cmd.Move) -> None:
+        view = self.view
+        if view.readonly:
+            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
+            return
+        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
+        dest = await self._destination(command)
+        if dest is None:
+            return
+        if dest.id == view.folder_id:
+            self.tagged(command.tag, "NO", "Source and destination are the same mailbox", "CANNOT")
+            return
+        result = await self._call(self.store.move, view.folder_id, uids, dest.id)
+        code = self._copyuid(result)
+        if code:
+            # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            self.send(enc.untagged_status("OK", "Moved", code))
+        for msn in view.note_expunged([source for source, _ in result.pairs]):
+            self.send(enc.expunge(msn))
+        await self._done(command)

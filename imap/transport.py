@@ -1,0 +1,217 @@
+"""The IMAP transport: Twisted TCP and TLS listeners around `courriel.imap.session` (ring 2).
+
+Owns the sockets of the IMAP role: the STARTTLS listener (143) and the implicit-TLS
+listener (993), adopted from the sockets the role receives; TLS through pyOpenSSL from the
+data directory's certificate, TLS 1.2 minimum; STARTTLS; the 30-minute idle timeout; the
+per-address connection limit; and the streaming of large literals from blob files with
+flow control (the connection's push producer pauses the reading of the file while the
+peer is slow).
+
+The session is transport-agnostic asyncio code: it sees a `Connection` (write, stream a
+literal, start TLS, close). Twisted runs on the asyncio reactor installed by
+`courriel.imap.role`, so both share one loop. This module never imports
+`twisted.internet.reactor` at import time.
+
+Standards: RFC 3501 §6.2.1 and RFC 2595 §3.1 (STARTTLS: the TLS negotiation starts right
+after the tagged OK; plaintext pipelined after the command is discarded, never executed
+inside TLS — the command injection of CVE-2011-0411 and its IMAP siblings), RFC 8314 §3.3
+(implicit TLS on 993), RFC 3501 §5.4 (autologout timer of at least 30 minutes), RFC 9051
+§7.1 (BYE).
+Security: reads untrusted bytes from the network and hands them to the session's parser;
+limits per address; TLS versions below 1.2 refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+from OpenSSL import crypto
+from twisted.internet import protocol, ssl
+from twisted.internet.interfaces import IPushProducer
+from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+log = logging.getLogger("courriel.imap")
+
+IDLE_TIMEOUT = 30 * 60  # RFC 3501 §5.4: at least 30 minutes
+_HIGH_WATER = 256 * 1024
+
+
+def tls_options(cert_path: Path, key_path: Path) -> ssl.CertificateOptions:
+    """Server TLS settings from PEM files: TLS 1.2 minimum, the chain sent in full."""
+    pem = Path(cert_path).read_bytes()
+    blocks = [b"-----BEGIN CERTIFICATE-----" + part for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+    certificates = [crypto.load_certificate(crypto.FILETYPE_PEM, block) for block in blocks]
+    key = crypto.load_privatekey(crypto.FILETYPE_PEM, Path(key_path).read_bytes())
+    return ssl.CertificateOptions(privateKey=key, certificate=certificates[0], extraCertChain=certificates[1:],
+                                  raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+
+
+@implementer(IPushProducer)
+class IMAPConnection(protocol.Protocol, TimeoutMixin):
+    """One client connection: bytes in to the session, responses and literals out."""
+
+    def __init__(self, factory: IMAPFactory, implicit_tls: bool):
+        self.factory = factory
+        self.implicit_tls = implicit_tls
+        self.tls_active = implicit_tls
+        self.session = None
+        self.peer_ip = ""
+        self._paused = False
+        self._resumed: asyncio.Event | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ Twisted side
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peer_ip = getattr(peer, "host", "")
+        if not self.factory.admit(self.peer_ip):
+            self.transport.write(b"* BYE Too many connections from your address\r\n")
+            self._closed = True
+            self.transport.loseConnection()
+            return
+        self.factory.connections.add(self)
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.factory.idle_timeout)
+        self.session = self.factory.session_factory(self)
+        self.session.start()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        if self.session is not None and not self._closed:
+            self.session.data_received(data)
+
+    def timeoutConnection(self) -> None:
+        # RFC 3501 §5.4 autologout: a BYE, then close.
+        self.write(b"* BYE Autologout; idle for too long\r\n")
+        self.close()
+
+    def connectionLost(self, reason=None) -> None:
+        self.setTimeout(None)
+        self._closed = True
+        if self._resumed is not None:
+            self._resumed.set()
+        if self in self.factory.connections:
+            self.factory.connections.discard(self)
+            self.factory.release(self.peer_ip)
+        if self.session is not None:
+            self.session.connection_lost()
+            self.session = None
+
+    # IPushProducer: Twisted pauses us when its write buffer is full.
+    def pauseProducing(self) -> None:
+        self._paused = True
+        if self._resumed is not None:
+            self._resumed.clear()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._resumed is not None:
+            self._resumed.set()
+
+    def stopProducing(self) -> None:
+        self._closed = True
+        if self._resumed is not None:
+            self._resumed.set()
+
+    # ------------------------------------------------------------------ what the session uses
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes) -> None:
+        if not self._closed and data:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the peer is slow (the transport paused us)."""
+        if self._paused and not self._closed:
+            if self._resumed is None:
+                self._resumed = asyncio.Event()
+            self._resumed.clear()
+            await self._resumed.wait()
+
+    async def write_chunks(self, chunks) -> None:
+        """Write a response produced in pieces (a FETCH with literals read from blob files):
+        each piece is produced in a thread, one in flight, paused while the peer does not read."""
+        iterator = iter(chunks)
+        sentinel = object()
+        try:
+            while not self._closed:
+                chunk = await asyncio.to_thread(next, iterator, sentinel)
+                if chunk is sentinel:
+                    return
+                self.write(chunk)
+                await self.drain()
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def pause_reading(self) -> None:
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is not None and not self._closed:
+            pause()
+
+    def resume_reading(self) -> None:
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None and not self._closed:
+            resume()
+
+    def start_tls(self) -> None:
+        """Switch to TLS now; the tagged OK was written just before (RFC 3501 §6.2.1)."""
+        self.transport.startTLS(self.factory.tls)
+        self.tls_active = True
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.loseConnection()
+
+
+class IMAPFactory(protocol.Factory):
+    """Connections of one listener; `session_factory(connection)` makes the session."""
+
+    def __init__(self, session_factory, tls: ssl.CertificateOptions | None, implicit_tls: bool,
+                 max_per_ip: int = 100, idle_timeout: float = IDLE_TIMEOUT, counts: dict | None = None):
+        self.session_factory = session_factory
+        self.tls = tls
+        self.implicit_tls = implicit_tls
+        self.max_per_ip = max_per_ip
+        self.idle_timeout = idle_timeout
+        self.counts = counts if counts is not None else {}  # shared by the listeners of a process
+        self.connections: set[IMAPConnection] = set()
+
+    def buildProtocol(self, addr) -> IMAPConnection:
+        connection = IMAPConnection(self, self.implicit_tls)
+        connection.factory = self
+        return connection
+
+    def admit(self, ip: str) -> bool:
+        if self.max_per_ip and self.counts.get(ip, 0) >= self.max_per_ip:
+            return False
+        self.counts[ip] = self.counts.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self.counts.get(ip, 0) - 1
+        if left > 0:
+            self.counts[ip] = left
+        else:
+            self.counts.pop(ip, None)
+
+
+def listen(reactor, sock: socket.socket, factory: IMAPFactory):
+    """Serve `factory` on an already listening socket (from the supervisor or systemd);
+    the implicit-TLS listener wraps every connection in TLS first (RFC 8314)."""
+    wrapped = TLSMemoryBIOFactory(factory.tls, False, factory) if factory.implicit_tls else factory
+    sock.setblocking(False)
+    port = reactor.adoptStreamPort(sock.fileno(), sock.family, wrapped)
+    sock.close()  # the reactor holds its own duplicate of the descriptor
+    return port

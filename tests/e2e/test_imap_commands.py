@@ -1,0 +1,232 @@
+"""IMAP commands over a real socket to the IMAP role process, with imaplib and imapclient.
+
+Each test is a transcript of one command family, error paths and wrong-state commands
+included, asserted on the server's answers and on the store.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+
+import pytest
+from imap_server import imap_server  # noqa: F401
+from imapclient import IMAPClient
+from store_fixtures import sample_message
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(imap_server):  # noqa: F811
+    imap_server.clear()
+    return imap_server
+
+
+def raw_session(server, lines: list[bytes], expect_tag: bytes, port: int | None = None) -> bytes:
+    """Send raw lines, read until the tagged answer `expect_tag` arrives (bounded)."""
+    with socket.create_connection(("127.0.0.1", port or server.imap_port), timeout=10) as sock:
+        received = sock.recv(4096)
+        sock.sendall(b"".join(lines))
+        for _ in range(200):
+            if re.search(rb"(^|\r\n)" + re.escape(expect_tag) + rb" (OK|NO|BAD)[^\r\n]*\r\n", received):
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_capability_greeting_and_wrong_state(server):
+    client = server.client()
+    caps = client.capabilities
+    assert "IMAP4REV1" in caps and "STARTTLS" in caps and "IDLE" in caps and "UIDPLUS" in caps
+    # --dev allows plaintext auth: AUTH=PLAIN offered, no LOGINDISABLED.
+    assert "AUTH=PLAIN" in caps and "LOGINDISABLED" not in caps
+    with pytest.raises(imaplib.IMAP4.error):
+        client._simple_command("SELECT", "INBOX")  # not authenticated yet
+    typ, _ = client.noop()
+    assert typ == "OK"
+    with pytest.raises(imaplib.IMAP4.error):
+        client.login(server.address, "wrong password")
+    client.login(server.address, server.password)
+    with pytest.raises(imaplib.IMAP4.error):
+        client._simple_command("FETCH", "1", "(FLAGS)")  # not selected
+    assert client.logout()[0] == "BYE"
+
+
+def test_bad_syntax_and_unknown_command(server):
+    answer = raw_session(server, [b"a1 FROB\r\n", b"a2 LOGIN\r\n", b"a3 NOOP\r\n"], b"a3")
+    assert re.search(rb"a1 BAD", answer) and re.search(rb"a2 BAD", answer) and b"a3 OK" in answer
+
+
+def test_authenticate_plain_with_initial_response(server):
+    import base64
+
+    token = base64.b64encode(f"\0{server.address}\0{server.password}".encode())
+    answer = raw_session(server, [b"a1 AUTHENTICATE PLAIN " + token + b"\r\n", b"a2 SELECT INBOX\r\n"], b"a2")
+    assert b"a1 OK" in answer and b"a2 OK [READ-WRITE]" in answer
+    bad = base64.b64encode(f"\0{server.address}\0nope".encode())
+    answer = raw_session(server, [b"b1 AUTHENTICATE PLAIN " + bad + b"\r\n"], b"b1")
+    assert b"b1 NO [AUTHENTICATIONFAILED]" in answer
+
+
+def test_select_examine_status_and_folders(server):
+    server.store.deliver(server.mailbox_id, sample_message(1))
+    with IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=10) as client:
+        client.login(server.address, server.password)
+        info = client.select_folder("INBOX")
+        assert info[b"EXISTS"] == 1 and info[b"UIDNEXT"] >= 2 and info[b"UIDVALIDITY"] > 0
+        assert b"\\*" in info[b"PERMANENTFLAGS"] and info[b"HIGHESTMODSEQ"] >= 1
+        names = {name for _flags, _delim, name in client.list_folders()}
+        assert {"INBOX", "Sent", "Drafts", "Trash", "Spam"} <= names
+        special = {name: flags for flags, _d, name in client.list_folders()}
+        assert b"\\Trash" in special["Trash"]
+        client.create_folder("Projects/Été")
+        assert ("Projects/Été") in {n for _f, _d, n in client.list_folders("Projects", "*")}
+        raw = raw_session(server, [f"a1 LOGIN {server.address} \"{server.password}\"\r\n".encode(),
+                                   b'a2 LIST "" "Projects/*"\r\n'], b"a2")
+        assert b' Projects/&AMk-t&AOk-\r\n' in raw  # modified UTF-7 on the wire
+        with pytest.raises(IMAPClient.Error):
+            client.create_folder("Projects/Été")
+        with pytest.raises(IMAPClient.Error):
+            client.delete_folder("Trash")  # a default folder
+        with pytest.raises(IMAPClient.Error):
+            client.rename_folder("Sent", "Sent2")
+        client.rename_folder("Projects/Été", "Projects/Summer")
+        status = client.folder_status("Projects/Summer", ["MESSAGES", "UIDNEXT", "UNSEEN"])
+        assert status[b"MESSAGES"] == 0
+        client.unsubscribe_folder("Projects/Summer")
+        assert "Projects/Summer" not in {n for _f, _d, n in client.list_sub_folders()}
+        client.delete_folder("Projects/Summer")
+        with pytest.raises(IMAPClient.Error):
+            client.select_folder("Nowhere")
+        info = client.select_folder("INBOX", readonly=True)
+        with pytest.raises(IMAPClient.Error):
+            client.add_flags([1], [b"\\Seen"])  # read-only
+        assert client.namespace().personal[0][1] == "/"
+        assert (b"name", b"Courriel") in client.id_({"name": "test"})
+
+
+def test_append_fetch_store_search_copy_move_expunge(server):
+    with IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=10) as client:
+        client.login(server.address, server.password)
+        response = client.append("INBOX", sample_message(1, subject="Quarterly report",
+                                                         body=b"numbers inside\r\n"), flags=[b"Work"])
+        assert b"APPENDUID" in response
+        client.append("INBOX", sample_message(2, subject="lunch"))
+        with pytest.raises(IMAPClient.Error) as error:
+            client.append("Missing", sample_message(3))
+        assert "TRYCREATE" in str(error.value)
+        client.select_folder("INBOX")
+        uids = client.search(["ALL"])
+        assert len(uids) == 2
+        assert client.search(["SUBJECT", "quarterly"]) == [uids[0]]
+        assert client.search(["BODY", "numbers"]) == [uids[0]]
+        assert client.search(["KEYWORD", "Work"]) == [uids[0]]
+        data = client.fetch(uids[:1], ["ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE", "FLAGS",
+                                       "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        entry = data[uids[0]]
+        assert entry[b"ENVELOPE"].subject == b"Quarterly report"
+        assert entry[b"BODY[HEADER.FIELDS (SUBJECT)]"] == b"Subject: Quarterly report\r\n\r\n"
+        assert b"\\Seen" not in entry[b"FLAGS"]
+        body = client.fetch(uids[:1], ["BODY[TEXT]"])[uids[0]][b"BODY[TEXT]"]
+        assert body == b"numbers inside\r\n"
+        assert b"\\Seen" in client.get_flags(uids[:1])[uids[0]]  # BODY[] sets \Seen
+        partial = client.fetch(uids[:1], ["BODY.PEEK[]<0.4>"])[uids[0]]
+        assert partial[b"BODY[]<0>"] == b"From"
+        client.add_flags(uids[1:], [b"\\Flagged", b"custom"])
+        assert set(client.get_flags(uids[1:])[uids[1]]) - {b"\\Recent"} == {b"\\Flagged", b"custom"}
+        assert client.search(["FLAGGED"]) == [uids[1]]
+        client.copy(uids[:1], "Trash")
+        client.move(uids[1:], "Drafts")
+        assert client.search(["ALL"]) == [uids[0]]
+        client.add_flags(uids[:1], [b"\\Deleted"])
+        assert client.expunge() is not None
+        assert client.search(["ALL"]) == []
+        assert client.folder_status("Trash", ["MESSAGES"])[b"MESSAGES"] == 1
+        assert client.folder_status("Drafts", ["MESSAGES"])[b"MESSAGES"] == 1
+        client.select_folder("Drafts")
+        moved = client.search(["ALL"])
+        client.uid_expunge(moved) if hasattr(client, "uid_expunge") else None
+        client.unselect_folder()
+    drafts = server.store.get_folder(server.mailbox_id, "Drafts")
+    assert len(server.store.list_messages(drafts.id)) == 1
+
+
+def test_uid_commands_and_sequence_errors(server):
+    for n in range(3):
+        server.store.deliver(server.mailbox_id, sample_message(n))
+    client = server.login()
+    client.select("INBOX")
+    typ, data = client.uid("SEARCH", "ALL")
+    uids = data[0].split()
+    assert typ == "OK" and len(uids) == 3
+    typ, data = client.uid("FETCH", f"{uids[0].decode()}:*", "(UID FLAGS)")
+    assert typ == "OK" and len([d for d in data if d]) == 3
+    typ, data = client.uid("COPY", uids[1].decode(), "Trash")
+    assert typ == "OK"
+    _name, [copyuid] = client.response("COPYUID")
+    assert re.fullmatch(rb"\d+ %s \d+" % uids[1], copyuid)
+    typ, data = client.uid("STORE", uids[0].decode(), "+FLAGS.SILENT", "(\\Deleted)")
+    assert typ == "OK" and data == [None]
+    typ, data = client.uid("EXPUNGE", uids[0].decode())
+    assert typ == "OK"
+    with pytest.raises(imaplib.IMAP4.error):
+        client.fetch("99", "(FLAGS)")  # no such message number
+    typ, _ = client.close()
+    assert typ == "OK"
+    client.logout()
+
+
+def test_implicit_tls_and_starttls(server):
+    with imaplib.IMAP4_SSL("127.0.0.1", server.imaps_port, ssl_context=server.tls_context(), timeout=10) as client:
+        assert "STARTTLS" not in client.capabilities
+        client.login(server.address, server.password)
+        assert client.select("INBOX")[0] == "OK"
+    client = server.client()
+    client.starttls(ssl_context=server.tls_context())
+    assert "STARTTLS" not in client.capabilities
+    client.login(server.address, server.password)
+    client.logout()
+
+
+def test_starttls_discards_pipelined_plaintext(server):
+    """RFC 3501 §6.2.1: a command pipelined in plaintext after STARTTLS is never executed."""
+    with socket.create_connection(("127.0.0.1", server.imap_port), timeout=10) as raw:
+        raw.recv(4096)
+        raw.sendall(b"a1 STARTTLS\r\na2 CREATE Injected\r\n")
+        answer = b""
+        for _ in range(50):
+            answer += raw.recv(4096)
+            if b"\r\n" in answer:
+                break
+        assert answer.startswith(b"a1 OK")
+        with server.tls_context().wrap_socket(raw) as tls:
+            tls.sendall(b"b1 NOOP\r\n")
+            reply = b""
+            for _ in range(50):
+                reply += tls.recv(4096)
+                if b"b1 " in reply:
+                    break
+            assert b"a2" not in reply and b"b1 OK" in reply
+    names = {f.name for f in server.store.list_folders(server.mailbox_id)}
+    assert "Injected" not in names
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tls_refuses_old_versions(server):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    except ValueError:
+        pytest.skip("this OpenSSL cannot offer TLS 1.1")
+    with socket.create_connection(("127.0.0.1", server.imaps_port), timeout=10) as raw, \
+            pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw).recv(10)
