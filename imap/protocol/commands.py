@@ -75,7 +75,7 @@ class Authenticate(Command):
     b"" for "=". Further client responses arrive as `AuthenticateResponse` events."""
 
     mechanism: str = ""
-    initial_response: bytes | None = None
+    initial_response: bytes | None = field(default=None, repr=False)  # credentials: never in logs
     name: ClassVar[str] = "AUTHENTICATE"
 
 

@@ -13,24 +13,27 @@ Use (the session/transport):
         ...  # Command -> do_<command>; ContinuationRequest -> send "+ Ready"; CommandError -> answer it
 
 `next_event` returns one event at a time so the session can switch modes between commands:
-after an `Authenticate` it sends a challenge and calls `expect_authenticate_response(tag)`
-(lines then arrive as `AuthenticateResponse`) and `expect_command()` when the exchange ends;
-after `Idle` it sends "+ idling" and calls `expect_idle_done(tag)` (the DONE line arrives as
-`IdleDone` and the parser is back in command mode). After STARTTLS the session calls
-`discard_buffered()` before starting TLS: bytes pipelined in plaintext after STARTTLS must not
-be executed inside TLS (RFC 3501 §6.2.1, the STARTTLS command-injection attack). `feed(data)`
-= receive + every event at once, for callers that never switch modes (tests). After
-ENABLE UTF8=ACCEPT set `parser.utf8 = True` (mailbox names are then UTF-8, RFC 6855 §3).
+- after a successful login it sets `parser.authenticated = True` (APPEND literals may then
+  reach `max_message_size`; before, every literal is held to `max_literal`);
+- after an `Authenticate` it sends a challenge and calls `expect_authenticate_response(tag)`
+  (lines then arrive as `AuthenticateResponse`) and `expect_command()` when the exchange ends;
+- after `Idle` it sends "+ idling" and calls `expect_idle_done(tag)` (the DONE line arrives as
+  `IdleDone` and the parser is back in command mode);
+- after STARTTLS it calls `discard_buffered()` before starting TLS: bytes pipelined in
+  plaintext after STARTTLS must not be executed inside TLS (RFC 3501 §6.2.1, the STARTTLS
+  command-injection attack);
+- after ENABLE UTF8=ACCEPT it sets `parser.utf8 = True` (names are UTF-8, RFC 6855 §3).
+`feed(data)` = receive + every event at once, for callers that never switch modes (tests).
 
-Limits and resynchronisation: a line longer than `max_line` → BAD [TOOBIG], the rest of the
-line (and of the command) is skipped; a literal larger than allowed → NO [TOOBIG] for APPEND
-(RFC 7889 APPENDLIMIT), BAD [TOOBIG] otherwise; before a synchronising literal the server
-never sends "+" for a refused literal, so the client abandons the command (RFC 3501 §7.5);
-a non-synchronising literal that is refused is read and discarded (RFC 7888 §4) and the rest
-of the command skipped (a refused one over `max_discard` gives `close=True`: the session answers,
-then closes the connection). Too many literals or too much nesting → BAD [LIMIT]. Each error is a
-`CommandError` naming the tag, status and response code; parsing then continues with the
-next command.
+Limits and resynchronisation: a line longer than `max_line` (or a command whose lines together
+are, literal data not counted) → BAD [TOOBIG], the rest of the line (and of the command) is
+skipped; a literal larger than allowed → NO [TOOBIG] for APPEND (RFC 7889 APPENDLIMIT),
+BAD [TOOBIG] otherwise. The server never sends "+" for a refused synchronising literal, so
+the client abandons the command (RFC 3501 §7.5); a refused non-synchronising literal is read
+and discarded (RFC 7888 §4) and the rest of the command skipped (one over `max_discard` gives
+`close=True`: the session answers, then closes the connection). Too many literals or too
+much nesting → BAD [LIMIT]. Each error is a `CommandError` naming the tag, status and response
+code; parsing then continues with the next command.
 
 Standards: RFC 3501 §2.2 (commands are lines ending in CRLF, literals), §4.3 (literal
 `{n}` CRLF data), §7.5 (command continuation request), RFC 9051 §2.2, §4.3, §7.5, RFC 7888
@@ -81,9 +84,12 @@ COMMAND, AUTHENTICATE, IDLE = "command", "authenticate", "idle"
 class Parser:
     """See the module docstring. Not thread-safe: one per connection."""
 
-    def __init__(self, limits: Limits | None = None, *, utf8: bool = False):
+    def __init__(self, limits: Limits | None = None, *, utf8: bool = False, authenticated: bool = False):
         self.limits = limits or Limits()
         self.utf8 = utf8
+        # Before login every literal, APPEND's too, is held to `max_literal`: an unauthenticated
+        # client cannot make the server buffer a message. The session sets this after LOGIN/AUTHENTICATE.
+        self.authenticated = authenticated
         self.mode = COMMAND
         self._mode_tag = "*"
         self._buffer = bytearray()
@@ -243,6 +249,9 @@ class Parser:
             if not line.strip():
                 return None  # RFC leniency: an empty line between commands is ignored
             self._identify(line)
+        if len(self._text) + len(line) > self.limits.max_line:  # the command without its literal data
+            self._discarding = True
+            return self._discarded_line(line, self._abort("BAD", "command line too long", "TOOBIG"))
         header = _LITERAL_HEADER.search(line)
         if header is None:
             self._text += line
@@ -274,7 +283,7 @@ class Parser:
             return self._abort("BAD", f"unknown command {(name or '')[:40]}".strip())
         if len(self._literals) >= self.limits.max_literals:
             return self._abort("BAD", "too many literals in one command", "LIMIT")
-        if name == "APPEND":
+        if name == "APPEND" and self.authenticated:
             if size > self.limits.max_message_size:
                 return self._abort("NO", "message too large", "TOOBIG")  # RFC 7889 §4
         elif size > self.limits.max_literal:

@@ -72,7 +72,7 @@ def test_status_responses():
 
 
 def test_error_events_encode():
-    error = Parser().feed(b"a1 APPEND INBOX {999999999999}\r\n")[0]
+    error = Parser(authenticated=True).feed(b"a1 APPEND INBOX {999999999999}\r\n")[0]
     assert e.tagged(error.tag, error.status, error.text, error.code) == b"a1 NO [TOOBIG] message too large\r\n"
 
 

@@ -192,7 +192,7 @@ ERRORS = [
 
 
 def feed_all(chunks, limits=None):
-    parser = Parser(limits)
+    parser = Parser(limits, authenticated=True)
     events = []
     for chunk in chunks:
         events += parser.feed(chunk)
@@ -302,7 +302,7 @@ def test_overlong_line_ending_in_non_sync_literal_skips_the_literal():
 
 
 def test_too_large_sync_literal_in_append_is_no_toobig_without_continuation():
-    parser = Parser(Limits(max_message_size=100))
+    parser = Parser(Limits(max_message_size=100), authenticated=True)
     events = parser.feed(b"a1 APPEND INBOX {101}\r\n")
     assert events == [c.CommandError("a1", "NO", "message too large", "TOOBIG", "APPEND")]
     # the client never got "+", so it sends its next command, not the literal
@@ -310,18 +310,33 @@ def test_too_large_sync_literal_in_append_is_no_toobig_without_continuation():
 
 
 def test_too_large_non_sync_literal_is_read_and_discarded():
-    parser = Parser(Limits(max_message_size=100))
+    parser = Parser(Limits(max_message_size=100), authenticated=True)
     events = parser.feed(b"a1 APPEND INBOX {200+}\r\n" + b"x" * 150)
     assert events == [c.CommandError("a1", "NO", "message too large", "TOOBIG", "APPEND")]
     assert parser.feed(b"y" * 50 + b" {3+}\r\nabc\r\na2 NOOP\r\n") == [c.Noop("a2")]
 
 
 def test_huge_refused_non_sync_literal_asks_to_close():
-    parser = Parser(Limits(max_message_size=100, max_discard=1000))
+    parser = Parser(Limits(max_message_size=100, max_discard=1000), authenticated=True)
     events = parser.feed(b"a1 APPEND INBOX {1001+}\r\n")
     assert len(events) == 1 and events[0].close and (events[0].status, events[0].code) == ("NO", "TOOBIG")
     events = Parser(Limits(max_line=20, max_discard=1000)).feed(b"a1 LOGIN " + b"x" * 30 + b" {5000+}\r\n")
     assert [(e.close, e.code) for e in events] == [(True, "TOOBIG")]
+
+
+def test_append_before_login_is_held_to_the_small_literal_limit():
+    parser = Parser(Limits(max_literal=10, max_message_size=1000))
+    events = parser.feed(b"a1 APPEND INBOX {11}\r\n")
+    assert len(events) == 1 and (events[0].status, events[0].code) == ("BAD", "TOOBIG")
+    parser.authenticated = True
+    assert parser.feed(b"a2 APPEND INBOX {11}\r\n") == [c.ContinuationRequest("a2", 11)]
+
+
+def test_command_text_across_literals_is_bounded():
+    parser = Parser(Limits(max_line=40))
+    events = parser.feed(b"a1 SEARCH TEXT {1+}\r\nx" + b" TEXT {1+}\r\nx" * 5 + b"\r\na2 NOOP\r\n")
+    assert [type(e) for e in events] == [c.CommandError, c.Noop]
+    assert events[0].code == "TOOBIG"
 
 
 def test_literal_outside_append_has_its_own_limit():
