@@ -154,4 +154,7 @@ def imap_server(tmp_path_factory):
     finally:
         served.stop()
         db.dispose()
+        log = served.log()
         shutil.rmtree(root, ignore_errors=True)
+    # An exception inside a session is answered with BYE; the tests must not hide one.
+    assert "Traceback" not in log, log
