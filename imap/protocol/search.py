@@ -37,16 +37,21 @@ _DATE = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 _SIZE = frozenset({"LARGER", "SMALLER"})
 _INTERVAL = frozenset({"OLDER", "YOUNGER"})
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+_MIME_CODECS = frozenset({"utf-8", "ascii", "latin-1", "utf-16", "utf-7", "koi8-r", "koi8-u", "iso2022_jp", "shift_jis",
+                          "euc_jp", "gb2312", "gbk", "gb18030", "big5", "euc_kr", "cp1252", "mac-roman"})
 
 
 def parse_charset(cursor: Cursor) -> str:
     """The CHARSET argument, upper-cased; an unknown charset is NO [BADCHARSET] (RFC 3501 §6.4.4)."""
     name = cursor.text_string(cursor.astring()).upper()
     try:
-        codecs.lookup(name)
+        codec = codecs.lookup(name).name
     except LookupError:
+        codec = ""
+    # Only text charsets of MIME: Python also knows codecs such as rot13, base64 or zlib.
+    if codec not in _MIME_CODECS and not codec.startswith(("iso8859-", "cp125")):
         raise GrammarError(f"unsupported charset {name[:40]}", "NO",
-                           "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")") from None
+                           "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")")
     return name
 
 
@@ -69,7 +74,7 @@ class _Criteria:
         raw = self.cursor.astring()
         try:
             return raw.decode(self.charset)
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise GrammarError(f"search string is not valid {self.charset}") from None
 
     def date(self):

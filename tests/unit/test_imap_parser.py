@@ -91,6 +91,7 @@ GRAMMAR = [
     (b"a SEARCH RETURN (MIN MAX COUNT) UNSEEN", c.Search("a", ("UNSEEN",), None, ("MIN", "MAX", "COUNT"))),
     (b"a UID SEARCH RETURN () ALL", c.Search("a", ("ALL",), None, ("ALL",), uid=True)),
     (b"a SEARCH RETURN (SAVE) CHARSET us-ascii DELETED", c.Search("a", ("DELETED",), "US-ASCII", ("SAVE",))),
+    (b"a SEARCH CHARSET ISO-8859-1 SUBJECT {4}\r\ncaf\xe9", c.Search("a", ("SUBJECT", "caf\xe9"), "ISO-8859-1")),
     (b"a SEARCH $", c.Search("a", ("SEQ", SequenceSet(saved=True)))),
     (b"a UID SEARCH UID $ SEEN", c.Search("a", ("AND", (("UID", SequenceSet(saved=True)), ("SEEN",))), uid=True)),
     (b"a SEARCH MODSEQ 620162338", c.Search("a", ("MODSEQ", 620162338))),
@@ -178,6 +179,9 @@ ERRORS = [
     (b"a SEARCH RETURN (BOGUS) ALL", "BAD", None),
     (b"a SEARCH CHARSET X-NO-SUCH-CHARSET ALL", "NO", "BADCHARSET (UTF-8 US-ASCII)"),
     (b"a SEARCH CHARSET UTF-8 SUBJECT {2}\r\n\xc3\x28", "BAD", None),
+    (b"a SEARCH CHARSET rot13 ALL", "NO", "BADCHARSET (UTF-8 US-ASCII)"),  # a codec, not a charset
+    (b"a SEARCH CHARSET base64 SUBJECT eA==", "NO", "BADCHARSET (UTF-8 US-ASCII)"),
+    (b"a SEARCH CHARSET utf-16 SUBJECT {1}\r\n\xff", "BAD", None),
     (b"a SORT (REVERSE) UTF-8 ALL", "BAD", None),
     (b"a APPEND INBOX", "BAD", None),
     (b'a APPEND INBOX "99-Jul-2024 10:00:00 +0200" {1+}\r\nx', "BAD", None),
@@ -434,3 +438,29 @@ def test_utf8_accept_mailbox_names_are_raw_utf8():
     parser = Parser(utf8=True)
     assert parser.feed('a SELECT "Données"\r\n'.encode()) == [c.Select("a", "Données")]
     assert Parser().feed('a SELECT "Données"\r\n'.encode())[0].status == "BAD"
+
+
+def test_whole_grammar_table_pipelined_byte_by_byte():
+    stream = b"".join(raw + b"\r\n" for raw, _ in GRAMMAR)
+    expected = [command for _, command in GRAMMAR]
+
+    def commands(events):
+        return [e for e in events if not isinstance(e, c.ContinuationRequest)]
+
+    assert commands(feed_all([stream])) == expected
+    assert commands(feed_all([stream[i:i + 1] for i in range(len(stream))])) == expected
+    assert commands(feed_all([stream[i:i + 7] for i in range(0, len(stream), 7)])) == expected
+
+
+def test_large_literal_and_many_pipelined_commands_stay_linear():
+    import time
+
+    body = b"x" * (8 * 1024 * 1024)
+    stream = b"a1 APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n" + b"n NOOP\r\n" * 20000
+    parser = Parser(authenticated=True)
+    started = time.monotonic()
+    events = []
+    for offset in range(0, len(stream), 4096):
+        events += parser.feed(stream[offset:offset + 4096])
+    assert time.monotonic() - started < 5
+    assert len(events) == 20001 and events[0].messages[0].message == body
