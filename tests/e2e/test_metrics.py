@@ -156,3 +156,29 @@ def test_scrape_time_queue_gauges_and_single_process_counters(config, tmp_path):
     assert moved("courriel_imap_commands_total", command="UID FETCH", status="ok") == 1
     assert moved("courriel_imap_command_duration_seconds_bucket", command="UID FETCH", le="0.005") == 1
     assert moved("courriel_imap_command_duration_seconds_bucket", command="UID FETCH", le="0.001") == 0
+
+
+def test_alert_rules_and_dashboard_use_only_exported_metric_names(config, db):
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    exposition = metrics.Exporter(config, db, environ={}).render()[0].decode()
+    exported = {name for name, _labels in samples(exposition)}
+    # Families with no sample yet still declare their names in HELP lines.
+    exported |= set(re.findall(r"^# HELP (\S+)", exposition, re.MULTILINE))
+    exported |= {name + suffix for name in list(exported) for suffix in ("_total", "_bucket", "_sum", "_count")}
+
+    rules = yaml.safe_load((root / "contrib" / "prometheus" / "alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {"CourrielQueueGrowing", "CourrielDeferredMailOld", "CourrielDnsCheckFailing",
+            "CourrielCertificateExpiring", "CourrielAuthFailureSpike"} <= names
+    dashboard = json.loads((root / "contrib" / "grafana" / "courriel.json").read_text())
+    expressions += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\bcourriel_[a-z_]+", expr)}
+    assert used and used <= exported, used - exported
+    assert "courriel_queue_oldest_message_age_seconds" in used and "courriel_dns_check_ok" in used
