@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import smtplib
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -288,6 +290,20 @@ class SmtpWorld(Registry):
         return blobs.path_of(blobs.lookup(entry.blob_id).path).read_bytes()
 
 
+_MIGRATED_TEMPLATE: list[Path] = []
+
+
+def migrated_sqlite(target: Path) -> None:
+    """A migrated SQLite database at `target`: a copy of one migrated once per test session."""
+    if not _MIGRATED_TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="courriel-smtp-schema-")) / "courriel.db"
+        database = Database(f"sqlite:///{template}")
+        schema.upgrade(database)
+        database.dispose()  # the last connection checkpoints the WAL into the main file
+        _MIGRATED_TEMPLATE.append(template)
+    shutil.copyfile(_MIGRATED_TEMPLATE[0], target)
+
+
 @contextlib.contextmanager
 def make_smtp_world(data_dir: Path, db_url: str, monkeypatch, settings: dict[str, str] | None = None,
                     limits: SessionLimits | None = None, hosts: dict[str, str] | None = None,
@@ -297,8 +313,13 @@ def make_smtp_world(data_dir: Path, db_url: str, monkeypatch, settings: dict[str
             monkeypatch.setenv(name, value)
         prepare_data_dir(data_dir)
         config = config_mod.load(data_dir, dev=True)
+        sqlite_file = data_dir / "courriel.db"
+        copied = db_url == f"sqlite:///{sqlite_file}" and not sqlite_file.exists()
+        if copied:
+            migrated_sqlite(sqlite_file)
         db = Database(config.database_url)
-        schema.upgrade(db)
+        if not copied:
+            schema.upgrade(db)
         world = SmtpWorld(config, db, dns)
         try:
             world.start(limits, hosts)
