@@ -162,6 +162,10 @@ class Parser:
         self._buffer.clear()
         self._scan = 0
         self._reset_command()
+        self._discarding = self._discard_line = False
+        self._discard_tail = b""
+        self._skip_literal = self._literal_remaining = 0
+        self._literal_data = bytearray()
         return count
 
     @property

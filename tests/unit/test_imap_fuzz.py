@@ -110,3 +110,27 @@ def test_parse_command_raises_only_grammar_errors(line):
         assert exc.status in ("BAD", "NO")
     else:
         assert isinstance(command, c.Command) and command.name in c.COMMANDS
+
+
+TOKENS = [*(name.encode() for name in c.COMMANDS), b"UID", b"RETURN", b"CHARSET", b"UTF-8", b"rot13", b"utf-16",
+          b"NIL", b"OR", b"NOT", b"HEADER", b"SINCE", b"1-Feb-2020", b"99-Foo-2020", b"MODSEQ", b"ALL", b"MIN",
+          b"SAVE", b"BODY[]", b"BODY.PEEK[1.MIME]", b"BINARY[1]<0.5>", b"BODY[HEADER.FIELDS", b"FLAGS", b"+FLAGS",
+          b"\\Seen", b"(", b")", b"((", b"))", b"[", b"]", b"<1.2>", b"1", b"0", b"*", b"$", b"1:*", b"4294967296",
+          b"18446744073709551616", b'""', b'"a\\"b"', b'"\xc3\xa9"', b"&ZeVnLIqe-", b"&Jjo", b"INBOX",
+          b"{3+}\r\nabc", b"~{2+}\r\n\0\0", b"{0+}\r\n", b"CONDSTORE", b"QRESYNC", b"(CHANGEDSINCE 5 VANISHED)",
+          b"(UNCHANGEDSINCE 1)", b"USE", b"(\\Drafts)", b"STATUS", b"(MESSAGES)", b"SUBSCRIBED", b"REVERSE",
+          b"DATE", b"REFERENCES", b"=", b"AHVzZXIAcGFzcw==", b'"05-Jul-2024 10:00:00 +9999"']
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(TOKENS), max_size=12), st.sampled_from([b" ", b""]))
+def test_token_soup(tokens, joiner):
+    data = b"t1 " + (b" " + joiner).join(tokens) + b"\r\n"
+    parser = Parser(LIMITS, authenticated=True)
+    events = parser.feed(data)
+    assert events
+    assert isinstance(events[-1], c.Command | c.CommandError | c.ContinuationRequest)
+    for event in events:
+        if isinstance(event, c.Search | c.Sort | c.Thread):
+            resolve(event.key, 3, 30)
+    assert recovers(parser, events)
