@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import logging
 import secrets
 
@@ -40,7 +41,7 @@ from courriel import registry
 from courriel.blobs import BlobStore
 from courriel.config import Config
 from courriel.db import Database
-from courriel.dns.resolver import Resolver
+from courriel.dns.resolver import DnsError, Resolver
 from courriel.models import Domain
 from courriel.queue import spool
 from courriel.smtp import authentication, policy, received, replies
@@ -52,6 +53,7 @@ from courriel.store import Store
 log = logging.getLogger("courriel.smtp")
 
 QUARANTINE_FOLDER = "Spam"
+REVERSE_LOOKUP_SECONDS = 5.0
 
 
 class SmtpHandler:
@@ -80,6 +82,22 @@ class SmtpHandler:
 
     def trusted(self, server) -> bool:
         return policy.is_trusted(server.client_ip, self.trusted_networks)
+
+    async def verified_name(self, client_ip: str | None) -> str | None:
+        """The client's forward-confirmed reverse DNS name (PTR, then A/AAAA back to the address),
+        for the Received field (RFC 5321 §4.4 TCP-info); None when there is none or DNS fails."""
+        try:
+            address = ipaddress.ip_address(client_ip or "")
+            names = await asyncio.wait_for(self.resolver.ptr_async(str(address)), REVERSE_LOOKUP_SECONDS)
+            for name in names[:3]:
+                name = name.rstrip(".")
+                lookup = self.resolver.aaaa_async if address.version == 6 else self.resolver.a_async
+                found = await asyncio.wait_for(lookup(name), REVERSE_LOOKUP_SECONDS)
+                if any(ipaddress.ip_address(a) == address for a in found):
+                    return name
+        except (DnsError, TimeoutError, ValueError):
+            return None
+        return None
 
     # ------------------------------------------------------------------ AUTH
 
@@ -187,7 +205,8 @@ class SmtpHandler:
         protocol = received.protocol_name(extended=bool(session.extended_smtp), tls=tls_version is not None,
                                           authenticated=account is not None, smtputf8=mail.smtputf8)
         trace = received.received_field(
-            helo=session.host_name or "", client_ip=server.client_ip or "unknown", client_name=None,
+            helo=session.host_name or "", client_ip=server.client_ip or "unknown",
+            client_name=await self.verified_name(server.client_ip),
             by_host=self.hostname, protocol=protocol, tls_version=tls_version, tls_cipher=tls_cipher,
             recipient=envelope.recipients[0].address if len(envelope.recipients) == 1 else None,
             queue_id=None, now=now)

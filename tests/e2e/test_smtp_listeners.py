@@ -75,7 +75,8 @@ def test_enhanced_status_codes_on_errors_and_helo_without_them(smtp_world):
 # ----------------------------------------------------------------------------- transactions
 
 
-def test_plain_mx_transaction_is_queued_with_trace_fields(smtp_world):
+def test_plain_mx_transaction_is_queued_with_trace_fields(smtp_world, caplog):
+    caplog.set_level("INFO", logger="courriel.smtp")
     mailbox_id = smtp_world.add_mailbox("alice@example.org")
     with smtp_world.client("mx") as client:
         client.ehlo("client.example")
@@ -92,6 +93,21 @@ def test_plain_mx_transaction_is_queued_with_trace_fields(smtp_world):
                              b"\tfor <alice@example.org>;\r\n")
     assert b"\r\nAuthentication-Results: mx.example.org;" in stored
     assert stored.endswith(MESSAGE)
+    # One log line per transaction, with the queue id (like Postfix's).
+    (line,) = [r for r in caplog.records if r.name == "courriel.smtp" and getattr(r, "queue_id", None) == entry.id]
+    assert (line.getMessage(), line.listener, line.client, line.sender, line.recipients) == (
+        "message queued", "mx", "127.0.0.1", "bob@remote.test", 1)
+
+
+def test_received_names_the_forward_confirmed_client(smtp_world):
+    smtp_world.add_mailbox("alice@example.org")
+    smtp_world.dns.add_ptr("127.0.0.1", "relay.client.example")
+    smtp_world.dns.add("relay.client.example", "A", "127.0.0.1")
+    with smtp_world.client("mx") as client:
+        client.sendmail("bob@remote.test", ["alice@example.org"], MESSAGE)
+    stored = smtp_world.content(only_entry(smtp_world))
+    assert stored.startswith(b"Received: from ")
+    assert stored.split(b"\r\n")[0].endswith(b"(relay.client.example [127.0.0.1])")
 
 
 @pytest.mark.parametrize("listener", ["submission", "submissions"])
