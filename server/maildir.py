@@ -56,7 +56,7 @@ FLAG_LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\See
 LETTER_OF_FLAG = {flag: letter for letter, flag in FLAG_LETTERS.items()}
 _FROM_QUOTED = re.compile(rb"^>+From ")
 _FROM_TO_QUOTE = re.compile(rb"^>*From ")
-MBOX_DATE = "%a %b %d %H:%M:%S %Y"  # asctime, as in "From MAILER-DAEMON Thu Nov 26 21:05:37 2026"
+MBOX_DATE = "%a %b %d %H:%M:%S %Y"  # asctime, as in "From MAILER-DAEMON Thu Nov  5 21:05:37 2026"
 CHUNK = 64 * 1024
 
 
@@ -250,6 +250,12 @@ class _MboxReader:
         # end of file: a held blank line is the last message's separator
 
 
+def asctime(moment: dt.datetime) -> str:
+    """C asctime() form, day padded with a space ("Thu Nov  5 21:05:37 2026"), as mbox writers use it."""
+    moment = _utc(moment).astimezone(dt.UTC)
+    return f"{moment:%a %b} {moment.day:2d} {moment:%H:%M:%S %Y}"
+
+
 def mbox_date(from_line: bytes) -> dt.datetime | None:
     """The asctime date at the end of a From_ line, as UTC (None when absent or malformed)."""
     words = from_line.decode("ascii", "replace").split()
@@ -315,7 +321,7 @@ def export_mbox(store: Store, mailbox: int, dest: Path | str, folder: str = INBO
                 with store.open_message(info_folder.id, info.uid) as source:
                     sender = envelope_sender(source)
                     source.seek(0)
-                    date = _utc(info.internaldate).strftime(MBOX_DATE)
+                    date = asctime(info.internaldate)
                     handle.write(f"From {sender} {date}".encode("ascii", "replace") + newline)
                     size = 0
                     last = b""

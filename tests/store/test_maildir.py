@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_mbox_import_then_export_is_byte_identical(store, db, tmp_path):
     mailbox = make_mailbox(db, "box")
     lines = []
     for n, content in enumerate(BODIES):
-        date = (DATE + dt.timedelta(days=n)).strftime(maildir.MBOX_DATE)
+        date = maildir.asctime(DATE + dt.timedelta(days=n))
         quoted = b"".join(b">" + line if line.lstrip(b">").startswith(b"From ") else line
                           for line in content.splitlines(keepends=True))
         lines.append(f"From s{n}@example.net {date}\n".encode() + quoted + b"\n")
@@ -154,3 +155,32 @@ def test_bad_sources_and_targets_change_nothing(store, db, tmp_path):
     with pytest.raises(maildir.TransferError, match="already exists"):
         maildir.export_mbox(store, mailbox, occupied / "x")
     assert (occupied / "x").read_text() == "x"
+
+
+def test_cli_import_export_and_healthcheck(config, db, tmp_path, capsys, monkeypatch):
+    from courriel import datadir
+    from courriel.cli import main
+
+    datadir.initialise(config.data_dir)
+    make_mailbox(db, "box")
+    data = ["--data", str(config.data_dir)]
+    source = tmp_path / "in.mbox"
+    quoted = b"".join(b">" + line if line.lstrip(b">").startswith(b"From ") else line
+                      for line in BODIES[1].splitlines(keepends=True))
+    source.write_bytes(b"From s1@example.net Tue Mar  5 10:20:30 2024\n" + quoted + b"\n")
+    assert main(["import", "mbox", str(source), "--mailbox", "nobody@example.org", *data]) == 2
+    assert "no mailbox nobody@example.org" in capsys.readouterr().err
+    assert main(["import", "mbox", str(source), "--mailbox", "box@example.org", "--json", *data]) == 0
+    assert '"messages": 1' in capsys.readouterr().out
+    assert main(["export", "--mailbox", "box@example.org", "--format", "mbox", str(tmp_path / "out.mbox"), *data]) == 0
+    assert (tmp_path / "out.mbox").read_bytes() == source.read_bytes()
+    assert main(["export", "--mailbox", "box@example.org", str(tmp_path / "tree"), *data]) == 0
+    assert len(list((tmp_path / "tree" / "cur").iterdir())) == 1
+    # Nothing listens on the admin port of this data directory: unhealthy, status 1.
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    with port:
+        address = f"127.0.0.1:{port.getsockname()[1]}"
+    monkeypatch.setenv("COURRIEL_LISTENERS_ADMIN", address)
+    assert main(["healthcheck", "--dev", "--timeout", "1", *data]) == 1
+    assert f"unhealthy: http://{address}/healthz" in capsys.readouterr().out
