@@ -21,7 +21,7 @@ How a session drives it (one connection; `send` writes bytes, in order):
     def on_data(data):
         parser.receive(data)
         while (event := parser.next_event()) is not None:   # stop pulling while a command runs
-            if isinstance(event, ContinuationRequest):
+            if isinstance(event, ContinuationRequest):   # or answer the tag + parser.abandon_command()
                 send(encoder.continuation(event.text))
             elif isinstance(event, CommandError):
                 send(encoder.tagged(event.tag, event.status, event.text, event.code))

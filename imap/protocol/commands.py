@@ -388,11 +388,15 @@ UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE",
 @dataclass(frozen=True)
 class ContinuationRequest:
     """The client waits for `+ ` before sending a synchronising literal (RFC 3501 §7.5): send
-    `encoder.continuation(text)` now. `tag` is the command's tag, `size` the announced literal size."""
+    `encoder.continuation(text)` now. `tag` is the command's tag, `command` its name (e.g. "APPEND",
+    None when unknown yet), `size` the announced literal size. To refuse instead (wrong state,
+    over quota), answer the tag yourself and call `Parser.abandon_command()`: the client, which
+    never got "+", does not send the literal."""
 
     tag: str
     size: int
     text: str = "Ready for literal data"
+    command: str | None = None
 
 
 @dataclass(frozen=True)

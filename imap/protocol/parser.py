@@ -156,6 +156,16 @@ class Parser:
     def expect_command(self) -> None:
         self.mode, self._mode_tag = COMMAND, "*"
 
+    def abandon_command(self) -> None:
+        """Drop the command whose synchronising literal was just announced, instead of sending "+".
+
+        Only valid right after a ContinuationRequest: the client waits for "+" and sends nothing
+        more of this command once it has the tagged answer (RFC 3501 §7.5)."""
+        if self._literal_remaining and not self._literal_data:
+            self._literal_remaining = 0
+            self._literal_binary = False
+            self._reset_command()
+
     def discard_buffered(self) -> int:
         """Drop every byte received but not parsed (STARTTLS, RFC 3501 §6.2.1); returns how many."""
         count = len(self._buffer)
@@ -278,7 +288,7 @@ class Parser:
             self._literals.append(Literal(b"", binary))
         if plus:
             return None
-        return c.ContinuationRequest(self._tag, size)  # RFC 3501 §7.5: "+" before the literal data
+        return c.ContinuationRequest(self._tag, size, command=self._command_name)  # RFC 3501 §7.5
 
     def _refuse_literal(self, size: int, first: bool) -> c.CommandError | None:
         name = self._command_name

@@ -248,11 +248,18 @@ def test_continuation_requested_once_the_literal_header_line_is_complete():
     parser = Parser()
     assert parser.feed(b"a LOGIN {3}") == []
     assert parser.feed(b"\r") == []
-    assert parser.feed(b"\n") == [c.ContinuationRequest("a", 3)]
+    assert parser.feed(b"\n") == [c.ContinuationRequest("a", 3, command="LOGIN")]
     assert parser.feed(b"jo") == []
     assert parser.feed(b"e") == []
-    assert parser.feed(b" {4}\r\n") == [c.ContinuationRequest("a", 4)]
+    assert parser.feed(b" {4}\r\n") == [c.ContinuationRequest("a", 4, command="LOGIN")]
     assert parser.feed(b"pass\r\n") == [c.Login("a", "joe", "pass")]
+
+
+def test_session_may_refuse_a_literal_instead_of_sending_continuation():
+    parser = Parser(authenticated=True)
+    assert parser.feed(b"a1 APPEND INBOX {5000}\r\n") == [c.ContinuationRequest("a1", 5000, command="APPEND")]
+    parser.abandon_command()  # e.g. over the user's quota: the session answers a1 NO [OVERQUOTA]
+    assert parser.feed(b"a2 NOOP\r\n") == [c.Noop("a2")]
 
 
 def test_non_synchronising_literal_needs_no_continuation():
@@ -330,7 +337,7 @@ def test_append_before_login_is_held_to_the_small_literal_limit():
     events = parser.feed(b"a1 APPEND INBOX {11}\r\n")
     assert len(events) == 1 and (events[0].status, events[0].code) == ("BAD", "TOOBIG")
     parser.authenticated = True
-    assert parser.feed(b"a2 APPEND INBOX {11}\r\n") == [c.ContinuationRequest("a2", 11)]
+    assert parser.feed(b"a2 APPEND INBOX {11}\r\n") == [c.ContinuationRequest("a2", 11, command="APPEND")]
 
 
 def test_command_text_across_literals_is_bounded():
@@ -344,7 +351,7 @@ def test_literal_outside_append_has_its_own_limit():
     parser = Parser(Limits(max_literal=10))
     events = parser.feed(b"a1 LOGIN {11}\r\n")
     assert len(events) == 1 and (events[0].status, events[0].code) == ("BAD", "TOOBIG")
-    assert parser.feed(b"a1 LOGIN {10}\r\n") == [c.ContinuationRequest("a1", 10)]
+    assert parser.feed(b"a1 LOGIN {10}\r\n") == [c.ContinuationRequest("a1", 10, command="LOGIN")]
 
 
 def test_unknown_command_gets_no_continuation():
