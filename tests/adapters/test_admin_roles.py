@@ -147,6 +147,10 @@ def test_every_route_checks_the_role(admin_setup):  # noqa: F811
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_console_refuses_forms_without_the_csrf_token(admin_setup):  # noqa: F811
     client, csrf = admin_setup.console(*ADMIN)
+    for page in ("/", "/domains", f"/domains/{DOMAIN}", "/mailboxes", f"/mailboxes/{ALICE[0]}", "/aliases",
+                 "/groups", "/dkim", "/users", "/keys", "/queue"):
+        html = client.get(page).text
+        assert html.count('name="csrf_token"') == html.count(f'name="csrf_token" value="{csrf}"') >= 1, page
     refused = client.post("/domains", data={"name": "csrf.example"}, follow_redirects=False)
     assert refused.status_code == 403 and "CSRF" in refused.text
     forged = client.post("/domains", data={"name": "csrf.example", "csrf_token": "x" * 43}, follow_redirects=False)
