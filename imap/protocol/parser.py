@@ -198,21 +198,18 @@ class Parser:
         if index < 0:
             self._scan = len(self._buffer)
             if self._discard_line:  # keep only the tail, to spot a literal header at the end
-                self._discard_tail = (self._discard_tail + bytes(self._buffer))[-32:]
+                self._discard_tail = (self._discard_tail + bytes(self._buffer[-32:]))[-32:]
                 self._buffer.clear()
                 self._scan = 0
             return None
-        line = bytes(self._buffer[:index])
+        if self._discard_line:  # only the tail matters (a literal header may end the line)
+            line = (self._discard_tail + bytes(self._buffer[max(0, index - 32):index]))[-33:]
+            self._discard_line, self._discard_tail, self._discarding = False, b"", True
+        else:
+            line = bytes(self._buffer[:index])
         del self._buffer[:index + 1]
         self._scan = 0
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if self._discard_line:
-            self._discard_line = False
-            line, self._discard_tail = (self._discard_tail + line)[-32:], b""
-            self._discarding = True
-            return line
-        return line
+        return line[:-1] if line.endswith(b"\r") else line
 
     def _overlong_line(self) -> c.CommandError:
         """RFC 7162 §4: a line over the limit is answered BAD [TOOBIG]; skip to its end."""
