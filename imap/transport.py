@@ -172,6 +172,8 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # A registered producer holds back the TLS close_notify and the close itself.
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
 
