@@ -228,7 +228,8 @@ class SmtpHandler:
         log.info("message queued", extra={
             "queue_id": queue_id, "listener": server.listener, "client": server.client_ip,
             "helo": session.host_name, "sender": mail.sender or "<>", "recipients": len(envelope.recipients),
-            "size": len(data), "auth": account.address if account else "-", "tls": tls_version or "-",
+            "to": ",".join(r.address for r in envelope.recipients), "size": len(data),
+            "auth": account.address if account else "-", "tls": tls_version or "-",
             **details, "status": str(reply)})
         return reply
 

@@ -99,6 +99,24 @@ def test_plain_mx_transaction_is_queued_with_trace_fields(smtp_world, caplog):
         "message queued", "mx", "127.0.0.1", "bob@remote.test", 1)
 
 
+def test_transaction_on_each_database_backend(data_dir, db_url, monkeypatch):
+    with make_smtp_world(data_dir, db_url, monkeypatch) as world:
+        world.domain_id("example.org", default=True)
+        alice = world.add_mailbox("alice@example.org", password=PASSWORD)
+        world.add_alias("sales@example.org", ["alice@example.org"])
+        with world.client("mx") as client:
+            client.ehlo("client.example")
+            assert client.mail("bob@remote.test")[0] == 250
+            assert client.rcpt("sales@example.org")[0] == 250
+            assert client.rcpt("nobody@example.org")[0] == 550
+            assert client.data(MESSAGE)[0] == 250
+        with world.logged_in("alice@example.org", PASSWORD, "submissions") as client:
+            assert client.sendmail("sales@example.org", ["bob@remote.test"], OWN_MESSAGE) == {}
+        entries = world.queued()
+        assert sorted((e.source, e.recipients[0].address, e.recipients[0].mailbox_id) for e in entries) == [
+            ("mx", "sales@example.org", alice), ("submission", "bob@remote.test", None)]
+
+
 def test_received_names_the_forward_confirmed_client(smtp_world):
     smtp_world.add_mailbox("alice@example.org")
     smtp_world.dns.add_ptr("127.0.0.1", "relay.client.example")
