@@ -337,6 +337,18 @@ def stream(parts: Iterable) -> Iterator[bytes]:
             yield bytes(part)
 
 
+def fetch_name(name: str, section: str = "", partial: tuple[int, int | None] | None = None) -> str:
+    """The item name in a FETCH response for a requested `FetchAttribute` (its name, section, partial):
+    BODY.PEEK[...] answers as BODY[...] and only the origin of a partial is echoed, "BODY[TEXT]<0>"
+    (RFC 3501 §7.4.2); BINARY[...] likewise (RFC 3516 §4.3); BINARY.SIZE[...] has no partial."""
+    if not name.endswith("[]"):
+        return name
+    text = f"{name[:-1]}{section}]"
+    if partial is not None and name != "BINARY.SIZE[]":
+        text += f"<{partial[0]}>"
+    return text
+
+
 def fetch_response(msn: int, items: Iterable[tuple[str, object]], *, utf8: bool = False) -> Iterator[bytes]:
     """`* msn FETCH (name value ...)` CRLF as byte chunks.
 

@@ -105,6 +105,13 @@ def test_fetch_response_binary_literal8_and_raw_values():
     assert wire == b'* 1 FETCH (BINARY[1] ~{3}\r\na\0b ENVELOPE (NIL "s" NIL))\r\n'
 
 
+def test_fetch_names_echo_the_request():
+    fetch = Parser().feed(b"a FETCH 1 (BODY.PEEK[HEADER.FIELDS (date)]<0.100> BINARY.PEEK[1]<5.9> BINARY.SIZE[2] "
+                          b"BODY[] RFC822.SIZE)\r\n")[0]
+    names = [e.fetch_name(a.name, a.section, a.partial) for a in fetch.items]
+    assert names == ["BODY[HEADER.FIELDS (DATE)]<0>", "BINARY[1]<5>", "BINARY.SIZE[2]", "BODY[]", "RFC822.SIZE"]
+
+
 def test_stream_flattens_parts():
     assert b"".join(e.stream([b"* 1 FETCH (", b"BODY[] ", e.StreamedLiteral(2, [b"hi"]), b")\r\n"])) == (
         b"* 1 FETCH (BODY[] {2}\r\nhi)\r\n")
