@@ -218,6 +218,31 @@ def test_bdat_refused_chunk_is_consumed(smtp_world):
         assert client.command("NOOP") == (250, "2.0.0 OK")  # the chunk was not run as a command
 
 
+def test_commands_pipelined_after_starttls_are_discarded(smtp_world):
+    """RFC 3207 §4.2: plain-text input after STARTTLS must not run inside the TLS session."""
+    with smtp_world.raw("submission") as client:
+        client.command("EHLO client.example")
+        client.send(b"STARTTLS\r\nMAIL FROM:<injected@remote.test>\r\n")
+        assert client.reply()[0] == 220
+        client.sock = insecure_context().wrap_socket(client.sock)
+        client.buffer = b""
+        assert client.command("EHLO client.example")[0] == 250
+        assert client.command("RCPT TO:<alice@example.org>") == (503, "5.5.1 Need MAIL command first")
+
+
+def test_clients_vanishing_mid_message_leave_nothing(smtp_world):
+    smtp_world.add_mailbox("alice@example.org")
+    for tail in (b"DATA\r\nSubject: cut\r\n\r\npartial", b"BDAT 1000 LAST\r\nSubject: cut\r\n"):
+        with smtp_world.raw("mx") as client:
+            client.command("EHLO client.example")
+            client.send(b"MAIL FROM:<bob@remote.test>\r\nRCPT TO:<alice@example.org>\r\n" + tail)
+            assert [client.reply()[0] for _ in range(2)] == [250, 250]
+    with smtp_world.client("mx") as client:  # the server is unharmed
+        assert client.sendmail("bob@remote.test", ["alice@example.org"], b"Subject: whole\n\nbare LF body\n") == {}
+    entry = only_entry(smtp_world)
+    assert b"\r\nSubject: whole\r\n\r\nbare LF body\r\n" in smtp_world.content(entry)
+
+
 def test_smtputf8_addresses(smtp_world):
     mailbox_id = smtp_world.add_mailbox("jøran@xn--exmple-cua.org")
     message = "From: Bøb <bøb@remote.test>\r\nSubject: ünïcode\r\n\r\nHej.\r\n".encode()
