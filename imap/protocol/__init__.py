@@ -15,7 +15,7 @@ Modules:
 
 How a session drives it (one connection; `send` writes bytes, in order):
 
-    parser = Parser(Limits(max_message_size=append_limit))
+    parser = Parser(Limits(max_message_size=append_limit), authenticated=False)  # True after login
     state = State.NOT_AUTHENTICATED
 
     def on_data(data):

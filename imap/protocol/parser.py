@@ -13,8 +13,9 @@ Use (the session/transport):
         ...  # Command -> do_<command>; ContinuationRequest -> send "+ Ready"; CommandError -> answer it
 
 `next_event` returns one event at a time so the session can switch modes between commands:
-- after a successful login it sets `parser.authenticated = True` (APPEND literals may then
-  reach `max_message_size`; before, every literal is held to `max_literal`);
+- it creates the parser with `authenticated=False` and sets `parser.authenticated = True` after
+  a successful login: before, every literal, APPEND's too, is held to `max_literal` (left at
+  None, the parser does not track login and APPEND literals may reach `max_message_size`);
 - after an `Authenticate` it sends a challenge and calls `expect_authenticate_response(tag)`
   (lines then arrive as `AuthenticateResponse`) and `expect_command()` when the exchange ends;
 - after `Idle` it sends "+ idling" and calls `expect_idle_done(tag)` (the DONE line arrives as
@@ -84,11 +85,12 @@ COMMAND, AUTHENTICATE, IDLE = "command", "authenticate", "idle"
 class Parser:
     """See the module docstring. Not thread-safe: one per connection."""
 
-    def __init__(self, limits: Limits | None = None, *, utf8: bool = False, authenticated: bool = False):
+    def __init__(self, limits: Limits | None = None, *, utf8: bool = False, authenticated: bool | None = None):
         self.limits = limits or Limits()
         self.utf8 = utf8
-        # Before login every literal, APPEND's too, is held to `max_literal`: an unauthenticated
-        # client cannot make the server buffer a message. The session sets this after LOGIN/AUTHENTICATE.
+        # False: before login every literal, APPEND's too, is held to `max_literal`, so an
+        # unauthenticated client cannot make the server buffer a message; the session sets True
+        # after LOGIN/AUTHENTICATE. None: not tracked (APPEND literals up to max_message_size always).
         self.authenticated = authenticated
         self.mode = COMMAND
         self._mode_tag = "*"
@@ -294,7 +296,7 @@ class Parser:
             return self._abort("BAD", f"unknown command {(name or '')[:40]}".strip())
         if len(self._literals) >= self.limits.max_literals:
             return self._abort("BAD", "too many literals in one command", "LIMIT")
-        if name == "APPEND" and self.authenticated:
+        if name == "APPEND" and self.authenticated is not False:
             if size > self.limits.max_message_size:
                 return self._abort("NO", "message too large", "TOOBIG")  # RFC 7889 §4
         elif size > self.limits.max_literal:

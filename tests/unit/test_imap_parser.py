@@ -333,7 +333,8 @@ def test_huge_refused_non_sync_literal_asks_to_close():
 
 
 def test_append_before_login_is_held_to_the_small_literal_limit():
-    parser = Parser(Limits(max_literal=10, max_message_size=1000))
+    assert Parser(Limits(max_literal=10)).feed(b"a0 APPEND INBOX {11}\r\n")[0].size == 11  # login not tracked
+    parser = Parser(Limits(max_literal=10, max_message_size=1000), authenticated=False)
     events = parser.feed(b"a1 APPEND INBOX {11}\r\n")
     assert len(events) == 1 and (events[0].status, events[0].code) == ("BAD", "TOOBIG")
     parser.authenticated = True
