@@ -26,7 +26,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from courriel.smtp import replies
+import courriel.smtp.replies as replies
 from courriel.smtp.replies import Reply
 
 MAX_PATH_OCTETS = 256  # RFC 5321 §4.5.3.1.3, with the angle brackets
