@@ -164,7 +164,10 @@ def test_installed_wheel_initialises_serves_and_reports_healthy(venv, tmp_path):
         assert metrics.status_code == 200 and "courriel_queue_messages" in metrics.text
         assert (data / "courriel.toml").is_file()
         log_text = log_path.read_text()
-        assert "Admin password:" in log_text  # the first start ran `courriel init`
+        # The first start ran `courriel init`; its one-time admin password went to a private file, not the log.
+        assert "initial-admin.txt" in log_text and "Admin password" not in log_text
+        assert "Admin password: " in (data / "initial-admin.txt").read_text()
+        assert (data / "initial-admin.txt").stat().st_mode & 0o777 == 0o600
         assert '"process": "supervisor"' in log_text  # JSON lines from the environment's log format
 
         served.send_signal(signal.SIGTERM)
