@@ -21,6 +21,10 @@ SIGHUP (any number of times: handling is idempotent) stop every role with SIGTER
 
 Security: reads the operator's configuration and environment only; never logs the
 environment or the database URL (it may hold a password).
+Metrics: the roles run with `PROMETHEUS_MULTIPROC_DIR=DATA/run/metrics`, emptied at start; an
+exited role's live gauges are dropped (`courriel.metrics`), so the admin role's `/metrics`
+aggregates every role.
+
 Durability: writes `DATA/run/courriel.pid` (advisory, no fsync needed) and
 `DATA/run/schema.lock`; the schema upgrade itself is transactional (`courriel.schema`).
 """
