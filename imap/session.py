@@ -148,6 +148,7 @@ class Session:
         self.account = ""
         self.view: SelectedMailbox | None = None
         self._input = asyncio.Event()
+        self._released = False
         self._reading_paused = False
         self._runner: asyncio.Task | None = None
         self._poked = asyncio.Event()
@@ -170,10 +171,15 @@ class Session:
             self._reading_paused = True
             self.connection.pause_reading()
 
+    def _release(self) -> None:
+        """Give back this session's slot in the per-user connection count (once)."""
+        if self.mailbox_id is not None and not self._released:
+            self._released = True
+            self.context.unregister(self)
+
     def connection_lost(self) -> None:
         self.state = LOGOUT
-        if self.mailbox_id is not None:
-            self.context.unregister(self)
+        self._release()
         if self._runner is not None:
             self._runner.cancel()
 
@@ -306,6 +312,7 @@ class Session:
         self.send(enc.untagged_status("BYE", "Logging out"))
         self.tagged(command.tag, "OK", "LOGOUT completed")
         self.state = LOGOUT
+        self._release()
         self.connection.close()
 
     async def do_id(self, command: cmd.Id) -> None:

@@ -12,7 +12,7 @@ import socket
 import ssl
 
 import pytest
-from imap_server import imap_server  # noqa: F401
+from imap_server import imap_server, running_imap_server  # noqa: F401
 from imapclient import IMAPClient
 from store_fixtures import sample_message
 
@@ -230,3 +230,33 @@ def test_tls_refuses_old_versions(server):
     with socket.create_connection(("127.0.0.1", server.imaps_port), timeout=10) as raw, \
             pytest.raises(ssl.SSLError):
         context.wrap_socket(raw).recv(10)
+
+
+def test_logindisabled_before_tls_and_connection_limits(tmp_path):
+    """Production settings: no password before TLS on 143 (RFC 3501 §6.2.3 LOGINDISABLED), and
+    the per-user and per-address connection limits from the configuration."""
+    settings = {"COURRIEL_TLS_ALLOW_PLAINTEXT_AUTH": "false", "COURRIEL_IMAP_MAX_CONNECTIONS_PER_USER": "2",
+                "COURRIEL_IMAP_MAX_CONNECTIONS_PER_IP": "4"}
+    with running_imap_server(tmp_path / "strict", **settings) as strict:
+        client = strict.client()
+        assert "LOGINDISABLED" in client.capabilities and "AUTH=PLAIN" not in client.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            client.login(strict.address, strict.password)
+        client.starttls(ssl_context=strict.tls_context())
+        assert "LOGINDISABLED" not in client.capabilities and "AUTH=PLAIN" in client.capabilities
+        client.login(strict.address, strict.password)
+        second = imaplib.IMAP4_SSL("127.0.0.1", strict.imaps_port, ssl_context=strict.tls_context(), timeout=10)
+        second.login(strict.address, strict.password)
+        third = imaplib.IMAP4_SSL("127.0.0.1", strict.imaps_port, ssl_context=strict.tls_context(), timeout=10)
+        with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+            third.login(strict.address, strict.password)
+        # Three connections from 127.0.0.1 are open (the refused login keeps its own); a fourth
+        # fills the address's quota and a fifth is refused.
+        with socket.create_connection(("127.0.0.1", strict.imap_port), timeout=10) as fourth, \
+                socket.create_connection(("127.0.0.1", strict.imap_port), timeout=10) as fifth:
+            assert fourth.recv(200).startswith(b"* OK")
+            assert fifth.recv(200).startswith(b"* BYE")
+        second.logout()
+        third.login(strict.address, strict.password)  # a slot is free again
+        for session in (client, third):
+            session.logout()

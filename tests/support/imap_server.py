@@ -136,9 +136,10 @@ def start_imap(data: Path, log_path: Path, **settings: str) -> tuple[Served, int
     return served, imap_port, imaps_port
 
 
-@pytest.fixture(scope="module")
-def imap_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imap")
+@contextlib.contextmanager
+def running_imap_server(root: Path, **settings: str):
+    """An initialised data directory under `root` with one mailbox, and the IMAP role serving
+    it; `settings` are COURRIEL_* environment overrides (e.g. COURRIEL_IMAP_MAX_CONNECTIONS_PER_USER)."""
     data = root / "data"
     result = subprocess.run([COURRIEL, "init", "--data", str(data)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -146,7 +147,7 @@ def imap_server(tmp_path_factory):
     db = Database(config.database_url)
     mailbox_id = _make_mailbox(db, "user", PASSWORD)
     store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
-    served, imap_port, imaps_port = start_imap(data, root / "imap.log")
+    served, imap_port, imaps_port = start_imap(data, root / "imap.log", **settings)
     server = IMAPServer(data=data, imap_port=imap_port, imaps_port=imaps_port, store=store, db=db,
                         mailbox_id=mailbox_id, served=served)
     try:
@@ -158,3 +159,9 @@ def imap_server(tmp_path_factory):
         shutil.rmtree(root, ignore_errors=True)
     # An exception inside a session is answered with BYE; the tests must not hide one.
     assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def imap_server(tmp_path_factory):
+    with running_imap_server(tmp_path_factory.mktemp("imap")) as server:
+        yield server
