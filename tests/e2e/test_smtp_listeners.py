@@ -16,6 +16,7 @@ from smtp_harness import (
     smtp_world_fixture,  # noqa: F401 - pytest fixture "smtp_world"
 )
 
+from courriel import registry
 from courriel.queue import spool
 from courriel.smtp.policy import SessionLimits
 
@@ -332,6 +333,18 @@ def test_internal_error_answers_451_without_details(smtp_world, monkeypatch, cap
         assert client.docmd("RCPT", "TO:<alice@example.org>")[0] == 503
     assert smtp_world.queued() == []
     assert any("disk on fire" in (r.exc_text or str(r.exc_info)) for r in caplog.records if r.exc_info)
+
+
+def test_registry_failure_at_rcpt_answers_451(smtp_world, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(registry, "resolve", unavailable)
+    with smtp_world.client("mx") as client:
+        client.ehlo("client.example")
+        assert client.mail("bob@remote.test")[0] == 250
+        assert client.rcpt("alice@example.org") == (451, b"4.3.0 Internal error, try again later")
+        assert client.noop()[0] == 250
 
 
 @contextlib.contextmanager
