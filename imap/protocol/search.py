@@ -14,8 +14,8 @@ Key tree (tuples): ("ALL",) ("ANSWERED",) ("DELETED",) ("DRAFT",) ("FLAGGED",) (
 Standards: RFC 3501 §6.4.4 (search keys, CHARSET, BADCHARSET), RFC 9051 §6.4.4, RFC 7162
 §3.1.5 (MODSEQ search key with optional entry-name and entry-type), RFC 5032 (OLDER/YOUNGER),
 RFC 5182 §2 ($ in UID and sequence-set keys), RFC 4731 §3 (RETURN options).
-Security: parses client input; nesting depth is bounded by the cursor, and the number of keys
-by `MAX_KEYS`.
+Security: parses client input; nesting (NOT, OR, parentheses) is bounded by `MAX_NESTING` and
+the parentheses also by the cursor's depth, the number of keys by `MAX_KEYS`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from courriel.imap.protocol.sequence import SequenceSet
 __all__ = ["MAX_KEYS", "RETURN_OPTIONS", "parse_charset", "parse_criteria", "parse_return_options", "resolve"]
 
 MAX_KEYS = 1000
+MAX_NESTING = 100  # NOT, OR and parentheses inside each other (keeps recursion far below Python's limit)
 RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE"})
 _BARE = frozenset({"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN",
                    "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"})
@@ -69,6 +70,7 @@ class _Criteria:
         self.cursor = cursor
         self.charset = charset
         self.count = 0
+        self.nesting = 0
 
     def text(self) -> str:
         raw = self.cursor.astring()
@@ -86,10 +88,19 @@ class _Criteria:
             raise GrammarError(str(exc)) from None
 
     def key(self) -> tuple:
-        cursor = self.cursor
         self.count += 1
         if self.count > MAX_KEYS:
             raise GrammarError("too many search keys", "NO", "LIMIT")
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise GrammarError("search keys nested too deeply", "BAD", "LIMIT")
+        try:
+            return self._key()
+        finally:
+            self.nesting -= 1
+
+    def _key(self) -> tuple:
+        cursor = self.cursor
         byte = cursor.peek()
         if byte == 0x28:  # "("
             cursor.open_list()

@@ -376,6 +376,16 @@ def test_nesting_limit():
     assert parser.feed(b"a2 SEARCH ((ALL))\r\n") == [c.Search("a2", ("ALL",))]
 
 
+def test_deeply_nested_search_keys_are_refused_not_a_crash():
+    for program in [b"NOT " * 5000 + b"ALL", b"OR " * 900 + b"ALL " * 901, b"OR NOT " * 600 + b"ALL ALL"]:
+        parser = Parser()
+        events = parser.feed(b"a1 SEARCH " + program.strip() + b"\r\n")
+        assert len(events) == 1 and events[0].status in ("BAD", "NO") and events[0].code == "LIMIT"
+        assert parser.feed(b"a2 NOOP\r\n") == [c.Noop("a2")]
+    nested = Parser().feed(b"a3 SEARCH " + b"NOT " * 50 + b"ALL\r\n")[0]
+    assert isinstance(nested, c.Search)
+
+
 def test_nul_in_command_line_is_bad():
     parser = Parser()
     events = parser.feed(b"a1 LOGIN jo\0e x\r\na2 NOOP\r\n")
