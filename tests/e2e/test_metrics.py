@@ -7,6 +7,8 @@ Also, in-process: the scrape-time queue gauges and the recording API in single-p
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -66,12 +68,20 @@ def make_mailbox(data) -> None:
 def test_queue_counters_move_by_exactly_the_delivered_and_bounced_recipients(served_data, tmp_path):
     make_mailbox(served_data)
     environ = listener_environ()
+    # A previous run's counters: the supervisor empties DATA/run/metrics at start.
+    stale = served_data / "run" / "metrics"
+    stale.mkdir()
+    script = "from courriel import metrics; metrics.delivery_attempts(['bounced'] * 1000)"
+    seeded = subprocess.run([sys.executable, "-c", script],
+                            env=dict(environ, PROMETHEUS_MULTIPROC_DIR=str(stale)), capture_output=True, text=True)
+    assert seeded.returncode == 0 and any(stale.glob("counter_*.db")), seeded.stderr
     port = admin_port(environ)
     served = serve(served_data, environ, tmp_path / "serve.log")
     try:
         wait_healthy(port, served)
         before = scrape(port)
         assert value(before, "courriel_database_up") == 1
+        assert value(before, "courriel_delivery_attempts_total", result="bounced") == 0
         config = config_mod.load(served_data, dev=True)
         db = Database(config.database_url)
         blobs = BlobStore(config.blob_dir, db)
