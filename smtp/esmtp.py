@@ -32,6 +32,7 @@ import asyncio
 import binascii
 import collections
 import functools
+import ipaddress
 import logging
 from base64 import b64decode
 from dataclasses import dataclass, field
@@ -146,8 +147,17 @@ class ESMTP(SMTP):
 
     @property
     def client_ip(self) -> str | None:
+        """The client's address; an IPv4-mapped IPv6 address (dual-stack listener) as IPv4."""
         peer = self.session.peer if self.session is not None else None
-        return peer[0] if isinstance(peer, tuple) and peer else None
+        if not isinstance(peer, tuple) or not peer:
+            return None
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return str(peer[0])
+        if address.version == 6 and address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(address)
 
     def connection_made(self, transport) -> None:
         starttls = self._original_transport is not None
