@@ -12,6 +12,7 @@ from fastapi import Request
 
 from courriel import passwords
 from courriel.admin import audit, auth
+from courriel.admin.services.notices import Notifier
 from courriel.config import Config
 from courriel.db import Database
 
@@ -24,6 +25,11 @@ class Context:
     policy: passwords.PasswordPolicy
     client_ip: str | None
     principal: auth.Principal | None
+
+    @property
+    def notifier(self) -> Notifier:
+        """Mails the mailbox (and its owner) after a creation or a password change."""
+        return Notifier(self.db, self.config)
 
     def audit(self, action: str, target: str = "", **detail) -> None:
         """Record a change that has just been committed."""

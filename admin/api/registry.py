@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from courriel import passwords
 from courriel.admin import auth, services
 from courriel.admin.api import schemas
-from courriel.admin.api.connection import connection_settings
 from courriel.admin.api.context import context
+from courriel.admin.services import notices
 
 router = APIRouter()
 
@@ -98,7 +98,7 @@ def add_mailbox(body: schemas.MailboxCreate, request: Request, principal: Admin)
     info, generated = services.add_mailbox(
         ctx.db, ctx.hasher, ctx.policy, body.address, user=body.user or None, password=body.password,
         quota_bytes=body.quota_bytes, display_name=body.display_name,
-        max_per_user=services.max_per_user_per_domain(ctx.config),
+        max_per_user=services.max_per_user_per_domain(ctx.config), notifier=ctx.notifier,
     )
     ctx.audit("mailbox.add", info.address, user=info.user, quota_bytes=info.quota_bytes,
               generated=generated is not None)
@@ -117,6 +117,8 @@ def update_mailbox(address: AddressPath, body: schemas.MailboxUpdate, request: R
     info = services.get_mailbox(ctx.db, address)
     if body.enabled is not None:
         info = services.set_mailbox_enabled(ctx.db, address, body.enabled)
+        if not info.enabled:
+            auth.end_sessions_of(ctx.db, auth.KIND_MAILBOX, info.address)
         ctx.audit("mailbox.enable" if body.enabled else "mailbox.disable", info.address)
     if body.quota_bytes is not None:
         info = services.set_mailbox_quota(ctx.db, address, body.quota_bytes)
@@ -141,7 +143,8 @@ def set_mailbox_password(address: AddressPath, body: schemas.PasswordSet, reques
     """Set a mailbox password (admin); without `password` one is generated and returned once."""
     ctx = context(request, principal)
     key = services.get_mailbox(ctx.db, address).address
-    generated = services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, key, body.password)
+    generated = services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, key, body.password,
+                                              notifier=ctx.notifier)
     auth.end_sessions_of(ctx.db, auth.KIND_MAILBOX, key)
     ctx.audit("mailbox.password", key, generated=generated is not None)
     return {"password": generated}
@@ -153,7 +156,7 @@ def change_own_password(ctx, principal: auth.Principal, address: str, old: str, 
     checked = auth.login(ctx.db, ctx.hasher, key, old, ctx.client_ip)
     if checked is None:
         raise services.InvalidInput("the current password is wrong", "wrong_password")
-    services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, key, new)
+    services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, key, new, notifier=ctx.notifier)
     keep = principal.session_id if principal.kind == auth.KIND_MAILBOX else None
     auth.end_sessions_of(ctx.db, auth.KIND_MAILBOX, key, keep=keep)
     ctx.audit("mailbox.password_change", key)
@@ -174,7 +177,7 @@ def change_mailbox_password(address: AddressPath, body: schemas.PasswordChange, 
 def mailbox_connection(address: AddressPath, request: Request, principal: Login) -> dict:
     """Server names, ports and security for a mail client."""
     ctx = context(request, principal)
-    return connection_settings(ctx.config, auth.ensure_own_mailbox(ctx.db, principal, address))
+    return notices.mailbox_settings(ctx.db, ctx.config, auth.ensure_own_mailbox(ctx.db, principal, address)).as_dict()
 
 
 # --------------------------------------------------------------------------- passwords

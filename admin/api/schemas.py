@@ -213,11 +213,12 @@ class ConnectionEndpoint(BaseModel):
     host: str
     port: int
     security: str
+    username: str
+    authentication: str
 
 
 class ConnectionSettings(BaseModel):
     address: str
-    username: str
     incoming: list[ConnectionEndpoint]
     outgoing: list[ConnectionEndpoint]
 

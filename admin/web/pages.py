@@ -19,12 +19,12 @@ from fastapi.responses import Response
 
 from courriel import passwords
 from courriel.admin import audit, auth, services
-from courriel.admin.api.connection import connection_settings
 from courriel.admin.api.context import Context, context
 from courriel.admin.api.operations import dns_red_flags, health_summary, queue_entry, retry
 from courriel.admin.api.registry import change_own_password
 from courriel.admin.services import dkim as dkim_service
 from courriel.admin.services import dns as dns_service
+from courriel.admin.services import notices
 from courriel.admin.services.errors import InvalidInput, ServiceError
 from courriel.admin.web.rendering import flash, redirect, render
 from courriel.models import QueueState
@@ -276,6 +276,7 @@ def add_mailbox(request: Request, principal: Admin, local_part: Field = "", doma
             ctx.db, ctx.hasher, ctx.policy, address, user=user.strip() or None,
             password=chosen(ctx, mode, password, password_again), quota_bytes=services.parse_size(quota or "0"),
             display_name=display_name, max_per_user=services.max_per_user_per_domain(ctx.config),
+            notifier=ctx.notifier,
         )
     except ServiceError as exc:
         flash(request, principal, exc.message, ok=False)
@@ -296,7 +297,7 @@ def mailbox(address: str, request: Request, principal: Admin) -> Response:
     aliases = [a for a in services.list_aliases(ctx.db, domain=None) if info.address in a.targets]
     groups = [g for g in services.list_groups(ctx.db) if info.address in g.members]
     return render(request, "mailbox.html", principal, mailbox=info, aliases=aliases, groups=groups,
-                  settings=connection_settings(ctx.config, info.address), policy=ctx.policy)
+                  settings=notices.connection_settings(ctx.config, info.address), policy=ctx.policy)
 
 
 @router.post("/mailboxes/{address}/password")
@@ -307,7 +308,7 @@ def set_mailbox_password(address: str, request: Request, principal: Admin, mode:
     try:
         key = services.get_mailbox(ctx.db, address).address
         generated = services.set_mailbox_password(ctx.db, ctx.hasher, ctx.policy, key,
-                                                  chosen(ctx, mode, password, password_again))
+                                                  chosen(ctx, mode, password, password_again), notifier=ctx.notifier)
     except ServiceError as exc:
         flash(request, principal, exc.message, ok=False)
         return redirect(back)
@@ -330,6 +331,8 @@ def mailbox_settings(address: str, request: Request, principal: Admin, enabled: 
         ctx.audit("mailbox.quota", info.address, quota_bytes=info.quota_bytes)
         if bool(enabled) != info.enabled:
             info = services.set_mailbox_enabled(ctx.db, address, bool(enabled))
+            if not info.enabled:
+                auth.end_sessions_of(ctx.db, auth.KIND_MAILBOX, info.address)
             ctx.audit("mailbox.enable" if info.enabled else "mailbox.disable", info.address)
         return f"Settings of {info.address} saved."
 
@@ -634,7 +637,7 @@ def account_mailbox(address: str, request: Request, principal: Login) -> Respons
     ctx = context(request, principal)
     key = auth.ensure_own_mailbox(ctx.db, principal, address)
     return render(request, "account_mailbox.html", principal, mailbox=services.get_mailbox(ctx.db, key),
-                  settings=connection_settings(ctx.config, key), policy=ctx.policy)
+                  settings=notices.connection_settings(ctx.config, key), policy=ctx.policy)
 
 
 @router.post("/account/{address}/password")

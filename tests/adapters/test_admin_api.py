@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 
 import httpx
-import pytest
 from admin_app import ADMIN, ALICE, BOB_MAILBOX, DOMAIN, USER, admin_setup, api, queue_message  # noqa: F401
 from serve_process import (  # noqa: F401
     STOP_DEADLINE,
@@ -114,6 +113,9 @@ def test_mailbox_create_generated_password_update_delete(api, admin_setup):  # n
     assert login.status_code == 201
     assert generated not in api.get("/api/v1/mailboxes/carol@example.org").text
     assert generated not in api.get("/api/v1/audit").text
+    # The new mailbox is mailed its connection settings (a notice through the queue).
+    notices = [e for e in api.get("/api/v1/queue").json() if e["sender"] == ""]
+    assert [r["address"] for e in notices for r in e["recipients"]] == ["carol@example.org"]
 
     chosen = api.post("/api/v1/mailboxes", json={"address": "dave@example.org", "password": "Dave-pass-2026"})
     assert chosen.json()["password"] is None
@@ -150,7 +152,8 @@ def test_user_changes_own_password_with_old_one(admin_setup):  # noqa: F811
     assert me == {"name": ALICE[0], "role": "user", "kind": "mailbox", "mailboxes": [ALICE[0]]}
     assert [m["address"] for m in user.get("/api/v1/mailboxes").json()] == [ALICE[0]]
     settings = user.get(f"/api/v1/mailboxes/{ALICE[0]}/connection").json()
-    assert settings["username"] == ALICE[0] and settings["incoming"][0]["host"] == "mail.example.org"
+    assert settings["address"] == ALICE[0] and settings["incoming"][0]["host"] == "mail.example.org"
+    assert {e["username"] for e in settings["incoming"] + settings["outgoing"]} == {ALICE[0]}
     assert {e["security"] for e in settings["incoming"]} == {"SSL/TLS", "STARTTLS"}
 
     error_of(user.post(f"/api/v1/mailboxes/{ALICE[0]}/password/change",
@@ -161,6 +164,9 @@ def test_user_changes_own_password_with_old_one(admin_setup):  # noqa: F811
     changed = user.post(f"/api/v1/mailboxes/{ALICE[0]}/password/change",
                         json={"old_password": ALICE[1], "new_password": "Alice-new-2026"})
     assert changed.status_code == 204, changed.text
+    admin = admin_setup.bearer(*ADMIN)
+    notices = [e for e in admin.get("/api/v1/queue").json() if e["sender"] == ""]
+    assert [r["address"] for e in notices for r in e["recipients"]] == [ALICE[0]]  # "password changed"
     anonymous = admin_setup.client()
     assert anonymous.post("/api/v1/session", json={"username": ALICE[0], "password": ALICE[1]}).status_code == 401
     assert anonymous.post("/api/v1/session", json={"username": ALICE[0], "password": "Alice-new-2026"}
@@ -416,4 +422,11 @@ def test_real_socket_through_the_admin_role(served_data, tmp_path):  # noqa: F81
         db.dispose()
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_disabling_a_mailbox_signs_it_out(api, admin_setup):  # noqa: F811
+    user = admin_setup.bearer(*ALICE)
+    assert user.get("/api/v1/me").status_code == 200
+    assert api.patch(f"/api/v1/mailboxes/{ALICE[0]}", json={"enabled": False}).json()["enabled"] is False
+    error_of(user.get("/api/v1/me"), 401)
+    error_of(admin_setup.client().post("/api/v1/session", json={"username": ALICE[0], "password": ALICE[1]}), 401)
