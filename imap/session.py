@@ -53,7 +53,7 @@ from courriel.imap.selected import (
     SequenceError,
 )
 from courriel.logins import LoginStatus
-from courriel.models import DEFAULT_FOLDERS
+from courriel.models import DEFAULT_FOLDERS, SpecialUse
 from courriel.store import DELIMITER, INBOX, FolderExists, NoSuchFolder, StoreError
 
 log = logging.getLogger("courriel.imap")
@@ -64,7 +64,7 @@ RECHECK_SECONDS = 5.0  # hints can be lost: idle sessions also look on this time
 INPUT_HIGH_WATER = 1024 * 1024  # unparsed client bytes before the transport stops reading
 PERMANENT_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 PROTECTED_FOLDERS = frozenset(name for name, _ in DEFAULT_FOLDERS)
-SPECIAL_USE = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+SPECIAL_USE = frozenset(str(use) for use in SpecialUse)  # what the store can mark (RFC 6154 §3 USEATTR otherwise)
 
 
 class ServerContext:
@@ -495,7 +495,6 @@ class Session:
         subscribed_only = "SUBSCRIBED" in command.selection
         special_only = "SPECIAL-USE" in command.selection
         want_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
-        want_special = special_only or "SPECIAL-USE" in command.return_options or not command.extended
         for folder in folders:
             if not any(r.fullmatch(folder.name) for r in regexes):
                 continue
@@ -506,7 +505,7 @@ class Session:
             attributes = ["\\HasChildren" if folder.has_children else "\\HasNoChildren"]
             if want_subscribed and folder.subscribed:
                 attributes.append("\\Subscribed")
-            if want_special and folder.special_use:
+            if folder.special_use:  # RFC 6154 §2: may be returned without RETURN (SPECIAL-USE)
                 attributes.append(folder.special_use)
             self.send(enc.list_line(attributes, DELIMITER, folder.name))
             if command.status_items:  # RFC 5819 §2: STATUS right after the LIST line

@@ -260,3 +260,129 @@ def test_logindisabled_before_tls_and_connection_limits(tmp_path):
         third.login(strict.address, strict.password)  # a slot is free again
         for session in (client, third):
             session.logout()
+
+
+class Transcript:
+    """One raw connection: send a command, read to its tagged answer, return every line."""
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+        self.buffer = b""
+        self.greeting = self._line()
+        self.count = 0
+
+    def _line(self) -> bytes:
+        for _ in range(1000):
+            if b"\r\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\r\n", 1)
+                return line
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            self.buffer += chunk
+        raise AssertionError("no line")
+
+    def raw(self, data: bytes, tag: bytes) -> list[bytes]:
+        self.sock.sendall(data)
+        lines = []
+        for _ in range(1000):
+            line = self._line()
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+        raise AssertionError(lines)
+
+    def __call__(self, command: str) -> list[bytes]:
+        self.count += 1
+        tag = b"t%d" % self.count
+        return self.raw(tag + b" " + command.encode() + b"\r\n", tag)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_command_transcripts(server):
+    server.store.deliver(server.mailbox_id, sample_message(1, subject="first"))
+    t = Transcript(server)
+    try:
+        assert t.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
+        assert t("CAPABILITY")[0].startswith(b"* CAPABILITY IMAP4rev1")
+        assert t("LIST \"\" \"*\"")[-1].startswith(b"t2 BAD")  # not authenticated
+        assert t("ID NIL")[0] == b'* ID ("name" "Courriel")'
+        # AUTHENTICATE PLAIN without an initial response: an empty challenge, then the response.
+        t.count += 1
+        import base64
+        token = base64.b64encode(f"\0{server.address}\0{server.password}".encode())
+        assert t.raw(b"t%d AUTHENTICATE PLAIN\r\n" % t.count, b"+") == [b"+ "]
+        assert t.raw(token + b"\r\n", b"t%d" % t.count)[-1].startswith(b"t%d OK [CAPABILITY " % t.count)
+        assert t("LOGIN a b")[-1].startswith(b"t%d BAD" % t.count)  # already authenticated
+        assert t("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+        assert t("ENABLE CONDSTORE")[0] == b"* ENABLED"
+        lines = t('LIST "" ""')
+        assert lines[0] == b'* LIST (\\Noselect) "/" ""'
+        lines = t('LIST "" "%" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))')
+        assert b'* LIST (\\HasNoChildren \\Subscribed) "/" INBOX' in lines
+        assert b"* STATUS INBOX (MESSAGES 1 UNSEEN 1)" in lines
+        assert any(line.startswith(b"* LIST (\\HasNoChildren \\Subscribed \\Sent)") for line in lines)
+        lines = t('LIST (SPECIAL-USE) "" "*"')
+        assert len([line for line in lines if line.startswith(b"* LIST")]) == 4  # Sent Drafts Trash Spam
+        assert t("CREATE Archive/2026 (USE (\\Archive))")[-1].startswith(b"t%d NO [USEATTR]" % t.count)
+        assert t("CREATE Archive/2026 (USE (\\Junk))")[-1].startswith(b"t%d OK" % t.count)
+        assert b'* LIST (\\HasChildren) "/" Archive' in t('LIST "" "Arch%"')
+        assert t("CREATE Archive/2026")[-1].startswith(b"t%d NO [ALREADYEXISTS]" % t.count)
+        assert t("DELETE Nowhere")[-1].startswith(b"t%d NO [NONEXISTENT]" % t.count)
+        assert t("DELETE Archive")[-1].startswith(b"t%d NO" % t.count)  # has inferiors
+        assert t("RENAME INBOX Old")[-1].startswith(b"t%d NO [CANNOT]" % t.count)
+        assert t("SUBSCRIBE Archive/2026")[-1].startswith(b"t%d OK" % t.count)
+        assert b'* LSUB () "/" Archive/2026' in t('LSUB "" "Archive/*"')
+        assert t("STATUS Nowhere (MESSAGES)")[-1].startswith(b"t%d NO [NONEXISTENT]" % t.count)
+        assert t("STATUS INBOX (UIDNEXT MESSAGES)")[0].startswith(b"* STATUS INBOX (UIDNEXT ")
+        # MULTIAPPEND with LITERAL+ (no continuation needed), one message as a binary literal8.
+        one, two = sample_message(2, subject="two"), sample_message(3, subject="three")
+        t.count += 1
+        lines = t.raw(b"t%d APPEND Archive/2026 (\\Seen) {%d+}\r\n%s ~{%d+}\r\n%s\r\n"
+                      % (t.count, len(one), one, len(two), two), b"t%d" % t.count)
+        assert re.match(rb"t\d+ OK \[APPENDUID \d+ 1:2\]", lines[-1]), lines
+        # A synchronising literal gets "+ " first.
+        t.count += 1
+        assert t.raw(b"t%d APPEND Archive/2026 {%d}\r\n" % (t.count, len(one)), b"+")[-1].startswith(b"+ ")
+        assert t.raw(one + b"\r\n", b"t%d" % t.count)[-1].startswith(b"t%d OK [APPENDUID" % t.count)
+        assert t("APPEND Nowhere {1+}\r\nx")[-1].startswith(b"t%d NO [TRYCREATE]" % t.count)
+        lines = t("EXAMINE Archive/2026")
+        assert b"* 3 EXISTS" in lines and lines[-1].startswith(b"t%d OK [READ-ONLY]" % t.count)
+        assert t("STORE 1 +FLAGS (\\Flagged)")[-1].startswith(b"t%d NO" % t.count)
+        assert t("FETCH 1 (BODY[])")[0].startswith(b"* 1 FETCH (BODY[] {")
+        assert b"\\Seen" not in t("FETCH 3 (FLAGS)")[0]  # EXAMINE never sets \Seen
+        lines = t("SELECT Archive/2026")
+        assert lines[-1].startswith(b"t%d OK [READ-WRITE]" % t.count)
+        assert any(line.startswith(b"* OK [PERMANENTFLAGS (") and b"\\*" in line for line in lines)
+        assert t("SEARCH RETURN (MIN MAX COUNT) ALL")[0] == b'* ESEARCH (TAG "t%d") MIN 1 MAX 3 COUNT 3' % t.count
+        assert t("SEARCH SEEN")[0] == b"* SEARCH 1"  # MULTIAPPEND flags are per message
+        assert t("SEARCH CHARSET KOI8-R ALL")[-1].startswith(b"t%d NO [BADCHARSET" % t.count)
+        assert t("UID SEARCH SUBJECT three")[0] == b"* SEARCH 2"
+        lines = t("FETCH 2 (BINARY.SIZE[1] BINARY.PEEK[1] UID)")
+        assert lines[0].startswith(b"* 2 FETCH (BINARY.SIZE[1] ")
+        lines = t("FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)")
+        assert lines[-1].startswith(b"t%d OK" % t.count) and len(lines) == 3
+        assert t("FETCH 9 (FLAGS)")[-1].startswith(b"t%d BAD" % t.count)
+        assert t("FETCH 1 (BODY[1.2.3.X])")[-1].startswith(b"t%d BAD" % t.count)
+        lines = t("STORE 1:2 -FLAGS (\\Seen)")
+        assert lines[:2] == [b"* 1 FETCH (FLAGS ())", b"* 2 FETCH (FLAGS ())"]
+        assert t("STORE 1 +FLAGS.SILENT (\\Deleted)") == [b"t%d OK STORE completed" % t.count]
+        assert t("STORE 1 +FLAGS (\\Bogus)")[-1].startswith(b"t%d NO" % t.count)
+        lines = t("COPY 2 Nowhere")
+        assert lines[-1].startswith(b"t%d NO [TRYCREATE]" % t.count)
+        lines = t("UID MOVE 2 INBOX")
+        assert lines[0].startswith(b"* OK [COPYUID ") and lines[1] == b"* 2 EXPUNGE"
+        assert t("CHECK")[-1] == b"t%d OK CHECK completed" % t.count
+        lines = t("EXPUNGE")
+        assert lines[0] == b"* 1 EXPUNGE"
+        assert t("UNSELECT")[-1].startswith(b"t%d OK" % t.count)
+        assert t("FETCH 1 (FLAGS)")[-1].startswith(b"t%d BAD" % t.count)  # not selected any more
+        t("SELECT Archive/2026")
+        assert t("CLOSE")[-1].startswith(b"t%d OK" % t.count)
+        assert t("DELETE Archive/2026")[-1].startswith(b"t%d OK" % t.count)
+        assert t("STARTTLS")[-1].startswith(b"t%d BAD" % t.count)  # wrong state
+        lines = t("LOGOUT")
+        assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"t%d OK" % t.count)
+    finally:
+        t.close()
