@@ -492,3 +492,127 @@ class SyncPopMessage(Base):
     local_folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
     local_uid: Mapped[int] = mapped_column(BigInteger)
     deleted_on_server: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------- server-side rules (courriel.rules)
+
+
+class RuleFilter(Base):
+    """One ordered delivery filter of a mailbox: conditions, actions and where it applies
+    (JSON documents validated by `courriel.rules.filters`)."""
+
+    __tablename__ = "rule_filters"
+    __table_args__ = (Index("ix_rule_filters_mailbox_position", "mailbox_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # evaluation order, 0 first
+    name: Mapped[str] = mapped_column(String(200), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    match: Mapped[str] = mapped_column(String(8), default="all")  # all | any
+    conditions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    actions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    folders: Mapped[str] = mapped_column(String(100), default="INBOX")  # space-separated: INBOX Sent Spam
+    stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleTag(Base):
+    """A tag of a mailbox: a name and colour shown to people, an IMAP keyword on messages,
+    and senders whose mail is tagged on arrival."""
+
+    __tablename__ = "rule_tags"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"), UniqueConstraint("mailbox_id", "keyword"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    keyword: Mapped[str] = mapped_column(String(100))  # RFC 3501 §2.3.2 flag-keyword (an atom)
+    colour: Mapped[str] = mapped_column(String(7), default="#808080")
+    senders: Mapped[str] = mapped_column(Text, default="")  # space-separated addresses or globs
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VacationSetting(Base):
+    """The auto-reply (vacation) settings of a mailbox (RFC 3834)."""
+
+    __tablename__ = "vacation_settings"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_date: Mapped[str] = mapped_column(String(10))  # ISO date, inclusive
+    end_date: Mapped[str | None] = mapped_column(String(10))  # ISO date, inclusive; None: open-ended
+    subject: Mapped[str] = mapped_column(String(400), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    contacts_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VacationReply(Base):
+    """One auto-reply sent: at most one per mailbox, sender and day (RFC 3834 §2)."""
+
+    __tablename__ = "vacation_replies"
+    __table_args__ = (UniqueConstraint("mailbox_id", "sender", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(320))
+    day: Mapped[str] = mapped_column(String(10))  # ISO date
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contact(Base):
+    """An address book entry of a mailbox's owner, added by hand or learnt from sent mail."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("mailbox_id", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))  # lower case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(16), default="explicit")  # explicit | learnt
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Signature(Base):
+    """The signature of a mailbox, plain text and HTML."""
+
+    __tablename__ = "signatures"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CalendarEvent(Base):
+    """An event of a mailbox's calendar, from an iCalendar invitation (RFC 5546), keyed by
+    UID and RECURRENCE-ID; a newer SEQUENCE replaces it."""
+
+    __tablename__ = "calendar_events"
+    __table_args__ = (UniqueConstraint("mailbox_id", "uid", "recurrence_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(500))
+    recurrence_id: Mapped[str] = mapped_column(String(64), default="")  # "" for the master event
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="CONFIRMED")  # CONFIRMED | TENTATIVE | CANCELLED
+    summary: Mapped[str] = mapped_column(Text, default="")
+    organizer: Mapped[str] = mapped_column(String(320), default="")
+    starts_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ics: Mapped[str] = mapped_column(Text)  # the organizer's VCALENDAR (VTIMEZONEs + this VEVENT)
+    partstat: Mapped[str | None] = mapped_column(String(16))  # our answer: ACCEPTED | TENTATIVE | DECLINED
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CalendarFeedToken(Base):
+    """The secret of a mailbox's .ics feed URL; only its SHA-256 digest is stored."""
+
+    __tablename__ = "calendar_feed_tokens"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

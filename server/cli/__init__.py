@@ -63,9 +63,9 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def _command_modules():
     # Each module exposes register(subparsers); imported here so that a missing optional
     # role never breaks the rest of the CLI.
-    from courriel.cli import dns, init, ops, queue, registry, serve, sync
+    from courriel.cli import dns, init, ops, queue, registry, rules, serve, sync
 
-    return [init, serve, registry, dns, queue, sync, ops]
+    return [init, serve, registry, dns, queue, sync, ops, rules]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,7 @@ class FilterDecision:
 
     folder: str | None = None  # None: the recipient's folder (INBOX unless set at RCPT time)
     discard: bool = False
+    flags: tuple[str, ...] = ()  # system flags and keywords set on the stored copy
 
 
 @dataclass
@@ -86,7 +87,7 @@ class LocalDelivery:
                         # Crash tests: a kill here rolls back the copy and the result together.
                         durable.fault_point("queue.local.before_commit")
                 self.store.deliver(mailbox_id, message.blob_id, folder=decision.folder or recipient.folder,
-                                   in_transaction=record)
+                                   flags=decision.flags, in_transaction=record)
                 stored = stored or last
                 self.hooks.after_delivery(message, recipient, mailbox_id)
             if not stored:

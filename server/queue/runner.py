@@ -49,6 +49,7 @@ from courriel.models import DkimKey, Domain, RecipientState
 from courriel.queue import dsn, router, schedule, spool, stats
 from courriel.queue.local import DeliveryHooks, LocalDelivery
 from courriel.queue.spool import Envelope, EnvelopeRecipient, QueuedMessage, QueuedRecipient
+from courriel.rules import hooks as rule_hooks
 from courriel.smtp.outbound import (
     ConnectFailed,
     OutboundMessage,
@@ -145,14 +146,15 @@ class QueueRunner:
         self.db = db
         self.blobs = BlobStore(config.blob_dir, db)
         self.store = Store(db, self.blobs, config.run_dir)
-        self.local = LocalDelivery(self.store, hooks)
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.local = LocalDelivery(self.store, hooks or rule_hooks.delivery_hooks(
+            self.store, hostname=config.hostname, run_dir=config.run_dir, clock=self.clock))
         self.policy = schedule.RetryPolicy.from_config(config)
         self.resolver = resolver or Resolver.from_config(config)
         self.port = int(config.get("queue", "outbound_port"))
         self.hostname = config.hostname
         # Stable per host: a restarted runner takes its own leases back at once.
         self.owner = owner or f"{config.hostname}/{socket.gethostname()}/queue"[:64]
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.timer = timer
         self.max_in_flight = max_in_flight
         self.idle_seconds = DEFAULT_IDLE_SECONDS

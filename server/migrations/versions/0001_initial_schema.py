@@ -371,11 +371,125 @@ def upgrade() -> None:
     with op.batch_alter_table('sync_pop_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sync_pop_messages_local_folder_id'), ['local_folder_id'], unique=False)
 
+    op.create_table('rule_filters',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('match', sa.String(length=8), nullable=False),
+    sa.Column('conditions', sa.Text(), nullable=False),
+    sa.Column('actions', sa.Text(), nullable=False),
+    sa.Column('folders', sa.String(length=100), nullable=False),
+    sa.Column('stop', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('rule_filters', schema=None) as batch_op:
+        batch_op.create_index('ix_rule_filters_mailbox_position', ['mailbox_id', 'position'], unique=False)
+
+    op.create_table('rule_tags',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('keyword', sa.String(length=100), nullable=False),
+    sa.Column('colour', sa.String(length=7), nullable=False),
+    sa.Column('senders', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('mailbox_id', 'keyword'),
+    sa.UniqueConstraint('mailbox_id', 'name')
+    )
+    with op.batch_alter_table('rule_tags', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rule_tags_mailbox_id'), ['mailbox_id'], unique=False)
+
+    op.create_table('vacation_settings',
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('start_date', sa.String(length=10), nullable=False),
+    sa.Column('end_date', sa.String(length=10), nullable=True),
+    sa.Column('subject', sa.String(length=400), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('contacts_only', sa.Boolean(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('mailbox_id')
+    )
+    op.create_table('vacation_replies',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('sender', sa.String(length=320), nullable=False),
+    sa.Column('day', sa.String(length=10), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('mailbox_id', 'sender', 'day')
+    )
+    op.create_table('contacts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('address', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('mailbox_id', 'address')
+    )
+    op.create_table('signatures',
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('html', sa.Text(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('mailbox_id')
+    )
+    op.create_table('calendar_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('uid', sa.String(length=500), nullable=False),
+    sa.Column('recurrence_id', sa.String(length=64), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('organizer', sa.String(length=320), nullable=False),
+    sa.Column('starts_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ends_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ics', sa.Text(), nullable=False),
+    sa.Column('partstat', sa.String(length=16), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('mailbox_id', 'uid', 'recurrence_id')
+    )
+    op.create_table('calendar_feed_tokens',
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('mailbox_id'),
+    sa.UniqueConstraint('token_hash')
+    )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('calendar_feed_tokens')
+    op.drop_table('calendar_events')
+    op.drop_table('signatures')
+    op.drop_table('contacts')
+    op.drop_table('vacation_replies')
+    op.drop_table('vacation_settings')
+    with op.batch_alter_table('rule_tags', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rule_tags_mailbox_id'))
+    op.drop_table('rule_tags')
+    with op.batch_alter_table('rule_filters', schema=None) as batch_op:
+        batch_op.drop_index('ix_rule_filters_mailbox_position')
+    op.drop_table('rule_filters')
     with op.batch_alter_table('sync_pop_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_pop_messages_local_folder_id'))
     op.drop_table('sync_pop_messages')
