@@ -148,16 +148,17 @@ class SelectedMailbox:
         flags = self.flags.get(uid, ())
         return (*flags, "\\Recent") if uid in self.recent else flags
 
-    def resolve_msns(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+    def resolve_msns(self, ranges: Iterable[tuple[int, int]], strict: bool = True) -> list[int]:
         """UIDs for MSN ranges (inclusive, `*` already replaced by `exists`); ascending MSN order.
 
-        RFC 3501 §6.4.8: a number beyond the mailbox is an error (the session answers BAD)."""
+        RFC 3501 §6.4.8: a number beyond the mailbox is an error (the session answers BAD);
+        with `strict=False` (a SEARCH key) such numbers simply match nothing."""
         picked: set[int] = set()
         for low, high in ranges:
             low, high = min(low, high), max(low, high)
-            if low < 1 or high > self._announced_exists:
+            if strict and (low < 1 or high > self._announced_exists):
                 raise SequenceError(f"message {high if high > self._announced_exists else low} does not exist")
-            picked.update(range(low, high + 1))
+            picked.update(range(max(low, 1), min(high, self._announced_exists) + 1))
         return [self.uids[msn - 1] for msn in sorted(picked)]
 
     def resolve_uids(self, ranges: Iterable[tuple[int, int]]) -> list[int]:

@@ -337,6 +337,8 @@ class Session:
             self.tagged(command.tag, "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
             return
         result = await self.context.authenticator.authenticate(username, password, self.connection.peer_ip, "imap")
+        log.info("imap login", extra={"account": username[:320], "client": self.connection.peer_ip,
+                                      "result": str(result.status)})
         if result.status is LoginStatus.THROTTLED:
             self.tagged(command.tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE")
             return
@@ -645,7 +647,7 @@ class Session:
         known = view.known_uids()
         key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0)
         uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
-                                set(view.recent), view.resolve_msns)
+                                set(view.recent), lambda ranges: view.resolve_msns(ranges, strict=False))
         numbers = uids if command.uid else [view.msn_of(u) for u in uids]
         numbers = [n for n in numbers if n is not None]
         if command.return_options is None:

@@ -357,6 +357,8 @@ def test_command_transcripts(server):
         assert any(line.startswith(b"* OK [PERMANENTFLAGS (") and b"\\*" in line for line in lines)
         assert t("SEARCH RETURN (MIN MAX COUNT) ALL")[0] == b'* ESEARCH (TAG "t%d") MIN 1 MAX 3 COUNT 3' % t.count
         assert t("SEARCH SEEN")[0] == b"* SEARCH 1"  # MULTIAPPEND flags are per message
+        assert t("SEARCH 2:*")[0] == b"* SEARCH 2 3"
+        assert t("SEARCH 5:9")[0] == b"* SEARCH"
         assert t("SEARCH CHARSET KOI8-R ALL")[-1].startswith(b"t%d NO [BADCHARSET" % t.count)
         assert t("UID SEARCH SUBJECT three")[0] == b"* SEARCH 2"
         lines = t("FETCH 2 (BINARY.SIZE[1] BINARY.PEEK[1] UID)")

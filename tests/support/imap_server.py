@@ -156,9 +156,11 @@ def running_imap_server(root: Path, **settings: str):
         served.stop()
         db.dispose()
         log = served.log()
+        status = served.process.returncode
         shutil.rmtree(root, ignore_errors=True)
     # An exception inside a session is answered with BYE; the tests must not hide one.
     assert "Traceback" not in log, log
+    assert status == 0, f"the IMAP role did not stop cleanly on SIGTERM ({status}): {log}"
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ def test_msn_uid_mapping_and_ranges():
     assert mailbox.resolve_uids([(4, 100)]) == [5, 9]
     with pytest.raises(SequenceError):
         mailbox.resolve_msns([(1, 4)])
+    # A SEARCH key's message set matches what exists (an empty mailbox resolves `*` to 0).
+    assert mailbox.resolve_msns([(0, 9)], strict=False) == [3, 5, 9]
 
 
 def test_expunge_elsewhere_waits_until_allowed():
