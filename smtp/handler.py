@@ -177,6 +177,7 @@ class SmtpHandler:
     async def handle_DATA(self, server, session, envelope) -> Reply:
         message: bytes = envelope.content
         account = self.account(session)
+        helo = replies.printable(session.host_name or "", limit=255)  # client input bound for the spool row
         mail: MailCommand = envelope.mail
         now = dt.datetime.now(dt.UTC)
         details: dict[str, object] = {}
@@ -190,7 +191,7 @@ class SmtpHandler:
                                                      unique=f"{now:%Y%m%d%H%M%S}.{secrets.token_hex(8)}") + message
         else:
             verdict = await authentication.authenticate_async(
-                message, client_ip=server.client_ip or "", helo=session.host_name or "", mail_from=mail.sender,
+                message, client_ip=server.client_ip or "", helo=helo, mail_from=mail.sender,
                 resolver=self.resolver, authserv_id=self.hostname)
             message = verdict.header_field + authentication.remove_forged_results(message, verdict.authserv_id)
             details = {"spf": verdict.spf.result, "dkim": ",".join(r.result for r in verdict.dkim) or "none",
@@ -205,7 +206,7 @@ class SmtpHandler:
         protocol = received.protocol_name(extended=bool(session.extended_smtp), tls=tls_version is not None,
                                           authenticated=account is not None, smtputf8=mail.smtputf8)
         trace = received.received_field(
-            helo=session.host_name or "", client_ip=server.client_ip or "unknown",
+            helo=helo, client_ip=server.client_ip or "unknown",
             client_name=await self.verified_name(server.client_ip),
             by_host=self.hostname, protocol=protocol, tls_version=tls_version, tls_cipher=tls_cipher,
             recipient=envelope.recipients[0].address if len(envelope.recipients) == 1 else None,
@@ -219,7 +220,7 @@ class SmtpHandler:
             source="submission" if account is not None else "mx",
             dsn_ret=mail.ret, dsn_envid=mail.envid, body_type=mail.body, smtputf8=mail.smtputf8,
             auth_user=account.address if account else None, client_address=server.client_ip,
-            client_helo=(session.host_name or "")[:255] or None,
+            client_helo=helo or None,
         )
         queue_id = await asyncio.to_thread(spool.accept, self.db, self.blobs, spooled, data,
                                            run_dir=self.config.run_dir)
@@ -227,7 +228,7 @@ class SmtpHandler:
         server.counters.transactions.append(queue_id)
         log.info("message queued", extra={
             "queue_id": queue_id, "listener": server.listener, "client": server.client_ip,
-            "helo": session.host_name, "sender": mail.sender or "<>", "recipients": len(envelope.recipients),
+            "helo": helo, "sender": mail.sender or "<>", "recipients": len(envelope.recipients),
             "to": ",".join(r.address for r in envelope.recipients), "size": len(data),
             "auth": account.address if account else "-", "tls": tls_version or "-",
             **details, "status": str(reply)})

@@ -124,7 +124,8 @@ def _split_path(argument: str, keyword: str) -> tuple[str, str] | Reply:
 
 
 def _valid_mailbox(path: str) -> bool:
-    if path.count("@") < 1 or any(ord(c) < 33 or ord(c) == 127 for c in path):
+    # No controls or spaces; no lone surrogates (bytes that were not UTF-8, RFC 6531 §3.3).
+    if path.count("@") < 1 or any(ord(c) < 33 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in path):
         return False
     local, _, domain = path.rpartition("@")
     return bool(local) and bool(domain) and "<" not in path and ">" not in path

@@ -21,7 +21,7 @@ import re
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD = re.compile(rb"(?m)^([!-9;-~]+)[ \t]*:")
-_UNSAFE = re.compile(r"[^\x21-\x7e\u00a0-\U0010ffff]")
+_UNSAFE = re.compile(r"[^\x21-\x7e\u00a0-\ud7ff\ue000-\U0010ffff]")  # also lone surrogates (non-UTF-8 input)
 
 
 def _clean(text: str, limit: int = 255) -> str:

@@ -244,6 +244,19 @@ def test_clients_vanishing_mid_message_leave_nothing(smtp_world):
     assert b"\r\nSubject: whole\r\n\r\nbare LF body\r\n" in smtp_world.content(entry)
 
 
+def test_hostile_helo_is_sanitised_not_fatal(smtp_world):
+    smtp_world.add_mailbox("alice@example.org")
+    with smtp_world.raw("mx") as client:
+        assert client.command(b"EHLO bad\xff\x01name")[0] == 250
+        client.send(b"MAIL FROM:<bob@remote.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        assert [client.reply()[0] for _ in range(3)] == [250, 250, 354]
+        client.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        assert client.reply()[0] == 250
+    entry = only_entry(smtp_world)
+    assert entry.client_helo == "bad??name"
+    assert smtp_world.content(entry).startswith(b"Received: from bad??name ([127.0.0.1])")
+
+
 def test_smtputf8_addresses(smtp_world):
     mailbox_id = smtp_world.add_mailbox("jøran@xn--exmple-cua.org")
     message = "From: Bøb <bøb@remote.test>\r\nSubject: ünïcode\r\n\r\nHej.\r\n".encode()

@@ -66,6 +66,7 @@ def test_parse_mail_accepts(argument, expected):
     ("FROM:<a@example.org> SIZE=1 SIZE=2", 501, "5.5.4"),
     ("FROM:<a@example.org> XFOO=1", 555, "5.5.4"),
     ("FROM:<jøran@example.org>", 553, "5.6.7"),
+    ("FROM:<a\udcff@example.org> SMTPUTF8", 553, "5.1.3"),  # a byte that was not UTF-8
 ])
 def test_parse_mail_refuses(argument, code, status):
     reply = policy.parse_mail(argument, extended=True, max_size=MAX)

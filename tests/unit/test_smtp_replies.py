@@ -62,6 +62,13 @@ def test_received_field_escapes_hostile_helo_and_ipv6():
     assert all(line.startswith((b"Received:", b"\t")) for line in lines if line)
 
 
+def test_received_field_survives_bytes_that_were_not_utf8():
+    field = received.received_field(
+        helo="bad\udcffname", client_ip="192.0.2.7", client_name=None, by_host="mx.example.org", protocol="ESMTP",
+        tls_version=None, tls_cipher=None, recipient="jøran@example.org", queue_id=None, now=NOW)
+    assert field.startswith(b"Received: from bad?name ([192.0.2.7])") and "jøran".encode() in field
+
+
 @pytest.mark.parametrize(("extended", "tls", "auth", "utf8", "name"), [
     (False, False, False, False, "SMTP"), (True, False, False, False, "ESMTP"), (True, True, False, False, "ESMTPS"),
     (True, False, True, False, "ESMTPA"), (True, True, True, False, "ESMTPSA"), (True, True, True, True, "UTF8SMTPSA"),
