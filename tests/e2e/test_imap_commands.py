@@ -388,3 +388,24 @@ def test_command_transcripts(server):
         assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"t%d OK" % t.count)
     finally:
         t.close()
+
+
+def test_pipelined_commands_and_byte_by_byte_input(server):
+    server.store.deliver(server.mailbox_id, sample_message(1))
+    login = f'p1 LOGIN {server.address} "{server.password}"\r\n'.encode()
+    pipelined = login + b"p2 SELECT INBOX\r\np3 FETCH 1 (UID FLAGS)\r\np4 NOOP\r\np5 LOGOUT\r\n"
+    answer = raw_session(server, [pipelined], b"p5")
+    tags = re.findall(rb"^(p\d) (OK|NO|BAD)", answer, re.MULTILINE)
+    assert tags == [(b"p1", b"OK"), (b"p2", b"OK"), (b"p3", b"OK"), (b"p4", b"OK"), (b"p5", b"OK")]
+    assert answer.index(b"* 1 FETCH (UID ") < answer.index(b"p3 OK")
+    # The same commands fed one byte per write are parsed the same way.
+    with socket.create_connection(("127.0.0.1", server.imap_port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = sock.recv(4096)
+        for byte in login + b"p2 SELECT INBOX\r\n":
+            sock.send(bytes([byte]))
+        for _ in range(200):
+            if b"p2 OK" in received:
+                break
+            received += sock.recv(4096)
+        assert b"p1 OK" in received and b"p2 OK [READ-WRITE]" in received

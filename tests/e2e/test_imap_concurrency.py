@@ -15,7 +15,8 @@ from store_fixtures import sample_message
 
 pytestmark = pytest.mark.timeout(90)
 
-IDLE_DEADLINE = 5.0  # seconds: the notify hint should wake IDLE well within this
+IDLE_DEADLINE = 5.0  # seconds to wait for any IDLE update
+HINT_LATENCY = 3.0  # a delivery must wake IDLE sooner than the 5 s periodic recheck would
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_idle_wakes_on_delivery_and_other_sessions_changes(server):
         server.store.deliver(server.mailbox_id, sample_message(3))
         responses = idle_until(first, lambda seen: (3, b"EXISTS") in seen, IDLE_DEADLINE)
         assert (3, b"EXISTS") in responses, responses
-        assert time.monotonic() - started < IDLE_DEADLINE
+        assert time.monotonic() - started < HINT_LATENCY  # woken by the notify hint, not the timer
         # Another session sets a flag: the idler gets FETCH FLAGS for that message number.
         uids = second.search(["ALL"])
         second.add_flags(uids[1:2], [b"\\Flagged"])
