@@ -28,11 +28,9 @@ API for the roles (each call is cheap and never raises on a bad label value)::
     metrics.queue_message_processed(outcome)                # finished | rescheduled
     # sync role
     metrics.sync_run(account, result, messages=0)           # result: ok | failed
-    # admin role (DNS checker)
-    metrics.dns_check(domain, check, ok)
-
-Queue size per state, the age of the oldest message per state and the certificate's expiry are
-read at scrape time (`StateCollector`), so they are right even when no role is running.
+Read at scrape time (`StateCollector`), so they are right even when no role is running: queue
+size and age of the oldest message per state, the DNS checker's last verdict per domain and
+check (stored on the domain by `courriel.admin.services.dns`), the certificate's expiry.
 
 Standards: Prometheus text exposition format 0.0.4 (through prometheus-client).
 Security: labels never carry addresses, passwords or message content; domain names and
@@ -44,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -66,7 +65,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from courriel import __version__
-from courriel.models import QueueMessage
+from courriel.models import Domain, QueueMessage
 from courriel.queue import stats
 
 log = logging.getLogger("courriel.metrics")
@@ -119,8 +118,6 @@ SYNC_MESSAGES = Counter("courriel_sync_messages", "Messages copied from external
 SYNC_LAST_SUCCESS = Gauge("courriel_sync_last_success_timestamp_seconds",
                           "Unix time of the last successful run per external account.", ["account"],
                           multiprocess_mode="mostrecent")
-DNS_CHECK = Gauge("courriel_dns_check_ok", "1 when the domain's DNS check passes, 0 when it fails.",
-                  ["domain", "check"], multiprocess_mode="mostrecent")
 
 
 def _one_of(value: str, allowed: frozenset[str]) -> str:
@@ -201,10 +198,6 @@ def sync_run(account: str | int, result: str, messages: int = 0) -> None:
         SYNC_MESSAGES.labels(account).inc(messages)
     if result == "ok":
         SYNC_LAST_SUCCESS.labels(account).set(time.time())
-
-
-def dns_check(domain: str, check: str, ok: bool) -> None:
-    DNS_CHECK.labels(_label(domain), _label(check)).set(1 if ok else 0)
 
 
 # --------------------------------------------------------------------------- multiprocess directory
@@ -288,6 +281,7 @@ class StateCollector:
                 age.add_metric([state], max(0.0, (now - received).total_seconds()) if received else 0.0)
             yield size
             yield age
+        yield from self._dns_checks()
         expiry = GaugeMetricFamily("courriel_tls_certificate_expiry_timestamp_seconds",
                                    "Unix time at which the served TLS certificate expires.", labels=["certificate"])
         relative = str(self.config.get("tls", "certificate"))
@@ -295,6 +289,39 @@ class StateCollector:
         if not_after is not None:
             expiry.add_metric([relative], not_after.timestamp())
         yield expiry
+
+
+    def _dns_checks(self):
+        """courriel_dns_check_ok{domain, check}: 1 when every record of that check was found right,
+        0 when one is missing or wrong; a check with only temporary DNS failures is left out."""
+        verdicts = GaugeMetricFamily("courriel_dns_check_ok",
+                                     "1 when the domain's last DNS check found the records right, 0 otherwise.",
+                                     labels=["domain", "check"])
+        checked = GaugeMetricFamily("courriel_dns_checked_timestamp_seconds",
+                                    "Unix time of the domain's last DNS check.", labels=["domain"])
+        try:
+            with self.database.read() as session:
+                rows = session.execute(select(Domain.name, Domain.dns_status, Domain.dns_checked_at)
+                                       .where(Domain.dns_status.is_not(None))).all()
+        except (SQLAlchemyError, OSError):
+            return
+        for name, status, checked_at in rows:
+            try:
+                records = json.loads(status).get("records", [])
+                by_check: dict[str, set[str]] = {}
+                for record in records:
+                    by_check.setdefault(str(record["check"]), set()).add(str(record["status"]))
+            except (ValueError, TypeError, AttributeError, KeyError):
+                continue
+            for check, statuses in sorted(by_check.items()):
+                if statuses <= {"error"}:
+                    continue
+                verdicts.add_metric([_label(name), _label(check)], 1 if statuses <= {"ok", "error"} else 0)
+            when = _as_utc(checked_at)
+            if when is not None:
+                checked.add_metric([_label(name)], when.timestamp())
+        yield verdicts
+        yield checked
 
 
 class _ProcessRegistry:

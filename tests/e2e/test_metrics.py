@@ -7,6 +7,7 @@ Also, in-process: the scrape-time queue gauges and the recording API in single-p
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ from courriel import metrics, passwords
 from courriel.admin import services
 from courriel.blobs import BlobStore
 from courriel.db import Database
+from courriel.models import Domain
 from courriel.queue import spool
 from courriel.queue.spool import Envelope, EnvelopeRecipient
 
@@ -143,7 +145,11 @@ def test_scrape_time_queue_gauges_and_single_process_counters(config, tmp_path):
         metrics.auth_failure("imap")
         metrics.auth_failure("not-a-protocol")
         metrics.message_verdict("dkim", "pass")
-        metrics.dns_check("metrics.test", "mx", False)
+        records = [{"check": "mx", "status": "ok"}, {"check": "mx", "status": "wrong"},
+                   {"check": "spf", "status": "ok"}, {"check": "dkim", "status": "error"}]
+        with db.write() as session:  # what the admin role's DNS checker stores
+            session.add(Domain(name="metrics.test", verification_token="t", dns_checked_at=received,
+                               dns_status=json.dumps({"domain": "metrics.test", "records": records})))
         with metrics.imap_session(), metrics.imap_idle():
             during = samples(exporter.render()[0].decode())
         metrics.imap_command("uid  fetch", "ok", 0.003)
@@ -161,6 +167,9 @@ def test_scrape_time_queue_gauges_and_single_process_counters(config, tmp_path):
     assert moved("courriel_auth_failures_total", protocol="other") == 1
     assert moved("courriel_message_verdicts_total", method="dkim", result="pass") == 1
     assert value(after, "courriel_dns_check_ok", domain="metrics.test", check="mx") == 0
+    assert value(after, "courriel_dns_check_ok", domain="metrics.test", check="spf") == 1
+    assert ("courriel_dns_check_ok", (("check", "dkim"), ("domain", "metrics.test"))) not in after  # no verdict
+    assert value(after, "courriel_dns_checked_timestamp_seconds", domain="metrics.test") == received.timestamp()
     assert value(during, "courriel_imap_open_sessions") - value(after, "courriel_imap_open_sessions") == 1
     assert value(during, "courriel_imap_idle_sessions") - value(after, "courriel_imap_idle_sessions") == 1
     assert moved("courriel_imap_commands_total", command="UID FETCH", status="ok") == 1
@@ -169,7 +178,6 @@ def test_scrape_time_queue_gauges_and_single_process_counters(config, tmp_path):
 
 
 def test_alert_rules_and_dashboard_use_only_exported_metric_names(config, db):
-    import json
     import re
     from pathlib import Path
 
