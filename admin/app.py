@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from courriel import __version__, metrics, passwords
 from courriel.admin import api, auth, health, web
 from courriel.admin.api import errors
+from courriel.admin.request_limits import BodyLimit
 from courriel.admin.security_headers import SecurityHeaders
 from courriel.config import Config
 from courriel.db import Database
@@ -55,5 +56,6 @@ def create_app(config: Config) -> FastAPI:
     web.include(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     errors.install(app, web.html_error)
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, dev=config.dev)
     return app

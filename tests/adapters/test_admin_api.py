@@ -430,3 +430,30 @@ def test_disabling_a_mailbox_signs_it_out(api, admin_setup):  # noqa: F811
     assert api.patch(f"/api/v1/mailboxes/{ALICE[0]}", json={"enabled": False}).json()["enabled"] is False
     error_of(user.get("/api/v1/me"), 401)
     error_of(admin_setup.client().post("/api/v1/session", json={"username": ALICE[0], "password": ALICE[1]}), 401)
+
+
+def test_large_bodies_are_refused(api):  # noqa: F811
+    huge = {"name": "x" * (2 * 1024 * 1024)}
+    error_of(api.post("/api/v1/domains", json=huge), 413, "too_large")
+
+    def chunks():
+        for _ in range(40):
+            yield b"name=" + b"y" * 65536
+
+    streamed = api.post("/login", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"})
+    error_of(streamed, 413, "too_large")
+    assert [d["name"] for d in api.get("/api/v1/domains").json()] == [DOMAIN]
+
+
+def test_console_login_throttled_page(admin_setup):  # noqa: F811
+    client = admin_setup.client()
+    client.get("/login")
+    token = client.cookies["courriel_login_csrf"]
+    statuses = []
+    for attempt in range(8):
+        response = client.post("/login", data={"username": ADMIN[0], "password": f"bad-{attempt}",
+                                                "csrf_token": token}, follow_redirects=False)
+        statuses.append(response.status_code)
+    assert statuses[0] == 401 and statuses[-1] == 429
+    assert "Too many failed sign-ins" in response.text and int(response.headers["retry-after"]) >= 1
+    assert "courriel_session" not in client.cookies
