@@ -236,7 +236,7 @@ def test_logindisabled_before_tls_and_connection_limits(tmp_path):
     """Production settings: no password before TLS on 143 (RFC 3501 §6.2.3 LOGINDISABLED), and
     the per-user and per-address connection limits from the configuration."""
     settings = {"COURRIEL_TLS_ALLOW_PLAINTEXT_AUTH": "false", "COURRIEL_IMAP_MAX_CONNECTIONS_PER_USER": "2",
-                "COURRIEL_IMAP_MAX_CONNECTIONS_PER_IP": "4"}
+                "COURRIEL_IMAP_MAX_CONNECTIONS_PER_IP": "4", "COURRIEL_SMTP_MAX_MESSAGE_SIZE": "4096"}
     with running_imap_server(tmp_path / "strict", **settings) as strict:
         client = strict.client()
         assert "LOGINDISABLED" in client.capabilities and "AUTH=PLAIN" not in client.capabilities
@@ -258,6 +258,13 @@ def test_logindisabled_before_tls_and_connection_limits(tmp_path):
             assert fifth.recv(200).startswith(b"* BYE")
         second.logout()
         third.login(strict.address, strict.password)  # a slot is free again
+        # RFC 7889 APPENDLIMIT from the configured message size: announced, and enforced.
+        assert "APPENDLIMIT=4096" in third.capabilities or b"APPENDLIMIT=4096" in third.capability()[1][0]
+        typ, data = third.append("INBOX", None, None, sample_message(1, body=b"x" * 5000))
+        assert typ == "NO" and b"TOOBIG" in data[0]
+        typ, data = third.append("INBOX", None, None, sample_message(2))
+        assert typ == "OK"
+        assert len(strict.store.list_messages(strict.inbox_id())) == 1
         for session in (client, third):
             session.logout()
 
