@@ -3,7 +3,8 @@
 Standards: CSP Level 3 (`script-src 'self'`: no inline scripts; `frame-ancestors 'none'`),
 RFC 7034 (X-Frame-Options), Fetch (`X-Content-Type-Options: nosniff`), RFC 6797 (HSTS, outside
 `--dev` only, where the admin listener speaks TLS).
-Security: applies to error pages and static files as well.
+Security: applies to error pages and static files as well; every answer but a static file is
+`Cache-Control: no-store` (account data, secrets shown once).
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        static = scope.get("path", "").startswith("/static/")
+
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self.names]
-                message = {**message, "headers": kept + self.extra}
+                extra = self.extra
+                if not static and not any(k.lower() == b"cache-control" for k, _ in kept):
+                    # Pages and answers may hold account data or a secret shown once.
+                    extra = [*extra, (b"cache-control", b"no-store")]
+                message = {**message, "headers": kept + extra}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

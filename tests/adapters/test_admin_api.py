@@ -346,6 +346,7 @@ def test_security_headers_and_cookie_flags(admin_setup, data_dir, monkeypatch): 
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["x-frame-options"] == "DENY"
+        assert (headers.get("cache-control") == "no-store") == (not path.startswith("/static/"))
     login_page = client.get("/login")
     assert "<script>" not in login_page.text and "onclick" not in login_page.text
     response = client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1],
