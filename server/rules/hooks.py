@@ -22,6 +22,7 @@ never sends two).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -39,7 +40,7 @@ from courriel.queue.local import DeliveryHooks, FilterDecision
 from courriel.queue.spool import Envelope, EnvelopeRecipient, QueuedMessage, QueuedRecipient
 from courriel.rules import contacts, filters, records, vacation
 from courriel.rules.calendar import HAS_CALENDAR_KEYWORD, Invitation, invitations_of
-from courriel.store import Store
+from courriel.store import NoSuchFolder, Store, StoreError
 
 log = logging.getLogger("courriel.rules")
 
@@ -97,12 +98,25 @@ class RuleHooks:
                 keywords.append(keyword)
         if invitations:
             keywords.append(HAS_CALENDAR_KEYWORD)
+        if outcome.folder is not None:
+            self._ensure_folder(mailbox_id, outcome.folder)
         final_folder = outcome.folder or folder
         with self._lock:
             self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(final_folder, invitations)
             while len(self._pending) > _PENDING_LIMIT:
                 self._pending.popitem(last=False)
         return FilterDecision(folder=outcome.folder, flags=tuple(outcome.flags) + tuple(keywords))
+
+    def _ensure_folder(self, mailbox_id: int, name: str) -> None:
+        """Create a filter's target folder when it is missing (the store falls back to INBOX when
+        it cannot be created)."""
+        try:
+            self.store.get_folder(mailbox_id, name)
+        except NoSuchFolder:
+            with contextlib.suppress(StoreError):
+                self.store.create_folder(mailbox_id, name)
+        except StoreError:
+            pass
 
     # ------------------------------------------------------------------ after the copy is stored
 

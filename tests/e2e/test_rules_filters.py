@@ -1,0 +1,191 @@
+"""Filters end to end through the real queue runner: spool.accept → runner → hooks → store.
+A filter moves, tags, flags and marks read; delete discards; stop ends the evaluation; tags tag
+by sender; preview and apply act on existing messages (permanent delete or Trash); the CLI
+exports a Sieve script that sievelib parses and refuses bad input with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import pytest
+from queue_harness import make_world
+from rules_fixtures import add_mailbox, drain, folder_messages, message
+from sievelib.parser import Parser
+
+from courriel import cli
+from courriel.admin.services import rules as services
+from courriel.admin.services.errors import InvalidInput, NotFound
+from courriel.models import RuleFilter
+
+
+@pytest.fixture
+def world(data_dir, monkeypatch):
+    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as built:
+        yield built
+
+
+def subjects(entries) -> list[str]:
+    return sorted(next(line for line in data.decode().splitlines() if line.startswith("Subject:"))[9:]
+                  for data, _ in entries)
+
+
+def test_a_filter_moves_tags_flags_and_marks_read(world):
+    alice = add_mailbox(world, "alice@example.org")
+    add_mailbox(world, "bob@example.net")
+    services.add_tag(world.db, "alice@example.org", "Work", colour="#3366ff")
+    services.add_tag(world.db, "alice@example.org", "Boss", senders=["boss@example.com"])
+    services.add_filter(world.db, "alice@example.org", name="invoices",
+                        conditions=["from matches *@example.net", "subject contains invoice"],
+                        actions=["move Invoices", "tag Work", "flag", "read"], stop=True)
+    services.add_filter(world.db, "alice@example.org", conditions=["from matches *@example.net"],
+                        actions=["move Elsewhere"])  # after a stop: never reached for invoices
+    services.add_filter(world.db, "alice@example.org", conditions=["header:List-Id contains announce"],
+                        actions=["delete"])
+    services.add_filter(world.db, "alice@example.org", conditions=["has-attachment"], actions=["tag Files"],
+                        folders=["Spam"])  # Spam only: does not apply to INBOX deliveries
+    world.submit("bob@example.net", ["alice@example.org"], message("bob@example.net", "alice@example.org",
+                                                                   "Invoice 7"))
+    world.submit("list@example.com", ["alice@example.org"], message(
+        "list@example.com", "alice@example.org", "Big news", headers="List-Id: <announce.example.com>\r\n"))
+    world.submit("boss@example.com", ["alice@example.org"], message("boss@example.com", "alice@example.org",
+                                                                    "See me"))
+    world.submit("bob@example.net", ["alice@example.org"], message("bob@example.net", "alice@example.org", "Hi"))
+    with world.running():
+        drain(world)
+    [(_, flags)] = folder_messages(world, alice, "Invoices")
+    assert set(flags) == {"\\Seen", "\\Flagged", "Work"}
+    assert subjects(folder_messages(world, alice, "Invoices")) == ["Invoice 7"]
+    assert subjects(folder_messages(world, alice, "Elsewhere")) == ["Hi"]
+    inbox = folder_messages(world, alice, "INBOX")
+    assert subjects(inbox) == ["See me"]  # the list message was discarded
+    assert inbox[0][1] == ("Boss",)
+
+
+def test_disabled_filter_and_broken_rule_never_block_delivery(world):
+    alice = add_mailbox(world, "alice@example.org")
+    added = services.add_filter(world.db, "alice@example.org", conditions=["subject contains x"], actions=["delete"])
+    services.set_filter_enabled(world.db, "alice@example.org", added.id, False)
+    with world.db.write() as session:  # a row damaged by hand is skipped, not fatal
+        session.add(RuleFilter(mailbox_id=alice, position=9, conditions="not json", actions="[]", folders="INBOX"))
+    world.submit("bob@example.net", ["alice@example.org"], message("bob@example.net", "alice@example.org", "x"))
+    with world.running():
+        drain(world)
+    assert subjects(folder_messages(world, alice, "INBOX")) == ["x"]
+
+
+def test_preview_and_apply_to_existing_messages(world):
+    alice = add_mailbox(world, "alice@example.org")
+    for subject in ("Report 1", "Report 2", "Lunch", "Old junk"):
+        world.submit("carol@example.net", ["alice@example.org"], message("carol@example.net", "alice@example.org",
+                                                                         subject))
+    with world.running():
+        drain(world)
+    store = world.store
+    reports = services.add_filter(world.db, "alice@example.org", conditions=["subject matches Report*"],
+                                  actions=["move Reports", "read"])
+    preview = services.preview_filter(store, "alice@example.org", reports.id)
+    assert sorted(m.subject for m in preview) == ["Report 1", "Report 2"]
+    assert {m.folder for m in preview} == {"INBOX"}
+    assert len(folder_messages(world, alice, "INBOX")) == 4  # a preview changes nothing
+
+    report = services.apply_filter(store, "alice@example.org", reports.id)
+    assert (report.matched, report.moved, report.flagged) == (2, 2, 2)
+    moved = folder_messages(world, alice, "Reports")
+    assert subjects(moved) == ["Report 1", "Report 2"] and all("\\Seen" in f for _, f in moved)
+
+    junk = services.add_filter(world.db, "alice@example.org", conditions=["subject contains junk"],
+                               actions=["delete"])
+    report = services.apply_filter(store, "alice@example.org", junk.id, trash_instead_of_delete=True)
+    assert report.trashed == 1 and subjects(folder_messages(world, alice, "Trash")) == ["Old junk"]
+
+    lunch = services.add_filter(world.db, "alice@example.org", conditions=["subject contains Lunch"],
+                                actions=["delete"])
+    report = services.apply_filter(store, "alice@example.org", lunch.id)
+    assert report.deleted == 1
+    assert folder_messages(world, alice, "INBOX") == []
+    assert subjects(folder_messages(world, alice, "Trash")) == ["Old junk"]  # permanent: not in Trash
+
+
+def test_order_and_refusals(world):
+    add_mailbox(world, "alice@example.org")
+    first = services.add_filter(world.db, "alice@example.org", conditions=["subject contains a"], actions=["flag"])
+    second = services.add_filter(world.db, "alice@example.org", conditions=["subject contains b"], actions=["read"])
+    third = services.add_filter(world.db, "alice@example.org", conditions=["subject contains c"], actions=["read"],
+                                position=0)
+    assert [f.id for f in services.list_filters(world.db, "alice@example.org")] == [third.id, first.id, second.id]
+    services.move_filter(world.db, "alice@example.org", second.id, 0)
+    assert [f.id for f in services.list_filters(world.db, "alice@example.org")] == [second.id, third.id, first.id]
+    services.remove_filter(world.db, "alice@example.org", third.id)
+    assert [(f.id, f.position) for f in services.list_filters(world.db, "alice@example.org")] == \
+        [(second.id, 0), (first.id, 1)]
+    for kwargs in (dict(conditions=["subject resembles x"], actions=["flag"]),
+                   dict(conditions=["subject contains x"], actions=["explode"]),
+                   dict(conditions=["subject contains x"], actions=["flag"], folders=["Drafts"]),
+                   dict(conditions=[], actions=["flag"])):
+        with pytest.raises(InvalidInput):
+            services.add_filter(world.db, "alice@example.org", **kwargs)
+    assert len(services.list_filters(world.db, "alice@example.org")) == 2
+    with pytest.raises(NotFound, match="does not exist"):
+        services.remove_filter(world.db, "alice@example.org", 9999)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys):
+    """The `courriel` command line, in process (argparse, services and exit codes as installed)."""
+    def invoke(*args) -> Result:
+        capsys.readouterr()
+        umask = os.umask(0o022)
+        os.umask(umask)
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse refusals
+            code = exc.code
+        finally:
+            os.umask(umask)  # main() sets the service umask for the process
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+    return invoke
+
+
+def test_cli_filter_add_list_export_and_bad_input(tmp_path, run):
+    data = tmp_path / "data"
+    assert run("init", "--data", str(data), "--hostname", "mx.example.org").returncode == 0
+    assert run("domain", "add", "example.org", "--data", str(data)).returncode == 0
+    created = run("mailbox", "add", "alice@example.org", "--data", str(data), "--json")
+    assert created.returncode == 0, created.stderr
+    added = run("filter", "add", "alice@example.org", "--data", str(data), "--json", "--if",
+                "from matches *@example.net", "--if", "header:List-Id contains dev", "--any", "--then", "move Lists",
+                "--then", "read", "--stop")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["actions"] == [{"action": "move", "folder": "Lists"}, {"action": "read"}]
+    exported = run("filter", "export", "alice@example.org", "--data", str(data))
+    assert exported.returncode == 0
+    parser = Parser()
+    assert parser.parse(exported.stdout), parser.error
+    for bad in (["filter", "add", "alice@example.org", "--if", "from resembles x", "--then", "read"],
+                ["filter", "add", "alice@example.org", "--if", "from contains x", "--then", "move a*b"],
+                ["filter", "add", "nobody@example.org", "--if", "from contains x", "--then", "read"],
+                ["filter", "remove", "alice@example.org", "99"],
+                ["vacation", "set", "alice@example.org", "--start", "2026-12-31", "--end", "2026-12-01"],
+                ["contact", "add", "alice@example.org", "not an address"],
+                ["calendar", "rsvp", "alice@example.org", "1", "yes"]):
+        result = run(*bad, "--data", str(data))
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert "error" in result.stderr
+    listed = json.loads(run("filter", "list", "alice@example.org", "--data", str(data), "--json").stdout)
+    assert len(listed) == 1
+    assert json.loads(run("vacation", "show", "alice@example.org", "--data", str(data), "--json").stdout)[
+        "enabled"] is False
+    assert json.loads(run("contact", "list", "alice@example.org", "--data", str(data), "--json").stdout) == []
+    on = run("vacation", "set", "alice@example.org", "--data", str(data), "--json", "--subject", "Away",
+             "--body", "Back soon", "--contacts-only")
+    assert on.returncode == 0 and json.loads(on.stdout)["contacts_only"] is True
