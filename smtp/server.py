@@ -61,7 +61,7 @@ class SmtpService:
         self.authenticator = authenticator or Authenticator(db, PasswordHasher.from_config(config))
         self.handler = SmtpHandler(config, db, authenticator=self.authenticator,
                                    resolver=resolver or Resolver.from_config(config), limits=self.limits)
-        self.servers: dict[str, asyncio.base_events.Server] = {}
+        self.servers: dict[str, asyncio.AbstractServer] = {}
         self.connections: set[ESMTP] = set()
 
     def _protocol(self, listener: str) -> ESMTP:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import socket
 import time
 
 import pytest
@@ -255,6 +256,20 @@ def test_hostile_helo_is_sanitised_not_fatal(smtp_world):
     entry = only_entry(smtp_world)
     assert entry.client_helo == "bad??name"
     assert smtp_world.content(entry).startswith(b"Received: from bad??name ([127.0.0.1])")
+
+
+def test_stop_closes_open_sessions_with_421_and_acknowledges_nothing(smtp_world):
+    smtp_world.add_mailbox("alice@example.org")
+    with smtp_world.raw("mx") as client:
+        client.command("EHLO client.example")
+        client.send(b"MAIL FROM:<bob@remote.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        assert [client.reply()[0] for _ in range(3)] == [250, 250, 354]
+        client.send(b"Subject: interrupted\r\n\r\nhalf a body\r\n")
+        smtp_world.stop()
+        assert final_reply(client) == (421, "4.3.2 Service shutting down, closing connection")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", smtp_world.ports["mx"]), timeout=2).close()
+    assert smtp_world.queued() == []
 
 
 def test_smtputf8_addresses(smtp_world):
