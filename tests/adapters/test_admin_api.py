@@ -458,3 +458,11 @@ def test_console_login_throttled_page(admin_setup):  # noqa: F811
     assert statuses[0] == 401 and statuses[-1] == 429
     assert "Too many failed sign-ins" in response.text and int(response.headers["retry-after"]) >= 1
     assert "courriel_session" not in client.cookies
+
+
+def test_unknown_paths_and_methods_answer_json(api, admin_setup):  # noqa: F811
+    error_of(api.get("/api/v1/no-such-thing"), 404, "not_found")
+    error_of(api.put("/api/v1/domains", json={}), 405, "method_not_allowed")
+    page = admin_setup.client().get("/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Traceback" not in page.text
