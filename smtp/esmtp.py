@@ -198,7 +198,8 @@ class ESMTP(SMTP):
             return
         self._closing = True
         log.info("disconnecting client", extra={"listener": self.listener, "client": self.client_ip,
-                                                 "reason": reply.text})
+                                                 "reason": reply.text, "commands": self.counters.commands,
+                                                 "queued": ",".join(self.counters.transactions) or "-"})
         try:
             transport.write(f"{reply}\r\n".encode("ascii"))
         except (AttributeError, OSError, RuntimeError):  # the peer or the TLS layer is already gone
@@ -454,13 +455,13 @@ class ESMTP(SMTP):
                 len(words) == 2 and words[1].upper() != "LAST"):
             # Without a valid size the chunk cannot be skipped: the connection cannot continue.
             await self.push(replies.syntax("BDAT size [LAST]"))
-            self.disconnect(replies.Reply(421, "4.5.0", "Cannot resynchronise after a bad BDAT"))
+            self.disconnect(replies.BDAT_UNREADABLE)
             return
         size, last = int(words[0]), len(words) == 2
         envelope = self.envelope
         refusal = None
         if not self.session.host_name:
-            refusal = replies.Reply(503, "5.5.1", "Send EHLO first")
+            refusal = replies.EHLO_FIRST
         if refusal is None:
             refusal = await self._transaction_ready()
         if refusal is None:

@@ -272,6 +272,13 @@ def test_stop_closes_open_sessions_with_421_and_acknowledges_nothing(smtp_world)
     assert smtp_world.queued() == []
 
 
+def test_bdat_without_a_size_cannot_continue(smtp_world):
+    with smtp_world.raw("mx") as client:
+        client.command("EHLO client.example")
+        assert client.command("BDAT lots") == (501, "5.5.4 Syntax: BDAT size [LAST]")
+        assert final_reply(client) == (421, "4.5.0 Cannot resynchronise after a bad BDAT command")
+
+
 def test_smtputf8_addresses(smtp_world):
     mailbox_id = smtp_world.add_mailbox("jøran@xn--exmple-cua.org")
     message = "From: Bøb <bøb@remote.test>\r\nSubject: ünïcode\r\n\r\nHej.\r\n".encode()
