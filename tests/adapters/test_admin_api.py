@@ -4,6 +4,7 @@ security headers and cookies, and one run over a real socket through the admin r
 
 from __future__ import annotations
 
+import re
 import signal
 
 import httpx
@@ -466,3 +467,94 @@ def test_unknown_paths_and_methods_answer_json(api, admin_setup):  # noqa: F811
     page = admin_setup.client().get("/no-such-page")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "Traceback" not in page.text
+
+
+# --------------------------------------------------------------------------- console forms (same services)
+
+SECRET_FIELD = re.compile(r'id="secret" class="secret" readonly value="([^"]+)"')
+
+
+def flash_of(client, response) -> str:
+    assert response.status_code == 303, response.text[:500]
+    page = client.get(response.headers["location"])
+    found = re.search(r'<p class="flash (ok|error)"[^>]*>([^<]*)</p>', page.text)
+    assert found, page.text[:1000]
+    return f"{found.group(1)}: {found.group(2)}"
+
+
+def test_console_forms_for_admins(admin_setup):  # noqa: F811
+    client, csrf = admin_setup.console(*ADMIN)
+
+    def post(path, **data):
+        return client.post(path, data={"csrf_token": csrf, **data}, follow_redirects=False)
+
+    created = post("/mailboxes", local_part="erin", domain=DOMAIN, mode="generate", quota="1G")
+    assert created.status_code == 200 and created.headers["cache-control"] == "no-store"
+    generated = SECRET_FIELD.search(created.text).group(1)
+    assert not passwords.PasswordPolicy().problems(generated)
+    detail = client.get("/mailboxes/erin@example.org")
+    assert generated not in detail.text and "Mail client settings for erin@example.org" in detail.text
+    assert "mailbox.add" in client.get("/audit").text and generated not in client.get("/audit").text
+
+    mismatch = post("/mailboxes", local_part="fred", domain=DOMAIN, mode="choose", password="Fred-pass-2026",
+                    password_again="Fred-pass-2027")
+    assert flash_of(client, mismatch) == "error: the two passwords differ"
+    assert "fred@" not in client.get("/mailboxes").text
+    chosen = post("/mailboxes", local_part="fred", domain=DOMAIN, mode="choose", password="Fred-pass-2026",
+                  password_again="Fred-pass-2026")
+    assert flash_of(client, chosen) == "ok: Mailbox fred@example.org created."
+    assert flash_of(client, post("/mailboxes/fred@example.org/settings", quota="2M")).startswith("ok:")
+    assert services.get_mailbox(admin_setup.db, "fred@example.org").enabled is False  # box left unticked
+    assert "Delete the mailbox fred@example.org" in client.get("/mailboxes/fred@example.org/delete").text
+    assert flash_of(client, post("/mailboxes/fred@example.org/delete")) == "ok: Mailbox fred@example.org deleted."
+
+    assert flash_of(client, post("/aliases", address="info@example.org", targets=f"{ALICE[0]}\n x@ext.example"))\
+        == "ok: Alias info@example.org added."
+    assert services.list_aliases(admin_setup.db)[0].targets == [ALICE[0], "x@ext.example"]
+    assert flash_of(client, post("/aliases/info@example.org/targets", targets="")).startswith("error:")
+    assert flash_of(client, post("/aliases/info@example.org/delete")).startswith("ok:")
+
+    assert flash_of(client, post("/groups", address="team@example.org", members=ALICE[0], members_can_send="1"))\
+        == "ok: Group team@example.org added."
+    changed = client.post("/groups/team@example.org/members", follow_redirects=False,
+                          data={"csrf_token": csrf, "add": BOB_MAILBOX[0], "remove": [ALICE[0]]})
+    assert flash_of(client, changed).startswith("ok:")
+    assert services.get_group(admin_setup.db, "team@example.org").members == [BOB_MAILBOX[0]]
+
+    user_page = post("/users", name="gina", role="user")
+    assert SECRET_FIELD.search(user_page.text)
+    assert flash_of(client, post("/users/gina/delete")) == "ok: User gina removed."
+    key_page = post("/keys", name="monitoring")
+    token = SECRET_FIELD.search(key_page.text).group(1)
+    assert token.startswith("ck_") and token not in client.get("/keys").text
+    prefix = token.split("_")[1]
+    assert flash_of(client, post(f"/keys/{prefix}/revoke")) == "ok: API key monitoring revoked."
+
+    queued = queue_message(admin_setup.db, admin_setup.config)
+    assert queued in client.get("/queue").text
+    assert flash_of(client, post(f"/queue/{queued}/retry")).startswith("error:")  # incoming: nothing to retry
+    assert flash_of(client, post(f"/queue/{queued}/delete")) == f"ok: Message {queued} deleted."
+
+    assert flash_of(client, post(f"/domains/{DOMAIN}/settings", catch_all=ALICE[0])).startswith("ok:")
+    assert services.get_domain(admin_setup.db, DOMAIN).catch_all == ALICE[0]
+    assert flash_of(client, post(f"/domains/{DOMAIN}/delete")).startswith("error:")  # still has mailboxes
+
+
+def test_console_password_change_for_a_mailbox_user(admin_setup):  # noqa: F811
+    client, csrf = admin_setup.console(*ALICE)
+    page = client.get(f"/account/{ALICE[0]}")
+    assert "Mail client settings for alice@example.org" in page.text
+
+    def change(old, new, again):
+        return client.post(f"/account/{ALICE[0]}/password", follow_redirects=False,
+                           data={"csrf_token": csrf, "old_password": old, "new_password": new,
+                                 "new_password_again": again})
+
+    assert flash_of(client, change("Wrong-pass-000", "Alice-next-2026", "Alice-next-2026")) == \
+        "error: the current password is wrong"
+    assert flash_of(client, change(ALICE[1], "Alice-next-2026", "Alice-other-2026")) == \
+        "error: the two new passwords differ"
+    assert flash_of(client, change(ALICE[1], "Alice-next-2026", "Alice-next-2026")).startswith(
+        "ok: Password of alice@example.org changed")
+    assert admin_setup.client().post("/api/v1/session", json={"username": ALICE[0], "password": "Alice-next-2026"}
+                                     ).status_code == 201
