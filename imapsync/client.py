@@ -185,16 +185,18 @@ class ImapRemote:
             result.update({int(uid): plan.normalise_flags(data.get(b"FLAGS", ())) for uid, data in answer.items()})
         return result
 
-    def headers(self, uids: Iterable[int]) -> list[tuple[int, str, int]]:
-        """(UID, Message-ID, size) of messages, for matching after a UIDVALIDITY change."""
+    def headers(self, uids: Iterable[int]) -> list[tuple[int, str, int, frozenset[str]]]:
+        """(UID, Message-ID, size, flags) of messages, for matching moved messages and after a
+        UIDVALIDITY change without downloading them."""
         uids = list(uids)
         result = []
         for batch in plan.batches(uids, 500):
             with self._errors():
-                answer = self.client.fetch(batch, ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+                answer = self.client.fetch(batch, ["RFC822.SIZE", "FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
             for uid, data in answer.items():
                 header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"") or b""
-                result.append((int(uid), message_id_of(header), int(data.get(b"RFC822.SIZE", 0))))
+                result.append((int(uid), message_id_of(header), int(data.get(b"RFC822.SIZE", 0)),
+                               plan.normalise_flags(data.get(b"FLAGS", ()))))
         return result
 
     def fetch(self, uids: list[int]) -> list[FetchedMessage]:

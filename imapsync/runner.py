@@ -13,7 +13,8 @@ How each direction is read:
   appear as a new local message in another synced folder was moved: the move is replayed on
   the remote (UID COPY with COPYUID, then expunge), keeping one copy each side. New local
   messages that are not moves (mail delivered here, APPENDs by local clients) stay local.
-Remote moves arrive as a deletion and a new message and are imported again.
+Remote moves (gone from one folder, new in another, same Message-ID and size) are replayed
+locally with `Store.move`, so the message is not downloaded again.
 
 Import: new remote messages are fetched in batches (bounded memory) and each is delivered
 through `Store.deliver`; its UID map row and the folder's progress are written in the
@@ -51,6 +52,7 @@ log = logging.getLogger("courriel.imapsync")
 FETCH_BATCH = 50  # messages per UID FETCH BODY.PEEK[]: bounds memory during an import
 IDLE_SLICE = 1.0  # seconds per IDLE check, so that a stop or a local hint is seen quickly
 IDLE_RESTART = 25 * 60  # RFC 2177 §3: re-issue IDLE before the 30-minute inactivity timeout
+STATE_CHECK = 5.0  # seconds between account state checks while waiting
 POLL_INTERVAL = 60.0  # full cycle at least this often (folders other than INBOX, no IDLE)
 
 
@@ -66,6 +68,7 @@ class AccountSync:
         self.poll_interval = poll_interval
         self.on_progress = on_progress
         self.remote: ImapRemote | PopRemote | None = None
+        self.stop: threading.Event | None = None  # set by run(): imports end early on a stop
         with db.read() as session:
             row = session.get(SyncAccount, account_id)
             if row is None:
@@ -113,6 +116,7 @@ class AccountSync:
             if scan is not None:
                 scans.append(scan)
         self._replay_local_moves(remote, scans)
+        self._replay_remote_moves(remote, scans)
         for scan in scans:
             self._apply(remote, scan)
 
@@ -209,7 +213,7 @@ class AccountSync:
             old = session.execute(select(SyncMessage.id, SyncMessage.message_id, SyncMessage.size)
                                   .where(SyncMessage.sync_folder_id == sf.id,
                                          SyncMessage.remote_uidvalidity != uidvalidity)).all()
-            result = plan.rematch([(r.id, r.message_id, r.size) for r in old], headers)
+            result = plan.rematch([(r.id, r.message_id, r.size) for r in old], [h[:3] for h in headers])
             for row_id, uid in result.matched.items():
                 session.execute(update(SyncMessage).where(SyncMessage.id == row_id)
                                 .values(remote_uidvalidity=uidvalidity, remote_uid=uid))
@@ -260,6 +264,40 @@ class AccountSync:
                                             message_id=message_id, size=size))
                 dest.moved_in.add(new_uid)
 
+    def _replay_remote_moves(self, remote: ImapRemote, scans: list[_Scan]) -> None:
+        """A remote message gone from folder A and new in folder B (same Message-ID and size) was
+        moved: move the local copy too instead of deleting it and downloading it again."""
+        departures: dict[tuple[str, int], list[tuple[_Scan, int]]] = {}
+        for scan in scans:
+            by_local = {local_uid: (message_id, size) for message_id, size, local_uid in scan.identity.values()}
+            for local_uid in scan.plan.delete_local:
+                message_id, size = by_local.get(local_uid, ("", 0))
+                if message_id:
+                    departures.setdefault((message_id, size), []).append((scan, local_uid))
+        if not departures:
+            return
+        for scan in scans:
+            wanted = [uid for uid in scan.plan.to_import if uid not in scan.moved_in]
+            if not wanted:
+                continue
+            remote.select(scan.sf.remote_name)
+            for uid, message_id, size, flags in remote.headers(wanted):
+                candidates = departures.get((message_id, size)) if message_id else None
+                if not candidates or candidates[0][0] is scan:
+                    continue
+                source, local_uid = candidates.pop(0)
+                moved = self.store.move(source.sf.local_folder_id, [local_uid], scan.sf.local_folder_id)
+                source.plan.delete_local.remove(local_uid)
+                if not moved.pairs:
+                    continue  # gone locally meanwhile: imported as new
+                new_local = moved.pairs[0][1]
+                self.store.set_flags(scan.sf.local_folder_id, [new_local], "replace", sorted(flags))
+                with self.db.write() as session:
+                    session.execute(insert(SyncMessage).values(
+                        sync_folder_id=scan.sf.id, remote_uidvalidity=scan.uidvalidity, remote_uid=uid,
+                        local_uid=new_local, flags=plan.flags_text(flags), message_id=message_id, size=size))
+                scan.moved_in.add(uid)
+
     # ------------------------------------------------------------- applying
 
     def _apply(self, remote: ImapRemote, scan: _Scan) -> None:
@@ -302,6 +340,8 @@ class AccountSync:
             return
         folder_name = self.store.folder(sf.local_folder_id).name
         for batch in plan.batches(uids, FETCH_BATCH):
+            if self.stop is not None and self.stop.is_set():
+                return  # resumable: the UID map says what is left
             for message in remote.fetch(batch):
                 self._deliver(sf, folder_name, uidvalidity, message)
 
@@ -344,6 +384,8 @@ class AccountSync:
                 total=len(listing), done=len(listing) - len(new),
                 **({"import_started_at": dt.datetime.now(dt.UTC), "imported_since_start": 0} if new else {})))
         for number, uidl in new:
+            if self.stop is not None and self.stop.is_set():
+                break
             body = remote.retrieve(number)
 
             def record(session, uidl=uidl) -> None:
@@ -373,6 +415,7 @@ class AccountSync:
     def run(self, stop: threading.Event, run_dir: Path | None = None) -> None:
         """Cycle until `stop` is set or the account leaves the active state. Failures are
         recorded on the account (with back-off and pause); this method does not raise."""
+        self.stop = stop
         listener = None
         if run_dir is not None:
             with contextlib.suppress(OSError):
@@ -420,18 +463,28 @@ class AccountSync:
             remote.idle_start()
             try:
                 started = time.monotonic()
+                checked = started
                 while not stop.is_set() and time.monotonic() < min(deadline, started + IDLE_RESTART):
                     if remote.idle_wait(IDLE_SLICE) or self._local_hint(listener):
                         return
+                    if time.monotonic() - checked > STATE_CHECK:
+                        checked = time.monotonic()
+                        if self.state() != SyncAccountState.ACTIVE:
+                            return  # paused, disabled or removed: run() ends
             finally:
                 remote.idle_stop()
             return
+        checked = time.monotonic()
         while not stop.is_set() and time.monotonic() < deadline:
             if listener is not None:
                 if any(h.payload == str(self.mailbox_id) for h in listener.wait(IDLE_SLICE)):
                     return
             elif stop.wait(IDLE_SLICE):
                 return
+            if time.monotonic() - checked > STATE_CHECK:
+                checked = time.monotonic()
+                if self.state() != SyncAccountState.ACTIVE:
+                    return
 
 
 class _Scan:

@@ -141,6 +141,8 @@ class DovecotServer:
         uid, gid, login_user, internal_user, internal_group = self._users()
         for name in ("etc", "run", "state", "mail"):
             (self.root / name).mkdir()
+            # Explicit modes: the process umask may be 027 (`courriel.cli.main` sets it).
+            (self.root / name).chmod(0o755)
         self.root.chmod(0o755)
         (self.root / "mail").chmod(0o777)
         if os.geteuid() == 0:
@@ -206,9 +208,9 @@ class DovecotServer:
             try:
                 with self.client(user, password):
                     return
-            except imaplib.IMAP4.error:
+            except imaplib.IMAP4.error as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    raise RuntimeError(f"{user} cannot log in: {exc}\n{self.log()[-3000:]}") from exc
                 time.sleep(0.2)  # poll interval, bounded by the deadline
 
     @contextlib.contextmanager

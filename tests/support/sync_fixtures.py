@@ -20,7 +20,7 @@ from courriel.imapsync import accounts
 from courriel.store import Store
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dovecot_pop():
     if not dovecot_available() or not Path("/usr/lib/dovecot/pop3").exists():
         pytest.skip("dovecot with POP3 is not installed (Debian packages dovecot-imapd, dovecot-pop3d)")
