@@ -3,6 +3,8 @@
 Role contract (`courriel.roles`): `run(config, sockets) -> int` with the sockets "imap"
 (143, STARTTLS) and "imaps" (993, implicit TLS). Several worker processes may share them
 (`[imap] workers`); each process keeps its own sessions and wakes them from `notify` hints.
+The connection limits (`[imap] max_connections_per_user`, `max_connections_per_ip`) are
+counted per worker process.
 
 Order matters (LIBRARIES.md, Twisted notes): the asyncio reactor is installed before anything
 imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported only inside

@@ -497,10 +497,17 @@ class Session:
         subscribed_only = "SUBSCRIBED" in command.selection
         special_only = "SPECIAL-USE" in command.selection
         want_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
+        # RFC 5258 §3.5: with RECURSIVEMATCH, a folder that is not selected itself but has
+        # selected descendants is listed with CHILDINFO ("SUBSCRIBED").
+        recursive = "RECURSIVEMATCH" in command.selection and subscribed_only
+        subscribed_names = [f.name for f in folders if f.subscribed]
         for folder in folders:
             if not any(r.fullmatch(folder.name) for r in regexes):
                 continue
-            if subscribed_only and not folder.subscribed:
+            extended = None
+            if recursive and any(name.startswith(folder.name + DELIMITER) for name in subscribed_names):
+                extended = {"CHILDINFO": ["SUBSCRIBED"]}
+            if subscribed_only and not folder.subscribed and extended is None:
                 continue
             if special_only and not folder.special_use:
                 continue
@@ -509,7 +516,7 @@ class Session:
                 attributes.append("\\Subscribed")
             if folder.special_use:  # RFC 6154 §2: may be returned without RETURN (SPECIAL-USE)
                 attributes.append(folder.special_use)
-            self.send(enc.list_line(attributes, DELIMITER, folder.name))
+            self.send(enc.list_line(attributes, DELIMITER, folder.name, extended=extended))
             if command.status_items:  # RFC 5819 §2: STATUS right after the LIST line
                 self.send(enc.status_line(folder.name, await self._status_items(folder, command.status_items)))
         await self._done(command)

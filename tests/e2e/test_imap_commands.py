@@ -341,6 +341,10 @@ def test_command_transcripts(server):
         assert t("RENAME INBOX Old")[-1].startswith(b"t%d NO [CANNOT]" % t.count)
         assert t("SUBSCRIBE Archive/2026")[-1].startswith(b"t%d OK" % t.count)
         assert b'* LSUB () "/" Archive/2026' in t('LSUB "" "Archive/*"')
+        assert t("UNSUBSCRIBE Archive")[-1].startswith(b"t%d OK" % t.count)
+        lines = t('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Archive"')
+        assert lines[0] == b'* LIST (\\HasChildren) "/" Archive ("CHILDINFO" ("SUBSCRIBED"))'
+        assert t('LIST (RECURSIVEMATCH) "" "*"')[-1].startswith(b"t%d BAD" % t.count)
         assert t("STATUS Nowhere (MESSAGES)")[-1].startswith(b"t%d NO [NONEXISTENT]" % t.count)
         assert t("STATUS INBOX (UIDNEXT MESSAGES)")[0].startswith(b"* STATUS INBOX (UIDNEXT ")
         # MULTIAPPEND with LITERAL+ (no continuation needed), one message as a binary literal8.
