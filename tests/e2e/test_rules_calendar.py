@@ -23,8 +23,9 @@ CORPUS = Path(__file__).parent.parent / "corpus" / "calendar"
 
 
 @pytest.fixture
-def world(data_dir, monkeypatch):
-    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as built:
+def world(data_dir, db_url, monkeypatch):
+    """A queue world on each backend (SQLite and PostgreSQL)."""
+    with make_world(data_dir, db_url, monkeypatch) as built:
         yield built
 
 

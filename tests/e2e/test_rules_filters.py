@@ -18,11 +18,13 @@ from courriel import cli
 from courriel.admin.services import rules as services
 from courriel.admin.services.errors import InvalidInput, NotFound
 from courriel.models import RuleFilter
+from courriel.queue.spool import EnvelopeRecipient
 
 
 @pytest.fixture
-def world(data_dir, monkeypatch):
-    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as built:
+def world(data_dir, db_url, monkeypatch):
+    """A queue world on each backend (SQLite and PostgreSQL)."""
+    with make_world(data_dir, db_url, monkeypatch) as built:
         yield built
 
 
@@ -52,15 +54,25 @@ def test_a_filter_moves_tags_flags_and_marks_read(world):
     world.submit("boss@example.com", ["alice@example.org"], message("boss@example.com", "alice@example.org",
                                                                     "See me"))
     world.submit("bob@example.net", ["alice@example.org"], message("bob@example.net", "alice@example.org", "Hi"))
+    attachment = ('Content-Type: multipart/mixed; boundary="b"\r\n', "--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+                  "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=x.pdf\r\n\r\n"
+                  "JVBERi0=\r\n--b--\r\n")
+    for folder in ("Spam", None):
+        data = message("spammer@example.com", "alice@example.org", f"Files {folder}", headers=attachment[0],
+                       body=attachment[1]).replace(b"Content-Type: text/plain; charset=utf-8\r\n\r\n", b"\r\n")
+        world.submit("spammer@example.com", [EnvelopeRecipient(address="alice@example.org", folder=folder)], data)
     with world.running():
         drain(world)
+    [(_, spam_flags)] = folder_messages(world, alice, "Spam")
+    assert spam_flags == ("Files",)  # the Spam-only filter applied to the copy filed as spam
     [(_, flags)] = folder_messages(world, alice, "Invoices")
     assert set(flags) == {"\\Seen", "\\Flagged", "Work"}
     assert subjects(folder_messages(world, alice, "Invoices")) == ["Invoice 7"]
     assert subjects(folder_messages(world, alice, "Elsewhere")) == ["Hi"]
     inbox = folder_messages(world, alice, "INBOX")
-    assert subjects(inbox) == ["See me"]  # the list message was discarded
-    assert inbox[0][1] == ("Boss",)
+    assert subjects(inbox) == ["Files None", "See me"]  # the list message was discarded
+    flags_by_subject = {subjects([entry])[0]: entry[1] for entry in inbox}
+    assert flags_by_subject == {"Files None": (), "See me": ("Boss",)}  # Spam-only filter: not in INBOX
 
 
 def test_disabled_filter_and_broken_rule_never_block_delivery(world):

@@ -14,6 +14,7 @@ from rules_fixtures import add_mailbox, drain, folder_messages, message
 
 from courriel.admin.services import rules as services
 from courriel.models import GroupMember, MailGroup, VacationReply
+from courriel.queue.spool import EnvelopeRecipient
 from courriel.rules.hooks import RuleHooks
 
 DAY_ONE = dt.datetime(2026, 12, 21, 9, 0, tzinfo=dt.UTC)
@@ -28,8 +29,9 @@ class Clock:
 
 
 @pytest.fixture
-def world(data_dir, monkeypatch):
-    with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch) as built:
+def world(data_dir, db_url, monkeypatch):
+    """A queue world on each backend (SQLite and PostgreSQL)."""
+    with make_world(data_dir, db_url, monkeypatch) as built:
         yield built
 
 
@@ -71,6 +73,9 @@ def test_never_sent_cases_then_once_a_day(world):
     for index, (sender, _, headers) in enumerate(never):
         world.submit(sender, ["alice@example.org"], message(sender or "bob@example.org", "alice@example.org",
                                                             f"case {index}", headers=headers))
+    # Mail filed as spam at RCPT time (DMARC quarantine) is never answered.
+    world.submit("bob@example.org", [EnvelopeRecipient(address="alice@example.org", folder="Spam")],
+                 message("bob@example.org", "alice@example.org", "cheap pills"))
     with running(world, clock):
         drain(world)
         assert replies(world, bob) == [] and replies(world, alice) == []
@@ -102,6 +107,7 @@ def test_never_sent_cases_then_once_a_day(world):
         drain(world)
         assert len(replies(world, carol)) == 2
     assert len(folder_messages(world, alice, "INBOX")) == len(never) + 4  # every message was delivered
+    assert len(folder_messages(world, alice, "Spam")) == 1
 
 
 def test_contacts_only(world):
