@@ -102,7 +102,7 @@ class ESMTP(SMTP):
 
     def __init__(self, handler: Any, *, listener: str, hostname: str, max_message_size: int,
                  limits: SessionLimits, tls_context=None, implicit_tls: bool = False,
-                 allow_plaintext_auth: bool = False, on_close=None, loop=None):
+                 allow_plaintext_auth: bool = False, admit=None, on_close=None, loop=None):
         offers_auth = listener != policy.MX
         super().__init__(
             handler, data_size_limit=max_message_size, enable_SMTPUTF8=True, decode_data=False,
@@ -120,6 +120,7 @@ class ESMTP(SMTP):
         self._raw_replies = False
         self._closing = False
         self._session_timer: asyncio.TimerHandle | None = None
+        self._admit = admit  # admit(connection) -> bool, asked once the peer is known
         self._on_close = on_close
         # aiosmtpd keeps these limits in a class-level dict that EHLO grows on every call.
         self.command_size_limits = collections.defaultdict(
@@ -164,6 +165,9 @@ class ESMTP(SMTP):
         super().connection_made(transport)
         if not starttls:
             self._session_timer = self.loop.call_later(self.limits.session_seconds, self._session_expired)
+            if self._admit is not None and not self._admit(self):
+                self.disconnect(replies.TOO_MANY_CONNECTIONS)
+                return
         if self.implicit_tls and self.session is not None:
             # aiosmtpd only marks STARTTLS sessions as TLS; port 465 is TLS from the first byte.
             self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}

@@ -50,6 +50,7 @@ class SessionLimits:
     max_commands: int = 2000
     max_errors: int = 20  # like Postfix's smtpd_hard_error_limit
     max_recipients: int = 100  # RFC 5321 §4.5.3.1.8: at least 100
+    max_connections_per_ip: int = 20  # concurrent sessions from one client address
 
 
 # ----------------------------------------------------------------------------- paths

@@ -19,6 +19,7 @@ Security: accepts connections from anyone; all protocol input is handled by `esm
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import ssl
@@ -63,16 +64,36 @@ class SmtpService:
                                    resolver=resolver or Resolver.from_config(config), limits=self.limits)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.connections: set[ESMTP] = set()
+        self.per_client: collections.Counter[str] = collections.Counter()
+        self._admitted: dict[ESMTP, str] = {}
 
     def _protocol(self, listener: str) -> ESMTP:
         connection = ESMTP(
             self.handler, listener=listener, hostname=self.config.hostname, max_message_size=self.max_message_size,
             limits=self.limits, tls_context=self.context, implicit_tls=listener == policy.SUBMISSIONS,
             allow_plaintext_auth=self.allow_plaintext_auth and listener == policy.SUBMISSION,
-            on_close=self.connections.discard,
+            admit=self._admit, on_close=self._closed,
         )
         self.connections.add(connection)
         return connection
+
+    def _admit(self, connection: ESMTP) -> bool:
+        """At most `max_connections_per_ip` concurrent sessions per client address."""
+        client = connection.client_ip or "unknown"
+        if self.per_client[client] >= self.limits.max_connections_per_ip:
+            log.info("too many connections", extra={"listener": connection.listener, "client": client})
+            return False
+        self.per_client[client] += 1
+        self._admitted[connection] = client
+        return True
+
+    def _closed(self, connection: ESMTP) -> None:
+        self.connections.discard(connection)
+        client = self._admitted.pop(connection, None)
+        if client is not None:
+            self.per_client[client] -= 1
+            if self.per_client[client] <= 0:
+                del self.per_client[client]
 
     async def start(self, sockets: Mapping[str, socket.socket]) -> None:
         """Serve each listening socket named "mx", "submission" or "submissions"."""

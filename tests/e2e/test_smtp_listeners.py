@@ -12,8 +12,10 @@ import time
 
 import pytest
 from smtp_harness import (
+    RawClient,
     insecure_context,
     make_smtp_world,
+    poll,
     smtp_world_fixture,  # noqa: F401 - pytest fixture "smtp_world"
 )
 
@@ -434,6 +436,31 @@ def test_too_many_commands_and_long_lines(data_dir, monkeypatch):
             assert client.command("NOOP")[0] == 250
         client.send(b"NOOP\r\n")
         assert final_reply(client) == (421, "4.7.0 Too many commands, closing connection")
+
+
+def test_concurrent_sessions_per_client_address_are_bounded(data_dir, monkeypatch):
+    with limited(data_dir, monkeypatch, max_connections_per_ip=2) as world:
+        first, second = world.raw("mx"), world.raw("submission")
+        try:
+            refused = RawClient(world.ports["mx"])
+            assert final_reply(refused) == (421, "4.7.0 Too many connections from your address, try again later")
+            refused.close()
+            with world.raw("mx", source="127.0.0.2") as other:  # another client address is not affected
+                assert other.command("NOOP")[0] == 250
+            first.command("QUIT")
+            assert first.closed()
+
+            def admitted():
+                client = RawClient(world.ports["mx"])
+                try:
+                    return client.reply()[0] == 220
+                finally:
+                    client.close()
+
+            poll(admitted, "a free slot after a QUIT", timeout=5)
+        finally:
+            first.close()
+            second.close()
 
 
 def test_session_time_limit(data_dir, monkeypatch):

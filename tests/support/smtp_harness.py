@@ -150,8 +150,10 @@ class Registry:
 class RawClient:
     """A bare socket client for what smtplib cannot do: pipelining, BDAT, misbehaviour."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", tls: bool = False, timeout: float = CLIENT_TIMEOUT):
-        sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, host: str = "127.0.0.1", tls: bool = False, timeout: float = CLIENT_TIMEOUT,
+                 source: str | None = None):
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         self.sock = insecure_context().wrap_socket(sock) if tls else sock
         self.buffer = b""
 
