@@ -61,6 +61,12 @@ def test_capability_greeting_and_wrong_state(server):
 def test_bad_syntax_and_unknown_command(server):
     answer = raw_session(server, [b"a1 FROB\r\n", b"a2 LOGIN\r\n", b"a3 NOOP\r\n"], b"a3")
     assert re.search(rb"a1 BAD", answer) and re.search(rb"a2 BAD", answer) and b"a3 OK" in answer
+    # An overlong line is refused with TOOBIG and the connection goes on (line limit).
+    answer = raw_session(server, [b"b1 NOOP " + b"x" * 200_000 + b"\r\n", b"b2 NOOP\r\n"], b"b2")
+    assert re.search(rb"(b1|\*) BAD \[TOOBIG\]", answer) and b"b2 OK" in answer
+    # A literal over the limit outside APPEND is refused before the client sends it.
+    answer = raw_session(server, [b"c1 LOGIN {999999999}\r\n", b"c2 NOOP\r\n"], b"c2")
+    assert re.search(rb"c1 (BAD|NO) \[TOOBIG\]", answer) and b"\r\n+ " not in answer and b"c2 OK" in answer
 
 
 def test_authenticate_plain_with_initial_response(server):
