@@ -3,8 +3,9 @@
 Owns the asyncio servers of the smtp role: one `loop.create_server` per listening socket with
 a fresh `courriel.smtp.esmtp.ESMTP` per connection (not aiosmtpd's threaded Controller), the TLS
 context from the data directory, the shared handler and login throttle, the set of open
-connections, and the stop sequence (stop accepting, let messages being accepted finish, then
-421 and close the rest: an unacknowledged message is simply not acknowledged).
+connections and the bound on concurrent sessions per client address, and the stop sequence
+(stop accepting, let messages being accepted finish, then 421 and close the rest: an
+unacknowledged message is simply not acknowledged).
 
 Listener roles (config `listeners.*`):
 - "mx": inbound mail from the Internet; STARTTLS offered; no AUTH; no relaying;
