@@ -379,6 +379,18 @@ def apply_filter(store: Store, address: str, filter_id: int, *, trash_instead_of
     return ApplyReport(matched=matched, moved=moved, deleted=deleted, trashed=trashed, flagged=flagged)
 
 
+def evaluate_message(db: Database | Session, mailbox_id: int, data: bytes, folder: str = "Sent") -> filters.Outcome:
+    """What the mailbox's filters decide for a message filed in `folder` (for the submission
+    path: the copy saved to Sent gets `outcome.folder` and `outcome.all_flags`; a delete outcome
+    means no copy is kept)."""
+    if isinstance(db, Session):
+        rules = records.load_rules(db, mailbox_id)
+    else:
+        with db.read() as session:
+            rules = records.load_rules(session, mailbox_id)
+    return filters.evaluate(rules, filters.facts_of(data), folder)
+
+
 # ----------------------------------------------------------------------------- tags
 
 
@@ -782,6 +794,7 @@ __all__ = [
     "append_signature_html",
     "apply_filter",
     "calendar_feed",
+    "evaluate_message",
     "export_sieve",
     "get_signature",
     "get_vacation",

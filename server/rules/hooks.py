@@ -40,7 +40,7 @@ from courriel.queue.local import DeliveryHooks, FilterDecision
 from courriel.queue.spool import Envelope, EnvelopeRecipient, QueuedMessage, QueuedRecipient
 from courriel.rules import contacts, filters, records, vacation
 from courriel.rules.calendar import HAS_CALENDAR_KEYWORD, Invitation, invitations_of
-from courriel.store import NoSuchFolder, Store, StoreError
+from courriel.store import NoSuchFolder, Store, StoreError, parse_flags
 
 log = logging.getLogger("courriel.rules")
 
@@ -105,7 +105,7 @@ class RuleHooks:
             self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(final_folder, invitations)
             while len(self._pending) > _PENDING_LIMIT:
                 self._pending.popitem(last=False)
-        return FilterDecision(folder=outcome.folder, flags=tuple(outcome.flags) + tuple(keywords))
+        return FilterDecision(folder=outcome.folder, flags=_storable(tuple(outcome.flags) + tuple(keywords)))
 
     def _ensure_folder(self, mailbox_id: int, name: str) -> None:
         """Create a filter's target folder when it is missing (the store falls back to INBOX when
@@ -186,6 +186,20 @@ class RuleHooks:
             raise
         log.info("%s: auto-reply %s from mailbox %s", message.id, queue_id, mailbox_id)
         return queue_id
+
+
+def _storable(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """Only flags the store accepts: a keyword damaged in the database must not turn every
+    delivery into a temporary failure."""
+    kept = []
+    for flag in flags:
+        try:
+            parse_flags([flag])
+        except StoreError:
+            log.warning("ignoring invalid flag %r from the rules", flag[:100])
+            continue
+        kept.append(flag)
+    return tuple(kept)
 
 
 def delivery_hooks(store: Store, *, hostname: str, run_dir: Path | None = None,

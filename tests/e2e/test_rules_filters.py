@@ -17,7 +17,7 @@ from sievelib.parser import Parser
 from courriel import cli
 from courriel.admin.services import rules as services
 from courriel.admin.services.errors import InvalidInput, NotFound
-from courriel.models import RuleFilter
+from courriel.models import RuleFilter, RuleTag
 from courriel.queue.spool import EnvelopeRecipient
 
 
@@ -81,9 +81,12 @@ def test_disabled_filter_and_broken_rule_never_block_delivery(world):
     services.set_filter_enabled(world.db, "alice@example.org", added.id, False)
     with world.db.write() as session:  # a row damaged by hand is skipped, not fatal
         session.add(RuleFilter(mailbox_id=alice, position=9, conditions="not json", actions="[]", folders="INBOX"))
+        session.add(RuleTag(mailbox_id=alice, name="Bad", keyword="bad keyword", senders="bob@example.net"))
     world.submit("bob@example.net", ["alice@example.org"], message("bob@example.net", "alice@example.org", "x"))
     with world.running():
         drain(world)
+    [(_, flags)] = folder_messages(world, alice, "INBOX")
+    assert flags == ()  # the damaged keyword was dropped, the message delivered at once
     assert subjects(folder_messages(world, alice, "INBOX")) == ["x"]
 
 
@@ -102,6 +105,11 @@ def test_preview_and_apply_to_existing_messages(world):
     assert {m.folder for m in preview} == {"INBOX"}
     assert len(folder_messages(world, alice, "INBOX")) == 4  # a preview changes nothing
 
+    outcome = services.evaluate_message(world.db, alice, message("alice@example.org", "x@example.net", "Report 3"),
+                                        "INBOX")
+    assert (outcome.folder, outcome.flags) == ("Reports", ("\\Seen",))
+    assert services.evaluate_message(world.db, alice, message("a@example.org", "b@example.net", "Report 3")).matched \
+        == ()  # the filter applies to INBOX only, not to Sent
     report = services.apply_filter(store, "alice@example.org", reports.id)
     assert (report.matched, report.moved, report.flagged) == (2, 2, 2)
     moved = folder_messages(world, alice, "Reports")
