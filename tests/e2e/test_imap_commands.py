@@ -426,3 +426,31 @@ def test_pipelined_commands_and_byte_by_byte_input(server):
                 break
             received += sock.recv(4096)
         assert b"p1 OK" in received and b"p2 OK [READ-WRITE]" in received
+
+
+HOSTILE = [
+    "FETCH 1:4294967295 (FLAGS)", "UID FETCH 1:* (BODY.PEEK[999.999.HEADER])", "UID FETCH 1:* (BINARY[0])",
+    "UID FETCH * (BODY.PEEK[]<4294967295.10>)", "UID FETCH 1 (BODY[HEADER.FIELDS ()])", "FETCH 0 (FLAGS)",
+    "UID STORE 1:* FLAGS (\\Recent)", "UID STORE 1 +FLAGS (bad]keyword)", "SELECT \"*\"", "CREATE \"a//b\"",
+    "CREATE \"/lead\"", "RENAME INBOX/x INBOX", "UID COPY 1:* \"\"", "UID MOVE 1 INBOX",
+    "SEARCH " + "NOT " * 40 + "ALL", "SEARCH OR OR OR SEEN UNSEEN DRAFT DELETED", "SEARCH SENTON 31-Feb-2026",
+    "SEARCH HEADER \"\" \"\"", "SEARCH LARGER 99999999999999999999", "UID SEARCH UID 4294967295:*",
+    "STATUS INBOX (BOGUS)", "APPEND INBOX (\\Deleted \\Recent) \"31-Dec-1969 23:59:59 +0000\" {5+}\r\nabcde",
+    "EXAMINE INBOX", "ID (\"a\" \"b\" \"c\")", "ENABLE UTF8=ACCEPT QRESYNC", "IDLE\r\nNOT-DONE",
+]
+
+
+def test_hostile_commands_never_crash_the_session(server):
+    server.store.deliver(server.mailbox_id, sample_message(1))
+    t = Transcript(server)
+    try:
+        t(f'LOGIN {server.address} "{server.password}"')
+        t("SELECT INBOX")
+        for command in HOSTILE:
+            lines = t(command)
+            assert re.match(rb"t\d+ (OK|NO|BAD)", lines[-1]), (command, lines)
+            assert not any(line.startswith(b"* BYE") for line in lines), (command, lines)
+        assert t("NOOP")[-1].startswith(b"t%d OK" % t.count)
+    finally:
+        t.close()
+    # The module fixture also fails on any traceback in the server log.
