@@ -52,6 +52,7 @@ _PENDING_LIMIT = 256
 class _Pending:
     folder: str
     invitations: tuple[Invitation, ...]
+    senders: frozenset[str]  # envelope sender and From address, lower case
 
 
 class RuleHooks:
@@ -102,7 +103,8 @@ class RuleHooks:
             self._ensure_folder(mailbox_id, outcome.folder)
         final_folder = outcome.folder or folder
         with self._lock:
-            self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(final_folder, invitations)
+            self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(
+                final_folder, invitations, _senders(message, facts))
             while len(self._pending) > _PENDING_LIMIT:
                 self._pending.popitem(last=False)
         return FilterDecision(folder=outcome.folder, flags=_storable(tuple(outcome.flags) + tuple(keywords)))
@@ -126,10 +128,11 @@ class RuleHooks:
         try:
             if pending is None:  # the filter hook did not run (or failed): read what we need again
                 data = self.blobs.read(message.blob_id)
-                pending = _Pending(recipient.folder or "INBOX", tuple(invitations_of(data)))
+                pending = _Pending(recipient.folder or "INBOX", tuple(invitations_of(data)),
+                                   _senders(message, filters.facts_of(data)))
             for invitation in pending.invitations:
                 with self.db.write() as session:
-                    result = records.store_invitation(session, mailbox_id, invitation)
+                    result = records.store_invitation(session, mailbox_id, invitation, pending.senders)
                 log.info("%s: calendar %s %s for mailbox %s", message.id, invitation.method.lower(), result,
                          mailbox_id)
         except Exception:
@@ -186,6 +189,10 @@ class RuleHooks:
             raise
         log.info("%s: auto-reply %s from mailbox %s", message.id, queue_id, mailbox_id)
         return queue_id
+
+
+def _senders(message: QueuedMessage, facts: filters.MessageFacts) -> frozenset[str]:
+    return frozenset(a for a in ((message.sender or "").strip().lower(), facts.sender) if a)
 
 
 def _storable(flags: tuple[str, ...]) -> tuple[str, ...]:

@@ -84,9 +84,17 @@ def record_reply(session: Session, mailbox_id: int, sender: str, day: dt.date, n
     session.flush()
 
 
-def store_invitation(session: Session, mailbox_id: int, invitation: Invitation) -> str:
+def store_invitation(session: Session, mailbox_id: int, invitation: Invitation,
+                     senders: set[str] | frozenset[str] | None = None) -> str:
     """Apply one invitation to the mailbox's calendar; returns what happened
-    (created | updated | cancelled | replied | stale | ignored)."""
+    (created | updated | cancelled | replied | stale | ignored | refused).
+
+    RFC 6047 §3: a change to a stored event (update, cancellation) must come from its
+    organizer, and a REPLY from the attendee it answers for: `senders` are the message's
+    envelope sender and From addresses (None: trusted, e.g. the service layer)."""
+    def from_organizer(organizer: str) -> bool:
+        return senders is None or not organizer or organizer.lower() in senders
+
     def rows_for(recurrence_id: str | None) -> list[CalendarEvent]:
         query = select(CalendarEvent).where(CalendarEvent.mailbox_id == mailbox_id,
                                             CalendarEvent.uid == invitation.uid)
@@ -99,6 +107,8 @@ def store_invitation(session: Session, mailbox_id: int, invitation: Invitation) 
         existing = next(iter(rows_for(invitation.recurrence_id)), None)
         if existing is not None and invitation.sequence < existing.sequence:
             return "stale"  # RFC 5546 §2.1.5: an older SEQUENCE is out of date
+        if existing is not None and not from_organizer(existing.organizer):
+            return "refused"
         row = existing or CalendarEvent(mailbox_id=mailbox_id, uid=invitation.uid,
                                         recurrence_id=invitation.recurrence_id)
         row.sequence = invitation.sequence
@@ -116,7 +126,7 @@ def store_invitation(session: Session, mailbox_id: int, invitation: Invitation) 
         return "updated" if existing is not None else "created"
     if invitation.method == "CANCEL":
         # RFC 5546 §3.2.5: without RECURRENCE-ID the whole series (and its overrides) is cancelled.
-        rows = rows_for(invitation.recurrence_id or None)
+        rows = [row for row in rows_for(invitation.recurrence_id or None) if from_organizer(row.organizer)]
         changed = False
         for row in rows:
             if invitation.sequence < row.sequence:
@@ -138,10 +148,12 @@ def store_invitation(session: Session, mailbox_id: int, invitation: Invitation) 
         return "cancelled" if changed else "ignored"
     # METHOD:REPLY to an organizer: the attendee's answer, kept in the stored event's text.
     rows = rows_for(invitation.recurrence_id)
-    if not rows or not invitation.attendees:
+    answers = {address: partstat for address, partstat in invitation.attendees
+               if senders is None or address in senders}
+    if not rows or not answers:
         return "ignored"
     row = rows[0]
-    row.ics = with_partstats(row.ics, dict(invitation.attendees))
+    row.ics = with_partstats(row.ics, answers)
     row.updated_at = now
     session.flush()
     return "replied"

@@ -111,12 +111,19 @@ def test_google_request_update_and_cancellation(world):
         drain(world)
         assert services.list_events(world.db, "alice@example.org")[0].sequence == 1
 
+        # RFC 6047 §3: a cancellation that does not come from the organizer is refused.
+        forged = (CORPUS / "google_cancel.eml").read_bytes().replace(
+            b"From: Gabriel Organizer <gabriel@example.org>", b"From: mallory@example.net")
+        world.submit("mallory@example.net", ["alice@example.org"], forged)
+        drain(world)
+        assert services.list_events(world.db, "alice@example.org")[0].status == "CONFIRMED"
+
         deliver(world, "google_cancel.eml", "gabriel@example.org")
         drain(world)
         [event] = services.list_events(world.db, "alice@example.org")
         assert (event.sequence, event.status) == (2, "CANCELLED")
     assert all("$HasCalendar" in flags for _, flags in folder_messages(world, alice, "INBOX"))
-    assert len(folder_messages(world, alice, "INBOX")) == 4
+    assert len(folder_messages(world, alice, "INBOX")) == 5
     with pytest.raises(Conflict):
         services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "yes", hostname="h")
 
