@@ -398,6 +398,7 @@ def test_real_socket_through_the_admin_role(served_data, tmp_path):  # noqa: F81
     finally:
         db.dispose()
     environ = listener_environ()
+    environ["COURRIEL_DOMAINS_CHECK_INTERVAL"] = "0"  # no DNS lookups off this machine
     served = serve(served_data, environ, tmp_path / "admin.log", "--role", "admin")
     try:
         port = admin_port(environ)

@@ -46,6 +46,7 @@ def console_url(served_data, tmp_path):  # noqa: F811
     finally:
         db.dispose()
     environ = listener_environ()
+    environ["COURRIEL_DOMAINS_CHECK_INTERVAL"] = "0"  # no DNS lookups off this machine
     served = serve(served_data, environ, tmp_path / "admin.log", "--role", "admin")
     try:
         port = admin_port(environ)
