@@ -8,17 +8,26 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from queue_harness import make_world
 from rules_fixtures import add_mailbox, drain, folder_messages, message
 from sievelib.parser import Parser
+from sqlalchemy import select
 
 from courriel import cli
+from courriel import config as config_mod
 from courriel.admin.services import rules as services
 from courriel.admin.services.errors import InvalidInput, NotFound
-from courriel.models import RuleFilter, RuleTag
+from courriel.db import Database
+from courriel.models import Mailbox, RuleFilter, RuleTag
+from courriel.queue import spool
 from courriel.queue.spool import EnvelopeRecipient
+from courriel.rules import records
+from courriel.rules.calendar import invitations_of
+
+CORPUS = Path(__file__).parent.parent / "corpus" / "calendar"
 
 
 @pytest.fixture
@@ -209,3 +218,38 @@ def test_cli_filter_add_list_export_and_bad_input(tmp_path, run):
     on = run("vacation", "set", "alice@example.org", "--data", str(data), "--json", "--subject", "Away",
              "--body", "Back soon", "--contacts-only")
     assert on.returncode == 0 and json.loads(on.stdout)["contacts_only"] is True
+    off = run("vacation", "off", "alice@example.org", "--data", str(data), "--json")
+    assert off.returncode == 0 and json.loads(off.stdout)["enabled"] is False
+
+    assert run("contact", "add", "alice@example.org", "Bob@Example.net", "--name", "Bob", "--data", str(data)
+               ).returncode == 0
+    assert [c["address"] for c in json.loads(run("contact", "list", "alice@example.org", "--data", str(data),
+                                                 "--json").stdout)] == ["bob@example.net"]
+    assert run("contact", "remove", "alice@example.org", "bob@example.net", "--data", str(data)).returncode == 0
+    assert run("contact", "remove", "alice@example.org", "bob@example.net", "--data", str(data)).returncode == 2
+
+    config = config_mod.load(data)
+    db = Database(config.database_url)
+    try:
+        with db.write() as session:
+            mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.address == "alice@example.org"))
+            [invitation] = invitations_of((CORPUS / "outlook_request.eml").read_bytes())
+            records.store_invitation(session, mailbox_id, invitation)
+    finally:
+        db.dispose()
+    [event] = json.loads(run("calendar", "list", "alice@example.org", "--data", str(data), "--json").stdout)
+    assert event["summary"] == "Weekly sync"
+    answered = run("calendar", "rsvp", "alice@example.org", str(event["id"]), "maybe", "--data", str(data), "--json")
+    assert answered.returncode == 0 and json.loads(answered.stdout)["answer"] == "TENTATIVE"
+    db = Database(config.database_url)
+    try:  # the REPLY waits in the queue for the organizer, from alice
+        queued = [(m.sender, r.address) for m in spool.list_entries(db) for r in m.recipients]
+    finally:
+        db.dispose()
+    assert ("alice@example.org", "olivia@example.org") in queued
+    assert run("calendar", "rsvp", "alice@example.org", str(event["id"]), "perhaps", "--data", str(data)
+               ).returncode == 2
+    url = json.loads(run("calendar", "feed-url", "alice@example.org", "--data", str(data), "--json").stdout)["url"]
+    assert url.startswith("https://mx.example.org/calendar/feed/") and url.endswith(".ics")
+    assert run("calendar", "feed-url", "alice@example.org", "--data", str(data)).returncode == 2
+    assert run("calendar", "feed-url", "alice@example.org", "--rotate", "--data", str(data)).returncode == 0
