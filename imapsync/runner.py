@@ -351,10 +351,9 @@ class AccountSync:
 
         def record(session) -> None:
             # The folder row was updated (locked) by this transaction: uidnext - 1 is our UID.
-            uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == folder_id))
-            landed = session.scalar(select(Folder.id).where(Folder.mailbox_id == self.mailbox_id,
-                                                            Folder.name == folder_name))
-            if landed != folder_id:
+            # (The store falls back to INBOX for a missing folder: the name check catches that.)
+            uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == folder_id, Folder.name == folder_name))
+            if uidnext is None:
                 raise StoreError("the local folder disappeared during the import")
             session.execute(insert(SyncMessage).values(
                 sync_folder_id=sf.id, remote_uidvalidity=uidvalidity, remote_uid=message.uid, local_uid=uidnext - 1,

@@ -43,6 +43,7 @@ def _blob_count(env) -> int:
         return session.scalar(select(func.count()).select_from(Blob))
 
 
+@pytest.mark.slow
 def test_full_import_then_second_run_imports_nothing(sync_env):  # noqa: F811
     env = sync_env
     with env.imap() as imap:
@@ -74,10 +75,11 @@ def test_full_import_then_second_run_imports_nothing(sync_env):  # noqa: F811
     assert sum(_count(env, LOCAL[f]) for f in FOLDERS) == sum(FOLDERS.values())
 
 
+@pytest.mark.slow
 def test_kill_during_import_then_resume_gives_the_exact_set(sync_env):  # noqa: F811
     env = sync_env
     with env.imap() as imap:
-        fill(imap, "INBOX", 800)
+        fill(imap, "INBOX", 600)
     account = env.add_account()
     command = [sys.executable, "-c", "import sys; from courriel.cli import main; sys.exit(main())",
                "sync", "run", "--once", str(account), "--data", str(env.data)]
@@ -94,15 +96,15 @@ def test_kill_during_import_then_resume_gives_the_exact_set(sync_env):  # noqa: 
             child.wait(10)
         child.stderr.close()
     partial = _count(env, "INBOX")
-    assert 150 <= partial < 800
+    assert 150 <= partial < 600
     status = subprocess.run(command, capture_output=True, env={**os.environ, "PYTHONSAFEPATH": "1"}, timeout=120)
     assert status.returncode == 0, status.stderr
     local = env.local_message_ids("INBOX")
-    assert len(local) == len(set(local)) == 800
+    assert len(local) == len(set(local)) == 600
     with env.imap() as imap:
         assert local == remote_message_ids(imap, "INBOX")
     with env.db.read() as session:
-        assert session.scalar(select(func.count()).select_from(SyncMessage)) == 800
+        assert session.scalar(select(func.count()).select_from(SyncMessage)) == 600
 
 
 def _uid_of(imap, folder: str, message_id: str) -> bytes:
@@ -315,3 +317,17 @@ def test_sync_role_imports_and_stops_cleanly_on_sigterm(sync_env, tmp_path):  # 
             role.kill()
             role.wait(10)
         log.close()
+
+
+def test_cram_md5_login(sync_env):  # noqa: F811
+    env = sync_env
+    with env.imap() as imap:
+        fill(imap, "INBOX", 2)
+    account = env.add_account(auth="cram-md5")
+    sync = AccountSync(env.db, env.store, env.data, account)
+    try:
+        sync.cycle()
+    finally:
+        sync.close()
+    assert len(env.local_message_ids("INBOX")) == 2
+    assert "method=CRAM-MD5" in env.dovecot.log()

@@ -52,7 +52,7 @@ protocols = {protocols}
 listen = 127.0.0.1
 # Plaintext logins are allowed: loopback only, test account only.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login cram-md5
 ssl = no
 passdb {{
   driver = passwd-file

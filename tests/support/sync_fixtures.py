@@ -3,11 +3,13 @@ with one mailbox, and an external account per test (a Dovecot user of its own)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import imapclient
 import pytest
 from dovecot_server import DovecotServer, dovecot_available
 from store_fixtures import make_mailbox
@@ -44,14 +46,18 @@ class SyncEnv:
     user: str
     password: str
 
-    def add_account(self, protocol: str = "imap", leave_on_server: bool = True, password: str | None = None) -> int:
+    def add_account(self, protocol: str = "imap", leave_on_server: bool = True, password: str | None = None,
+                    auth: str = "plain") -> int:
         port = self.dovecot.port if protocol == "imap" else self.dovecot.pop3_port
         return accounts.create(self.db, self.data, self.mailbox_id, self.user, password or self.password,
                                protocol=protocol, host="127.0.0.1", port=port, security="none", username=self.user,
-                               leave_on_server=leave_on_server)
+                               leave_on_server=leave_on_server, auth=auth)
 
+    @contextlib.contextmanager
     def imap(self):
-        return self.dovecot.client(self.user, self.password)
+        with self.dovecot.client(self.user, self.password) as imap:
+            imap._courriel_login = (self.user, self.password)  # for fill()
+            yield imap
 
     def folder_id(self, name: str) -> int:
         return self.store.get_folder(self.mailbox_id, name).id
@@ -97,9 +103,15 @@ def remote_message_ids(imap, folder: str) -> list[str]:
 
 
 def fill(imap, folder: str, count: int, start: int = 0, flags: str | None = None) -> None:
-    """APPEND `count` messages with imaplib (creating the folder unless it is INBOX)."""
+    """Add `count` messages to a folder (creating it unless it is INBOX): RFC 3502 MULTIAPPEND
+    in chunks of 250 through a second connection of the same user."""
     if folder != "INBOX":
         imap.create(f'"{folder}"')
-    for n in range(start, start + count):
-        typ, answer = imap.append(f'"{folder}"', flags, None, message(n, folder))
-        assert typ == "OK", answer
+    user, password = imap._courriel_login
+    host, port = imap.host, imap.port
+    with imapclient.IMAPClient(host, port=port, ssl=False, timeout=30) as client:
+        client.login(user, password)
+        flag_list = flags.strip("()").split() if flags else []
+        for first in range(start, start + count, 250):
+            last = min(start + count, first + 250)
+            client.multiappend(folder, [{"msg": message(n, folder), "flags": flag_list} for n in range(first, last)])
