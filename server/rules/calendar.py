@@ -24,6 +24,7 @@ import datetime as dt
 import email.parser
 import email.policy
 import email.utils
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -230,7 +231,8 @@ def compose_rsvp(ics: str, *, attendee: str, attendee_name: str, answer: str, no
     message["To"] = organizer
     message["Subject"] = f"{word}: {summary}" if summary else word
     message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
-    message["Message-ID"] = email.utils.make_msgid("rsvp", domain=hostname)
+    # RFC 5322 §3.6.4: unique from the given time and 64 random bits (no hidden clock here).
+    message["Message-ID"] = f"<{now.astimezone(dt.UTC):%Y%m%d%H%M%S}.rsvp.{secrets.token_hex(8)}@{hostname}>"
     message.set_content(f"{attendee} has {word.lower()} the invitation: {summary}\n", charset="utf-8")
     # RFC 6047 §2.4: the method parameter matches the calendar's METHOD.
     message.add_alternative(_ics_text(reply_calendar), subtype="calendar", charset="utf-8",

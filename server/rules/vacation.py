@@ -24,6 +24,7 @@ import datetime as dt
 import email.parser
 import email.policy
 import email.utils
+import secrets
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from enum import StrEnum
@@ -129,7 +130,8 @@ def compose_reply(settings: VacationSettings, *, mailbox_address: str, display_n
     reply["To"] = recipient
     reply["Subject"] = reply_subject(settings, _value(original, "Subject"))
     reply["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
-    reply["Message-ID"] = email.utils.make_msgid("vacation", domain=hostname)
+    # RFC 5322 §3.6.4: unique from the given time and 64 random bits (no hidden clock here).
+    reply["Message-ID"] = f"<{now.astimezone(dt.UTC):%Y%m%d%H%M%S}.vacation.{secrets.token_hex(8)}@{hostname}>"
     original_id = next(iter(message_ids(_value(original, "Message-ID"))), None)
     if original_id:
         # RFC 3834 §3.1.3 / §3.1.4 (RFC 5322 §3.6.4).
