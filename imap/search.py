@@ -7,7 +7,8 @@ neutral form, built from the parsed command:
     ("FROM"|"TO"|"CC"|"BCC"|"SUBJECT"|"BODY"|"TEXT", string) ("HEADER", field, string)
     ("LARGER"|"SMALLER", n) ("BEFORE"|"ON"|"SINCE"|"SENTBEFORE"|"SENTON"|"SENTSINCE", date)
     ("UID", [(low, high), ...]) ("SEQ", [(low, high), ...])   # `*` already resolved
-    ("NEW",) ("OLD",) ("RECENT",) ("MODSEQ", n) ("NOT", key) ("OR", key, key) ("AND", [keys])
+    ("NEW",) ("OLD",) ("RECENT",) ("MODSEQ", n) ("OLDER"|"YOUNGER", seconds)
+    ("NOT", key) ("OR", key, key) ("AND", [keys])
 
 Flags, sizes, dates and the cached header columns (Subject, From, To, Cc, Message-ID, the
 sent date) are matched in SQL. BCC, other header fields, BODY and TEXT need the message
@@ -17,7 +18,7 @@ selected view), so a message delivered since the last EXISTS is never returned.
 
 Standards: RFC 3501 §6.4.4 (search keys; substring matches are case-insensitive; dates
 disregard time and timezone), RFC 3501 §2.3.2 (\\Recent), RFC 9051 §6.4.4, RFC 7162
-§3.1.5 (MODSEQ search key).
+§3.1.5 (MODSEQ search key), RFC 5032 §3 (OLDER, YOUNGER).
 Security: strings come from the client; they reach SQL only as bound parameters with LIKE
 wildcards escaped, and blob scans are bounded per message by `courriel.mime.body_text`.
 """
@@ -124,6 +125,9 @@ class _Compiler:
             return _in_uids(self.msn_uids[id(key)])
         if name == "MODSEQ":
             return Message.modseq >= int(key[1])
+        if name in ("OLDER", "YOUNGER"):  # RFC 5032: interval in seconds before now
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(key[1]))
+            return Message.internaldate <= since if name == "OLDER" else Message.internaldate >= since
         if name == "NOT":
             return not_(self.compile(key[1]))
         if name == "OR":

@@ -18,7 +18,9 @@ Standards: RFC 3501 §3 (states), §5.4 (autologout, see transport), §6 (comman
 (MOVE), RFC 6154 (SPECIAL-USE, CREATE-SPECIAL-USE), RFC 2342 (NAMESPACE), RFC 2971 (ID),
 RFC 5161 (ENABLE), RFC 7888 (LITERAL+), RFC 3691 (UNSELECT), RFC 3348 (CHILDREN), RFC 5258
 (LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 7889 (APPENDLIMIT), RFC 3502 (MULTIAPPEND),
-RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5530 (response codes).
+RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5530 (response codes), RFC 7162 §3.1
+(CONDSTORE: HIGHESTMODSEQ, MODSEQ in FETCH, CHANGEDSINCE, UNCHANGEDSINCE and MODIFIED, SEARCH
+MODSEQ; QRESYNC is not offered), RFC 5032 (OLDER/YOUNGER search keys).
 Security: every command comes from an untrusted client; mailbox names and flags are
 validated by the store; passwords never reach a log; failed logins are throttled by
 `courriel.logins`; LOGIN/AUTHENTICATE before TLS are refused on the STARTTLS port unless
@@ -134,6 +136,19 @@ def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
     return re.compile("".join(out), re.DOTALL)
 
 
+def _uses_modseq(key) -> bool:
+    name = key[0]
+    if name == "MODSEQ":
+        return True
+    if name == "NOT":
+        return _uses_modseq(key[1])
+    if name == "OR":
+        return _uses_modseq(key[1]) or _uses_modseq(key[2])
+    if name == "AND":
+        return any(_uses_modseq(k) for k in key[1])
+    return False
+
+
 class Session:
     """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
 
@@ -152,6 +167,7 @@ class Session:
         self._reading_paused = False
         self._runner: asyncio.Task | None = None
         self._poked = asyncio.Event()
+        self.condstore = False  # RFC 7162 §3.1: MODSEQ in FETCH responses once enabled
 
     # ------------------------------------------------------------------ transport side
 
@@ -198,7 +214,7 @@ class Session:
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
                                     append_limit=self.context.append_limit, imap4rev2=False, searchres=False,
-                                    condstore=False, qresync=False)
+                                    condstore=True, qresync=False)
         return capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                             options=options)
 
@@ -288,10 +304,12 @@ class Session:
             elif isinstance(update, RecentUpdate):
                 self.send(enc.recent(update.count))
             elif isinstance(update, FlagsUpdate):
-                self._send_flags(update.msn, update.uid, update.flags)
+                self._send_flags(update.msn, update.uid, update.flags, update.modseq)
 
-    def _send_flags(self, msn: int, uid: int | None, flags) -> None:
+    def _send_flags(self, msn: int, uid: int | None, flags, modseq: int | None = None) -> None:
         items = ([("UID", uid)] if uid is not None else []) + [("FLAGS", [enc.Atom(f) for f in flags])]
+        if self.condstore and modseq is not None:  # RFC 7162 §3.1.4: FLAGS come with MODSEQ
+            items.append(("MODSEQ", [modseq]))
         self.send(b"".join(enc.fetch_response(msn, items)))
 
     async def _done(self, command: cmd.Command, text: str = "completed", code: str | None = None,
@@ -427,6 +445,8 @@ class Session:
         self.send(enc.untagged_status("OK", "UIDs valid", ("UIDVALIDITY", folder.uidvalidity)))
         self.send(enc.untagged_status("OK", "Predicted next UID", ("UIDNEXT", folder.uidnext)))
         self.send(enc.untagged_status("OK", "Highest", ("HIGHESTMODSEQ", folder.highestmodseq)))
+        if command.condstore:
+            self.condstore = True  # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables CONDSTORE
         self.view = view
         self.state = SELECTED
         mode = "READ-ONLY" if command.read_only else "READ-WRITE"
@@ -581,7 +601,12 @@ class Session:
         await self._done(command)
 
     async def do_enable(self, command: cmd.Enable) -> None:
-        self.send(enc.enabled_line([]))  # RFC 5161 §3.1: none of the asked extensions needs enabling here
+        # RFC 5161 §3.1: only what the server supports and enables now is listed.
+        enabled = []
+        if "CONDSTORE" in command.capabilities:
+            self.condstore = True
+            enabled.append("CONDSTORE")
+        self.send(enc.enabled_line(enabled))
         await self._done(command)
 
     async def do_idle(self, command: cmd.Idle) -> None:
@@ -653,12 +678,20 @@ class Session:
         view = self.view
         known = view.known_uids()
         key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0)
-        uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
-                                set(view.recent), lambda ranges: view.resolve_msns(ranges, strict=False))
+        try:
+            uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
+                                    set(view.recent), lambda ranges: view.resolve_msns(ranges, strict=False))
+        except search_mod.SearchError as exc:
+            self.tagged(command.tag, "BAD", str(exc))
+            return
         numbers = uids if command.uid else [view.msn_of(u) for u in uids]
         numbers = [n for n in numbers if n is not None]
+        modseq = None
+        if _uses_modseq(command.key):
+            self.condstore = True  # RFC 7162 §3.1.5: the highest MODSEQ of the matches is returned
+            modseq = max((view.modseqs.get(u, 0) for u in uids), default=None) if uids else None
         if command.return_options is None:
-            self.send(enc.search_line(numbers))
+            self.send(enc.search_line(numbers, modseq))
         else:
             options = command.return_options or ("ALL",)
             if "SAVE" in options:
@@ -668,13 +701,16 @@ class Session:
                                   minimum=min(numbers) if numbers and "MIN" in options else None,
                                   maximum=max(numbers) if numbers and "MAX" in options else None,
                                   count=len(numbers) if "COUNT" in options else None,
-                                  all_numbers=numbers if "ALL" in options else None))
+                                  all_numbers=numbers if "ALL" in options else None, modseq=modseq))
         await self._done(command, expunge_allowed=command.uid)
 
     async def do_fetch(self, command: cmd.Fetch) -> None:
         view = self.view
         uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
         items = list(command.items)
+        names = {i.name for i in items}
+        if command.changedsince is not None or "MODSEQ" in names:
+            self.condstore = True  # RFC 7162 §3.1: a CONDSTORE enabling command
         sets_seen = fetch_mod.sets_seen(items) and not view.readonly
         if sets_seen:
             unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, ())]
@@ -684,6 +720,9 @@ class Session:
                     view.note_flags(message.uid, message.all_flags, message.modseq)
                 if "FLAGS" not in {i.name for i in items}:
                     items.append(cmd.FetchAttribute("FLAGS"))
+        names = {i.name for i in items}
+        if self.condstore and "MODSEQ" not in names and (command.changedsince is not None or "FLAGS" in names):
+            items.append(cmd.FetchAttribute("MODSEQ"))  # RFC 7162 §3.1.4.1, §3.1.3
         need_summary = fetch_mod.needs_summary(items)
         for start in range(0, len(uids), 200):
             batch = uids[start:start + 200]
@@ -726,17 +765,27 @@ class Session:
             self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
             return
         uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
+        if command.unchangedsince is not None:
+            self.condstore = True
         mode = {"+": "add", "-": "remove", "": "replace"}[command.mode]
         update = await self._call(self.store.set_flags, view.folder_id, uids, mode, command.flags,
                                   command.unchangedsince)
         for message in update.changed:
             view.note_flags(message.uid, message.all_flags, message.modseq)
         if not command.silent:
+            failed = set(update.failed)  # RFC 7162 §3.1.3: reported in MODIFIED, not as FETCH
             for uid in uids:
                 msn = view.msn_of(uid)
-                if msn is None or not view.live(uid):
+                if msn is None or not view.live(uid) or uid in failed:
                     continue
-                self._send_flags(msn, uid if command.uid else None, view.flags_of(uid))
+                self._send_flags(msn, uid if command.uid else None, view.flags_of(uid), view.modseqs.get(uid))
+        elif self.condstore:
+            # RFC 7162 §3.1.3: with .SILENT the new MODSEQ of each changed message is still sent.
+            for message in update.changed:
+                msn = view.msn_of(message.uid)
+                if msn is not None:
+                    items = ([("UID", message.uid)] if command.uid else []) + [("MODSEQ", [message.modseq])]
+                    self.send(b"".join(enc.fetch_response(msn, items)))
         code = None
         if update.failed:  # RFC 7162 §3.1.3
             failed = update.failed if command.uid else [view.msn_of(u) for u in update.failed]

@@ -454,3 +454,37 @@ def test_hostile_commands_never_crash_the_session(server):
     finally:
         t.close()
     # The module fixture also fails on any traceback in the server log.
+
+
+def test_condstore(server):
+    """RFC 7162 §3.1: MODSEQ in FETCH once enabled, CHANGEDSINCE, UNCHANGEDSINCE/MODIFIED, SEARCH MODSEQ."""
+    for n in range(2):
+        server.store.deliver(server.mailbox_id, sample_message(n))
+    t = Transcript(server)
+    other = server.login()
+    try:
+        t(f'LOGIN {server.address} "{server.password}"')
+        assert "CONDSTORE" in t("CAPABILITY")[0].decode()
+        assert t("ENABLE CONDSTORE")[0] == b"* ENABLED CONDSTORE"
+        lines = t("SELECT INBOX")
+        highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(lines)).group(1))
+        lines = t("STORE 1 +FLAGS (\\Flagged)")
+        changed = int(re.match(rb"\* 1 FETCH \(FLAGS \(\\Flagged\) MODSEQ \((\d+)\)\)", lines[0]).group(1))
+        assert changed > highest
+        lines = t(f"FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")
+        assert len(lines) == 2 and lines[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged) MODSEQ (")
+        lines = t(f"STORE 1:2 (UNCHANGEDSINCE {highest}) +FLAGS (\\Seen)")
+        assert lines[-1].startswith(b"t%d OK [MODIFIED 1]" % t.count)
+        assert lines[0].startswith(b"* 2 FETCH (FLAGS (\\Seen) MODSEQ (")
+        lines = t("STORE 2 +FLAGS.SILENT (\\Draft)")
+        assert re.fullmatch(rb"\* 2 FETCH \(MODSEQ \(\d+\)\)", lines[0]) and len(lines) == 2
+        assert t(f"SEARCH MODSEQ {changed + 1}")[0] == b"* SEARCH 2 (MODSEQ %d)" % (changed + 2)
+        # A change by another session arrives with its MODSEQ.
+        other.select("INBOX")
+        other.store("2", "+FLAGS", "(\\Answered)")
+        lines = t("NOOP")
+        assert any(re.match(rb"\* 2 FETCH \(UID \d+ FLAGS \(.*\\Answered.*\) MODSEQ \(\d+\)\)", line)
+                   for line in lines), lines
+    finally:
+        other.logout()
+        t.close()
