@@ -392,7 +392,11 @@ class Store:
         if session.get(Mailbox, mailbox_id) is None:
             raise NoSuchMailbox(f"no mailbox {mailbox_id}")
         create_default_folders(session, mailbox_id)
-        return session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == INBOX))
+        for candidate in dict.fromkeys((wanted, INBOX)):
+            folder = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == candidate))
+            if folder is not None:
+                return folder
+        raise StoreError(f"mailbox {mailbox_id} has no INBOX")
 
     def deliver(self, mailbox_id: int, content: Content | int, folder: str | None = INBOX,
                 flags: Iterable[str] = (), internaldate: dt.datetime | None = None, *,

@@ -8,10 +8,11 @@ import io
 import json
 
 import pytest
+from sqlalchemy import delete
 from store_fixtures import blob_files, blobs, mailbox_id, make_mailbox, refcount_problems, sample_message, store
 
 from courriel import notify
-from courriel.models import DEFAULT_FOLDERS
+from courriel.models import DEFAULT_FOLDERS, Folder
 from courriel.store import FolderExists, NoSuchFolder, StoreError, parse_flags
 
 __all__ = ["blobs", "mailbox_id", "store"]
@@ -82,6 +83,15 @@ def test_deliver_to_missing_folder_falls_back_to_inbox(store, mailbox_id):
     assert spam.folder == "Spam"
     missing = store.deliver(mailbox_id, sample_message(2), folder="No/Such")
     assert missing.folder == "INBOX"
+
+
+def test_deliver_into_a_mailbox_without_folders_creates_them_and_keeps_the_folder(store, db):
+    mailbox = make_mailbox(db)
+    with db.write() as session:
+        session.execute(delete(Folder).where(Folder.mailbox_id == mailbox))
+    delivered = store.deliver(mailbox, sample_message(1), folder="Spam")
+    assert delivered.folder == "Spam"
+    assert {f.name for f in store.list_folders(mailbox)} >= {name for name, _use in DEFAULT_FOLDERS}
 
 
 def test_deliver_shares_one_blob_between_mailboxes(store, db, blobs):

@@ -13,7 +13,8 @@ FOLDERS = {"server": "courriel", "smtp": "courriel.smtp", "imap": "courriel.imap
            "dns": "courriel.dns", "imapsync": "courriel.imapsync"}
 
 RING0 = [r"courriel\.mime(_\w+)?", r"courriel\.imap\.protocol(\..+)?", r"courriel\.queue\.(schedule|router|dsn)",
-         r"courriel\.dns\.records", r"courriel\.smtp\.(policy|replies)", r"courriel\.imapsync\.plan"]
+         r"courriel\.dns\.records", r"courriel\.smtp\.(policy|replies|received)", r"courriel\.imapsync\.plan",
+         r"courriel\.imap\.(sort|thread|qresync|quota|compress)"]
 RING1 = [r"courriel", r"courriel\.(config|models|db|schema|durable|blobs|registry|passwords|logins|store|notify"
          r"|datadir|tls)", r"courriel\.queue(\.spool)?", r"courriel\.migrations(\..+)?"]
 # Libraries that only adapters may import.
