@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env  # noqa: F401
 
 from courriel.cli import main as cli_main
-from courriel.imapsync import accounts
+from courriel.imapsync import accounts, plan
 from courriel.imapsync.runner import AccountSync
 from courriel.models import Blob, SyncMessage
 
@@ -331,3 +331,29 @@ def test_cram_md5_login(sync_env):  # noqa: F811
         sync.close()
     assert len(env.local_message_ids("INBOX")) == 2
     assert "method=CRAM-MD5" in env.dovecot.log()
+
+
+def test_failures_back_off_then_pause_the_account(sync_env):  # noqa: F811
+    env = sync_env
+    account = env.add_account(password="not-the-password")
+    stop = threading.Event()
+    sync = AccountSync(env.db, env.store, env.data, account, poll_interval=600)
+    thread = threading.Thread(target=sync.run, args=(stop, env.data / "run"), daemon=True)
+    thread.start()
+    try:
+        _poll(lambda: accounts.get(env.db, account, False).failures == 1, 30, "the first failure")
+        view = accounts.get(env.db, account, False)
+        assert "authentication failed" in view.last_error.lower()  # Dovecot's own words
+        assert view.state == "active" and view.next_attempt_at > view.last_error_at  # backing off
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()  # a stop interrupts the back-off wait
+    for _ in range(20):
+        view = accounts.record_failure(env.db, account, "still failing")
+        if view.state == "paused":
+            break
+    assert view.state == "paused" and view.failures == plan.PAUSE_AFTER_FAILURES
+    accounts.set_state(env.db, account, "active")
+    resumed = accounts.get(env.db, account, False)
+    assert resumed.failures == 0 and resumed.next_attempt_at is None and resumed.last_error == "still failing"
