@@ -13,7 +13,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select
-from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env  # noqa: F401
+from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env, sync_env_pg  # noqa: F401
 
 from courriel.cli import main as cli_main
 from courriel.imapsync import accounts, plan
@@ -32,6 +32,11 @@ def _poll(condition, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)  # poll interval, bounded by the deadline
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_env(request):
+    return request.getfixturevalue("sync_env" if request.param == "sqlite" else "sync_env_pg")
 
 
 def _count(env, name: str) -> int:
@@ -76,8 +81,8 @@ def test_full_import_then_second_run_imports_nothing(sync_env):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_kill_during_import_then_resume_gives_the_exact_set(sync_env):  # noqa: F811
-    env = sync_env
+def test_kill_during_import_then_resume_gives_the_exact_set(any_env):
+    env = any_env
     with env.imap() as imap:
         fill(imap, "INBOX", 600)
     account = env.add_account()
@@ -127,8 +132,8 @@ def _local(env, folder: str, message_id: str):
     return env.store.list_messages(folder_id, uids)[0]
 
 
-def test_flags_moves_and_deletions_both_ways(sync_env):  # noqa: F811
-    env = sync_env
+def test_flags_moves_and_deletions_both_ways(any_env):
+    env = any_env
     with env.imap() as imap:
         fill(imap, "INBOX", 12)
         imap.create('"Archive"')

@@ -66,11 +66,12 @@ class SyncEnv:
         return sorted(s.message_id for s in self.store.summaries(self.folder_id(name)))
 
 
-@pytest.fixture
-def sync_env(tmp_path, monkeypatch, dovecot_pop):
+def _environment(tmp_path, monkeypatch, dovecot: DovecotServer, database_url: str | None = None):
     for name in list(os.environ):
         if name.startswith("COURRIEL_") and not name.startswith("COURRIEL_PASSWORDS_"):
             monkeypatch.delenv(name)
+    if database_url:
+        monkeypatch.setenv("COURRIEL_DATABASE_URL", database_url)
     data = tmp_path / "data"
     assert cli_main(["init", "--data", str(data)]) == 0
     config = config_mod.load(data)
@@ -78,9 +79,24 @@ def sync_env(tmp_path, monkeypatch, dovecot_pop):
     store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
     user = f"ext{secrets.token_hex(4)}@example.test"
     password = secrets.token_hex(8)
-    dovecot_pop.add_user(user, password)
-    yield SyncEnv(data, db, store, make_mailbox(db), dovecot_pop, user, password)
-    db.dispose()
+    dovecot.add_user(user, password)
+    return SyncEnv(data, db, store, make_mailbox(db), dovecot, user, password)
+
+
+@pytest.fixture
+def sync_env(tmp_path, monkeypatch, dovecot_pop):
+    """A data directory on SQLite (the embedded default)."""
+    env = _environment(tmp_path, monkeypatch, dovecot_pop)
+    yield env
+    env.db.dispose()
+
+
+@pytest.fixture
+def sync_env_pg(tmp_path, monkeypatch, dovecot_pop, postgres_cluster):
+    """The same on PostgreSQL (the `postgres_cluster` fixture of tests/conftest.py)."""
+    env = _environment(tmp_path, monkeypatch, dovecot_pop, postgres_cluster.create_database())
+    yield env
+    env.db.dispose()
 
 
 def message(n: int, folder: str = "INBOX", body: bytes = b"Hello.\r\n") -> bytes:
