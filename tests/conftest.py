@@ -26,6 +26,13 @@ from courriel.db import Database
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
+# Tests only ever talk to 127.0.0.0/8: any DNS query a test does not point at its own loopback
+# DNS server goes to a closed loopback port (inherited by every server process a test starts),
+# never to the machine's resolver; periodic DNS checks are off unless a test turns them on.
+os.environ.setdefault("COURRIEL_DNS_NAMESERVERS", "127.0.0.1:1")
+os.environ.setdefault("COURRIEL_DNS_TIMEOUT", "1.0")
+os.environ.setdefault("COURRIEL_DOMAINS_CHECK_INTERVAL", "0")
+
 # Cheap password hashing in tests; production keeps the argon2id defaults.
 os.environ.setdefault("COURRIEL_PASSWORDS_ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("COURRIEL_PASSWORDS_ARGON2_TIME_COST", "1")

@@ -53,3 +53,10 @@ def test_rendered_file_documents_every_key_and_parses():
     document = tomllib.loads(text)
     assert document == {section: {} for section in {s.section for s in config_mod.SCHEMA}} | {
         "server": {"hostname": "mail.example.com"}}
+
+
+def test_tests_never_resolve_through_the_machine_resolver(tmp_path):
+    """The suite's guard: DNS goes to loopback only (tests/conftest.py)."""
+    cfg = config_mod.load(tmp_path)
+    assert cfg.get("dns", "nameservers")
+    assert all(server.startswith("127.") for server in cfg.get("dns", "nameservers"))
