@@ -60,7 +60,7 @@ class AccountSync:
     """Sync of one account; `connect` and `cycle` are blocking (run it in a thread)."""
 
     def __init__(self, db: Database, store: Store, data_dir: Path, account_id: int,
-                 poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str, int, int], None] | None = None):
+                 poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None):
         self.db = db
         self.store = store
         self.data_dir = Path(data_dir)
@@ -364,7 +364,7 @@ class AccountSync:
         self.store.deliver(self.mailbox_id, message.body, folder=folder_name, flags=sorted(message.flags),
                            internaldate=message.internaldate, in_transaction=record)
         if self.on_progress is not None:
-            self.on_progress(sf.remote_name, 1, 0)
+            self.on_progress(sf.remote_name)  # after each imported message
 
     # ------------------------------------------------------------- POP3
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import sys
 import threading
+import time
 
 from courriel import config as config_mod
 from courriel import schema
@@ -191,6 +192,26 @@ def _remove(args, context: _Context) -> int:
     return 0
 
 
+def _progress_printer(context: _Context, account_id: int, every: float = 2.0):
+    """A progress callback printing per-folder done/total, rate and ETA on stderr every few seconds."""
+    from courriel.imapsync import accounts
+
+    last = [time.monotonic()]
+
+    def report(remote_name: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < every:
+            return
+        last[0] = now
+        for f in accounts.get(context.db, account_id).folders:
+            if f.remote_name == remote_name:
+                rate = f"{f.rate:.1f}/s" if f.rate else "-"
+                print(f"account {account_id} {f.remote_name}: {f.done}/{f.total} ({rate}, ETA "
+                      f"{_duration(f.eta_seconds)})", file=sys.stderr)
+
+    return report
+
+
 def _run_sync(args, context: _Context) -> int:
     from courriel.imapsync import accounts, role
     from courriel.imapsync.runner import AccountSync
@@ -214,7 +235,7 @@ def _run_sync(args, context: _Context) -> int:
     failed = 0
     for account_id in ids:
         sync = AccountSync(context.db, context.store, context.config.data_dir, account_id,
-                           on_progress=lambda *_: None)
+                           on_progress=None if args.json else _progress_printer(context, account_id))
         try:
             sync.cycle()
             accounts.record_success(context.db, account_id)
