@@ -316,10 +316,18 @@ class AccountSync:
         groups: dict[frozenset[str], list[int]] = {}
         for uid, flags in p.set_local.items():
             groups.setdefault(flags, []).append(uid)
+        raced: set[int] = set()
         for flags, uids in groups.items():
-            self.store.set_flags(folder_id, uids, "replace", sorted(flags))
+            # RFC 7162 §3.1.3 UNCHANGEDSINCE: a local client that changed a message after the
+            # scan keeps its change; the message is merged again next cycle.
+            result = self.store.set_flags(folder_id, uids, "replace", sorted(flags), unchanged_since=scan.local_modseq)
+            raced.update(result.failed)
+        remote_of = {local_uid: remote_uid for remote_uid, (_, _, local_uid) in scan.identity.items()}
+        skip = {remote_of[uid] for uid in raced if uid in remote_of}
         with self.db.write() as session:
             for remote_uid, flags in p.agreed.items():
+                if remote_uid in skip:
+                    continue
                 session.execute(update(SyncMessage).where(SyncMessage.sync_folder_id == sf.id,
                                                           SyncMessage.remote_uidvalidity == scan.uidvalidity,
                                                           SyncMessage.remote_uid == remote_uid)
