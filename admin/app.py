@@ -22,6 +22,8 @@ from courriel.admin import api, auth, health, web
 from courriel.admin.api import errors
 from courriel.admin.request_limits import BodyLimit
 from courriel.admin.security_headers import SecurityHeaders
+from courriel.admin.services import rules as rules_service
+from courriel.admin.services.errors import NotFound
 from courriel.config import Config
 from courriel.db import Database
 
@@ -51,6 +53,14 @@ def create_app(config: Config) -> FastAPI:
     def metrics_endpoint() -> Response:  # sync: runs in the thread pool (reads files and the database)
         body, content_type = exporter.render()
         return Response(body, media_type=content_type)
+
+    # The secret calendar feed (issue: rules, iCalendar): the token in the path is the credential.
+    @app.get("/calendar/feed/{token}.ics", include_in_schema=False, dependencies=[Depends(auth.public)])
+    def calendar_feed(token: str) -> Response:
+        body = rules_service.calendar_feed(database, token)
+        if body is None:
+            raise NotFound("no calendar feed at this address")
+        return Response(body, media_type="text/calendar; charset=utf-8")
 
     api.include(app)
     web.include(app)

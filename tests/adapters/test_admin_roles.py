@@ -73,7 +73,7 @@ def sample_values(setup: AdminSetup) -> dict[str, str]:
     queue_id = queue_message(setup.db, setup.config)
     key, _ = auth.create_api_key(setup.db, "walk", ADMIN[0])
     return {"name": DOMAIN, "address": ALICE[0], "domain": DOMAIN, "selector": "s1", "change": "activate",
-            "queue_id": queue_id, "prefix": key.prefix}
+            "queue_id": queue_id, "prefix": key.prefix, "token": "not-a-feed-token-0123456789"}
 
 
 def url_for(path: str, values: dict[str, str]) -> str:

@@ -14,9 +14,11 @@ FOLDERS = {"server": "courriel", "smtp": "courriel.smtp", "imap": "courriel.imap
 
 RING0 = [r"courriel\.mime(_\w+)?", r"courriel\.imap\.protocol(\..+)?", r"courriel\.queue\.(schedule|router|dsn)",
          r"courriel\.dns\.records", r"courriel\.smtp\.(policy|replies|received)", r"courriel\.imapsync\.plan",
-         r"courriel\.imap\.(sort|thread|qresync|quota|compress)"]
+         r"courriel\.imap\.(sort|thread|qresync|quota|compress)",
+         r"courriel\.rules\.(filters|sieve|vacation|signature|calendar)"]
 RING1 = [r"courriel", r"courriel\.(config|models|db|schema|durable|blobs|registry|passwords|logins|store|notify"
-         r"|datadir|tls)", r"courriel\.queue(\.spool)?", r"courriel\.migrations(\..+)?"]
+         r"|datadir|tls)", r"courriel\.queue(\.(spool|local|stats))?",
+         r"courriel\.rules(\.(hooks|records|contacts))?", r"courriel\.migrations(\..+)?"]
 # Libraries that only adapters may import.
 ADAPTER_LIBRARIES = {"twisted", "aiosmtpd", "aiosmtplib", "dns", "fastapi", "starlette", "uvicorn", "imapclient",
                      "spf", "dkim"}
