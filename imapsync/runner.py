@@ -147,12 +147,20 @@ class AccountSync:
             known = {sf.remote_name: sf for sf in session.scalars(
                 select(SyncFolder).where(SyncFolder.account_id == self.account_id))}
         result = []
+        used = {sf.local_folder_id for sf in known.values()}
         for target in targets:
             sf = known.get(target.remote)
             if sf is None:
                 folder_id = self._local_folder(target)
                 if folder_id is None:
                     continue
+                if folder_id in used:
+                    # Two remote folders for one local folder (a "Spam" folder beside the
+                    # \Junk one): the second one is not synced, so each local message has one source.
+                    log.warning("account %s: remote folder %r skipped: its local folder is already synced",
+                                self.account_id, target.remote)
+                    continue
+                used.add(folder_id)
                 start = self.store.folder(folder_id).highestmodseq  # earlier local mail stays local
                 with self.db.write() as session:
                     sf = SyncFolder(account_id=self.account_id, remote_name=target.remote, local_folder_id=folder_id,

@@ -362,3 +362,18 @@ def test_failures_back_off_then_pause_the_account(sync_env):  # noqa: F811
     accounts.set_state(env.db, account, "active")
     resumed = accounts.get(env.db, account, False)
     assert resumed.failures == 0 and resumed.next_attempt_at is None and resumed.last_error == "still failing"
+
+
+def test_two_remote_folders_never_share_one_local_folder(sync_env):  # noqa: F811
+    env = sync_env
+    with env.imap() as imap:
+        fill(imap, "Junk", 2)  # a junk folder by name: mapped to the local \Junk folder (Spam)
+        fill(imap, "Spam", 3)  # would map to the same local folder by name: skipped
+    account = env.add_account()
+    sync = AccountSync(env.db, env.store, env.data, account)
+    try:
+        sync.cycle()
+    finally:
+        sync.close()
+    assert env.local_message_ids("Spam") == ["<Junk.0@example.net>", "<Junk.1@example.net>"]
+    assert [f.remote_name for f in accounts.get(env.db, account).folders] == ["INBOX", "Junk"]
