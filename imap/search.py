@@ -115,6 +115,9 @@ class _Compiler:
             end = start + dt.timedelta(days=1)
             kind = name.removeprefix("SENT")
             if kind == "BEFORE":
+                if name == "SENTBEFORE":
+                    # A message without a readable Date: counts as sent at the epoch (as Dovecot does).
+                    return or_(column.is_(None), column < start)
                 return column < start
             if kind == "ON":
                 return and_(column >= start, column < end)
