@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from courriel import mime
+from courriel.imap.protocol.commands import FetchAttribute
 from courriel.imap.protocol.encoder import Atom, Raw
 from courriel.mime_structure import body_bytes
 from courriel.store import MessageInfo, StoredSummary
@@ -40,18 +41,6 @@ class FetchError(ValueError):
     def __init__(self, message: str, code: str | None = None):
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class FetchItem:
-    """One requested item. name: FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY,
-    BODYSTRUCTURE, MODSEQ, RFC822, RFC822.HEADER, RFC822.TEXT, BODY[], BINARY[], BINARY.SIZE[]
-    (the last three with `section`, the text between the brackets)."""
-
-    name: str
-    section: str = ""
-    partial: tuple[int, int | None] | None = None
-    peek: bool = False
 
 
 @dataclass
@@ -138,12 +127,12 @@ class FetchResult:
                 item.close()
 
 
-def _needs_body(items: list[FetchItem]) -> bool:
+def _needs_body(items: list[FetchAttribute]) -> bool:
     return any(i.name in ("BODY[]", "BINARY[]", "BINARY.SIZE[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT")
                for i in items)
 
 
-def sets_seen(items: list[FetchItem]) -> bool:
+def sets_seen(items: list[FetchAttribute]) -> bool:
     """RFC 3501 §6.4.5: BODY[...] (not .PEEK), RFC822 and RFC822.TEXT set \\Seen; RFC 3516 BINARY too."""
     return any((i.name in ("BODY[]", "BINARY[]") and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
                for i in items)
@@ -192,7 +181,7 @@ def _binary_literal(open_blob, tree: dict, part: tuple[int, ...], partial, size_
                    decoder=decoder, skip=skip)
 
 
-def _section_name(item: FetchItem) -> str:
+def _section_name(item: FetchAttribute) -> str:
     base = item.name[:-1] if item.name.endswith("[]") else item.name
     text = f"{base}{item.section}]"
     if item.partial is not None and item.name != "BINARY.SIZE[]":
@@ -212,7 +201,7 @@ def _parse_binary_part(section: str) -> tuple[int, ...]:
     return part
 
 
-def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary | None, items: list[FetchItem],
+def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary | None, items: list[FetchAttribute],
             flags: tuple[str, ...], uid_requested: bool = False) -> FetchResult:
     """The parts of one FETCH response's data list (runs in a thread).
 
@@ -240,7 +229,7 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
     pairs: list[tuple[str, object]] = []
     names = [i.name for i in items]
     if uid_requested and "UID" not in names:
-        items = [FetchItem("UID"), *items]
+        items = [FetchAttribute("UID"), *items]
     try:
         for item in items:
             name = item.name
@@ -290,5 +279,5 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
     return result
 
 
-def needs_summary(items: list[FetchItem]) -> bool:
+def needs_summary(items: list[FetchAttribute]) -> bool:
     return any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") for i in items) or _needs_body(items)

@@ -9,7 +9,8 @@ import pytest
 from store_fixtures import blobs, make_mailbox, sample_message, store  # noqa: F401
 
 from courriel.imap import fetch as fetch_mod
-from courriel.imap.fetch import FetchItem, Literal, prepare
+from courriel.imap.fetch import Literal, prepare
+from courriel.imap.protocol.commands import FetchAttribute as FetchItem
 from courriel.imap.protocol.encoder import fetch_response
 from courriel.imap.search import search
 
