@@ -279,5 +279,15 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
     return result
 
 
+def reads_file(items: list[FetchAttribute], summary: StoredSummary | None) -> bool:
+    """Whether `prepare` will open the message file (then it must run in a thread)."""
+    if _needs_body(items):
+        return True
+    names = {i.name for i in items}
+    if "ENVELOPE" in names and not (summary is not None and summary.envelope):
+        return True
+    return bool(names & {"BODY", "BODYSTRUCTURE"}) and not (summary is not None and summary.bodystructure)
+
+
 def needs_summary(items: list[FetchAttribute]) -> bool:
     return any(i.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") for i in items) or _needs_body(items)

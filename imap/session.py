@@ -736,10 +736,14 @@ class Session:
                 msn = view.msn_of(message.uid)
                 if msn is None:
                     continue
+                summary = summaries.get(message.uid)
+                arguments = (self.store, view.folder_id, message, summary, items, view.flags_of(message.uid),
+                             command.uid)
                 try:
-                    result = await self._call(fetch_mod.prepare, self.store, view.folder_id, message,
-                                              summaries.get(message.uid), items, view.flags_of(message.uid),
-                                              command.uid)
+                    if fetch_mod.reads_file(items, summary):
+                        result = await self._call(fetch_mod.prepare, *arguments)
+                    else:  # flags, sizes and cached structures only: no IO, no thread hop per message
+                        result = fetch_mod.prepare(*arguments)
                 except fetch_mod.FetchError as exc:
                     self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
                     return
