@@ -445,14 +445,24 @@ class AccountSync:
                     self._wait_for_change(stop, listener)
                 except (RemoteError, OSError, StoreError, accounts.AccountError,
                         accounts.credentials.CredentialError) as exc:
-                    self.close()
-                    view = accounts.record_failure(self.db, self.account_id, str(exc))
-                    log.warning("account %s (%s): sync failed (%d in a row): %s", self.account_id, view.email,
-                                view.failures, exc)
+                    self._failed(str(exc))
+                except Exception as exc:
+                    # An internal fault still backs off (no tight restart loop) and shows on the account.
+                    log.exception("account %s: internal error during sync", self.account_id)
+                    self._failed(f"internal error: {exc.__class__.__name__}")
         finally:
             self.close()
             if listener is not None:
                 listener.close()
+
+    def _failed(self, message: str) -> None:
+        self.close()
+        try:
+            view = accounts.record_failure(self.db, self.account_id, message)
+        except accounts.AccountError:
+            return  # removed meanwhile: run() ends at the next state check
+        log.warning("account %s (%s): sync failed (%d in a row): %s", self.account_id, view.email, view.failures,
+                    message)
 
     def _wait_until_due(self, stop: threading.Event) -> bool:
         with self.db.read() as session:
