@@ -53,7 +53,7 @@ listen = 127.0.0.1
 # Plaintext logins are allowed: loopback only, test account only.
 disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5
-ssl = no
+{ssl}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/etc/users
@@ -75,7 +75,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 protocol imap {{
@@ -92,7 +93,8 @@ service pop3-login {{
     port = {pop3_port}
   }}
   inet_listener pop3s {{
-    port = 0
+    address = 127.0.0.1
+    port = {pop3s_port}
   }}
 }}
 protocol pop3 {{
@@ -115,7 +117,7 @@ def dovecot_available() -> bool:
 class DovecotServer:
     """One running Dovecot instance owned by the test process."""
 
-    def __init__(self, pop3: bool = False) -> None:
+    def __init__(self, pop3: bool = False, tls: bool = False) -> None:
         # Under /tmp so that every Dovecot user can traverse the path.
         self.root = Path(tempfile.mkdtemp(prefix="courriel-dovecot-", dir="/tmp"))
         self.port = _free_port()
@@ -125,6 +127,12 @@ class DovecotServer:
         self.process: subprocess.Popen | None = None
         self.pop3 = pop3
         self.pop3_port = _free_port() if pop3 else None
+        # tls=True: STARTTLS on the plain ports, implicit TLS on imaps_port / pop3s_port, with a
+        # certificate for 127.0.0.1 from a test CA whose PEM is at `ca_file` (needs trustme).
+        self.tls = tls
+        self.imaps_port = _free_port() if tls else 0
+        self.pop3s_port = _free_port() if tls and pop3 else 0
+        self.ca_file: Path | None = None
 
     def _users(self) -> tuple[int, int, str, str, str]:
         """(mail uid, mail gid, login user, internal user, internal group)."""
@@ -153,8 +161,9 @@ class DovecotServer:
         config.write_text(_CONFIG.format(
             instance=f"courriel-test-{self.port}", root=self.root, uid=uid, gid=gid, port=self.port,
             login_user=login_user, internal_user=internal_user, internal_group=internal_group,
-            protocols="imap pop3" if self.pop3 else "imap",
-            pop3_section=_POP3_SECTION.format(pop3_port=self.pop3_port) if self.pop3 else "",
+            protocols="imap pop3" if self.pop3 else "imap", imaps_port=self.imaps_port, ssl=self._ssl_settings(),
+            pop3_section=_POP3_SECTION.format(pop3_port=self.pop3_port, pop3s_port=self.pop3s_port)
+            if self.pop3 else "",
         ))
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(config)],
@@ -171,6 +180,21 @@ class DovecotServer:
                     return
             time.sleep(0.05)  # poll interval while waiting for the listener, bounded by the deadline
         raise RuntimeError(f"dovecot did not listen on {self.host}:{self.port}: {self.log()}")
+
+    def _ssl_settings(self) -> str:
+        if not self.tls:
+            return "ssl = no"
+        import trustme
+
+        authority = trustme.CA()
+        certificate = authority.issue_cert("127.0.0.1", "localhost")
+        etc = self.root / "etc"
+        certificate.private_key_and_cert_chain_pem.write_to_path(str(etc / "server.pem"))
+        (etc / "server.pem").chmod(0o600)
+        self.ca_file = etc / "ca.pem"
+        authority.cert_pem.write_to_path(str(self.ca_file))
+        self.ca_file.chmod(0o644)
+        return f"ssl = yes\nssl_cert = <{etc}/server.pem\nssl_key = <{etc}/server.pem"
 
     def log(self) -> str:
         path = self.root / "dovecot.log"

@@ -36,6 +36,22 @@ def dovecot_pop():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dovecot_tls():
+    """Dovecot with STARTTLS and implicit TLS (IMAP and POP3), certificate from a test CA."""
+    if not dovecot_available() or not Path("/usr/lib/dovecot/pop3").exists():
+        pytest.skip("dovecot with POP3 is not installed (Debian packages dovecot-imapd, dovecot-pop3d)")
+    pytest.importorskip("trustme")
+    server = DovecotServer(pop3=True, tls=True)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
 @dataclass
 class SyncEnv:
     data: Path
@@ -47,11 +63,13 @@ class SyncEnv:
     password: str
 
     def add_account(self, protocol: str = "imap", leave_on_server: bool = True, password: str | None = None,
-                    auth: str = "plain") -> int:
-        port = self.dovecot.port if protocol == "imap" else self.dovecot.pop3_port
+                    auth: str = "plain", security: str = "none") -> int:
+        ports = {("imap", "none"): self.dovecot.port, ("imap", "starttls"): self.dovecot.port,
+                 ("imap", "ssl"): self.dovecot.imaps_port, ("pop3", "none"): self.dovecot.pop3_port,
+                 ("pop3", "starttls"): self.dovecot.pop3_port, ("pop3", "ssl"): self.dovecot.pop3s_port}
         return accounts.create(self.db, self.data, self.mailbox_id, self.user, password or self.password,
-                               protocol=protocol, host="127.0.0.1", port=port, security="none", username=self.user,
-                               leave_on_server=leave_on_server, auth=auth)
+                               protocol=protocol, host="127.0.0.1", port=ports[(protocol, security)],
+                               security=security, username=self.user, leave_on_server=leave_on_server, auth=auth)
 
     @contextlib.contextmanager
     def imap(self):
@@ -87,6 +105,15 @@ def _environment(tmp_path, monkeypatch, dovecot: DovecotServer, database_url: st
 def sync_env(tmp_path, monkeypatch, dovecot_pop):
     """A data directory on SQLite (the embedded default)."""
     env = _environment(tmp_path, monkeypatch, dovecot_pop)
+    yield env
+    env.db.dispose()
+
+
+@pytest.fixture
+def sync_env_tls(tmp_path, monkeypatch, dovecot_tls):
+    """Against the TLS Dovecot; the system trust store is replaced by the test CA (SSL_CERT_FILE)."""
+    env = _environment(tmp_path, monkeypatch, dovecot_tls)
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_tls.ca_file))
     yield env
     env.db.dispose()
 
