@@ -18,7 +18,7 @@ Standards: RFC 3501 §3 (states), §5.4 (autologout, see transport), §6 (comman
 (MOVE), RFC 6154 (SPECIAL-USE, CREATE-SPECIAL-USE), RFC 2342 (NAMESPACE), RFC 2971 (ID),
 RFC 5161 (ENABLE), RFC 7888 (LITERAL+), RFC 3691 (UNSELECT), RFC 3348 (CHILDREN), RFC 5258
 (LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 7889 (APPENDLIMIT), RFC 3502 (MULTIAPPEND),
-RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5530 (response codes), RFC 7162 §3.1
+RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5182 (SEARCHRES), RFC 5530 (response codes), RFC 7162 §3.1
 (CONDSTORE: HIGHESTMODSEQ, MODSEQ in FETCH, CHANGEDSINCE, UNCHANGEDSINCE and MODIFIED, SEARCH
 MODSEQ; QRESYNC is not offered), RFC 5032 (OLDER/YOUNGER search keys).
 Security: every command comes from an untrusted client; mailbox names and flags are
@@ -168,6 +168,7 @@ class Session:
         self._runner: asyncio.Task | None = None
         self._poked = asyncio.Event()
         self.condstore = False  # RFC 7162 §3.1: MODSEQ in FETCH responses once enabled
+        self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
 
     # ------------------------------------------------------------------ transport side
 
@@ -213,7 +214,7 @@ class Session:
 
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
-                                    append_limit=self.context.append_limit, imap4rev2=False, searchres=False,
+                                    append_limit=self.context.append_limit, imap4rev2=False, searchres=True,
                                     condstore=True, qresync=False)
         return capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                             options=options)
@@ -414,6 +415,7 @@ class Session:
 
     def _deselect(self) -> None:
         self.view = None
+        self._saved_uids = []  # RFC 5182 §2.1: the saved result does not survive the mailbox
         if self.state == SELECTED:
             self.state = AUTHENTICATED
 
@@ -663,10 +665,18 @@ class Session:
         await self._done(command)
 
     def _uid_ranges(self, sequence) -> list[tuple[int, int]]:
+        if sequence.saved:  # RFC 5182 §2.1: `$` is the saved result
+            return [(uid, uid) for uid in self._saved()]
         known = self.view.known_uids()
         return sequence.resolve(known[-1] if known else 0)
 
+    def _saved(self) -> list[int]:
+        """RFC 5182 §2.1: the saved UIDs still in the mailbox (expunged ones drop out)."""
+        return [uid for uid in self._saved_uids if self.view.live(uid)]
+
     def _targets(self, sequence, uid: bool) -> list[int]:
+        if sequence.saved:
+            return self._saved()
         if uid:
             return self.view.resolve_uids(self._uid_ranges(sequence))
         return self.view.resolve_msns(sequence.resolve(self.view.exists))
@@ -677,7 +687,9 @@ class Session:
             return
         view = self.view
         known = view.known_uids()
-        key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0)
+        saved = self._saved()
+        key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0,
+                                  [view.msn_of(u) for u in saved], saved)
         try:
             uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
                                     set(view.recent), lambda ranges: view.resolve_msns(ranges, strict=False))
@@ -695,13 +707,20 @@ class Session:
         else:
             options = command.return_options or ("ALL",)
             if "SAVE" in options:
-                self.tagged(command.tag, "BAD", "SEARCHRES is not supported")
-                return
-            self.send(enc.esearch(command.tag, command.uid,
-                                  minimum=min(numbers) if numbers and "MIN" in options else None,
-                                  maximum=max(numbers) if numbers and "MAX" in options else None,
-                                  count=len(numbers) if "COUNT" in options else None,
-                                  all_numbers=numbers if "ALL" in options else None, modseq=modseq))
+                # RFC 5182 §2.4: SAVE keeps the whole result (or only MIN/MAX when asked with them).
+                kept = uids
+                if uids and {"MIN", "MAX"} & set(options) and not {"ALL", "COUNT"} & set(options):
+                    low = uids[0] if "MIN" in options else uids[-1]
+                    high = uids[-1] if "MAX" in options else uids[0]
+                    kept = sorted({low, high})
+                self._saved_uids = kept
+                options = tuple(o for o in options if o != "SAVE")
+            if options:
+                    self.send(enc.esearch(command.tag, command.uid,
+                                      minimum=min(numbers) if numbers and "MIN" in options else None,
+                                      maximum=max(numbers) if numbers and "MAX" in options else None,
+                                      count=len(numbers) if "COUNT" in options else None,
+                                      all_numbers=numbers if "ALL" in options else None, modseq=modseq))
         await self._done(command, expunge_allowed=command.uid)
 
     async def do_fetch(self, command: cmd.Fetch) -> None:

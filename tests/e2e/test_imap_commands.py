@@ -374,6 +374,11 @@ def test_command_transcripts(server):
         assert any(line.startswith(b"* OK [PERMANENTFLAGS (") and b"\\*" in line for line in lines)
         assert t("SEARCH RETURN (MIN MAX COUNT) ALL")[0] == b'* ESEARCH (TAG "t%d") MIN 1 MAX 3 COUNT 3' % t.count
         assert t("SEARCH SEEN")[0] == b"* SEARCH 1"  # MULTIAPPEND flags are per message
+        # RFC 5182 SEARCHRES: SAVE sends nothing, `$` reuses the result in FETCH and SEARCH.
+        assert t("UID SEARCH RETURN (SAVE) SUBJECT three") == [b"t%d OK SEARCH completed" % t.count]
+        assert re.match(rb"\* 2 FETCH \(UID \d+\)", t("FETCH $ (UID)")[0])
+        assert t("SEARCH RETURN (SAVE MIN) 2:3")[-1].startswith(b"t%d OK" % t.count)
+        assert t("SEARCH $")[0] == b"* SEARCH 2"
         assert t("SEARCH 2:*")[0] == b"* SEARCH 2 3"
         assert t("SEARCH 5:9")[0] == b"* SEARCH"
         assert t("SEARCH CHARSET KOI8-R ALL")[-1].startswith(b"t%d NO [BADCHARSET" % t.count)
