@@ -10,7 +10,7 @@ DATA   ?= ./data
 export PYTHONSAFEPATH := 1
 
 # Debian packages the test suite uses as real peers and clients.
-TEST_DEBIAN_PACKAGES := postgresql swaks dovecot-imapd postfix chromium isync mutt curl dovecot-pop3d
+TEST_DEBIAN_PACKAGES := postgresql swaks dovecot-imapd postfix chromium isync mutt curl dovecot-pop3d dovecot-lmtpd
 
 .PHONY: serve test lint venv system-packages bench clean
 
@@ -36,8 +36,10 @@ lint: venv
 test: venv system-packages lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Courriel and a private Postfix + Dovecot under the same mailbench run (../shared/bench);
+# the peers need root. Results in ./bench-out (BENCH_ARGS="--out DIR --messages N ...").
 bench: venv
-	$(BIN)/python -m courriel.bench $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
