@@ -122,6 +122,9 @@ class ImapRemote:
             self.capabilities = {c.decode().upper() if isinstance(c, bytes) else c.upper()
                                  for c in self.client.capabilities()}
             self.condstore = "CONDSTORE" in self.capabilities or "QRESYNC" in self.capabilities
+            # RFC 7162 §3.2: a QRESYNC server also gives expunges a MODSEQ, so an unchanged
+            # HIGHESTMODSEQ means nothing at all changed in the mailbox.
+            self.qresync = "QRESYNC" in self.capabilities
             if self.condstore:
                 # RFC 5161 / RFC 7162 §3.1: enable CONDSTORE so SELECT reports HIGHESTMODSEQ.
                 with contextlib.suppress(IMAPClientError):

@@ -5,7 +5,9 @@ asks `courriel.imapsync.plan` what to do and applies it; `run(stop)` repeats cyc
 in IMAP IDLE (RFC 2177) or polling in between, woken early by local `mailbox` hints.
 
 How each direction is read:
-- remote → local: UID SEARCH ALL gives the remote UID set (deletions and moves show up as
+- remote → local: a folder whose HIGHESTMODSEQ did not move (QRESYNC servers count expunges
+  too, RFC 7162 §3.2) and has no local change is skipped. Otherwise UID SEARCH ALL gives the
+  remote UID set (deletions and moves show up as
   missing UIDs, new mail as unknown ones); flags come from UID FETCH FLAGS, restricted with
   CHANGEDSINCE (RFC 7162 §3.1.4.1) when CONDSTORE is offered, for every message otherwise.
 - local → remote: `Store.changes_since(remembered MODSEQ)` gives local flag changes and
@@ -188,6 +190,9 @@ class AccountSync:
                 session.execute(update(SyncFolder).where(SyncFolder.id == sf.id)
                                 .values(remote_uidvalidity=selected.uidvalidity))
         changes = self.store.changes_since(sf.local_folder_id, sf.local_modseq)
+        if (remote.qresync and remote_modseq and selected.highestmodseq == remote_modseq and sf.done >= sf.total
+                and not changes.messages and not changes.vanished):
+            return None  # RFC 7162: neither side changed since the last pass
         remote_uids = remote.uids()
         changed_since = remote_modseq if (selected.highestmodseq is not None and remote_modseq) else None
         remote_flags = remote.flags(remote_uids, changed_since) if remote_uids else {}
@@ -346,10 +351,34 @@ class AccountSync:
                                                           SyncMessage.remote_uid.in_(batch)))
         self._import(remote, sf, scan.uidvalidity, p.to_import)
         with self.db.write() as session:
-            values = {"local_modseq": scan.local_modseq}
+            values = {"local_modseq": self._settled_modseq(scan)}
             if scan.remote_modseq is not None:
                 values["remote_modseq"] = scan.remote_modseq
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(**values))
+
+    def _settled_modseq(self, scan: _Scan) -> int:
+        """The local MODSEQ the next pass may start from. Our own writes of this pass (imports,
+        merged flags, expunges) are skipped over only when every local change since the scan
+        is accounted for by the UID map; otherwise the next pass re-reads from the scan's MODSEQ
+        (nothing a local client did is ever skipped)."""
+        changes = self.store.changes_since(scan.sf.local_folder_id, scan.local_modseq)
+        if not changes.messages and not changes.vanished:
+            return scan.local_modseq
+        with self.db.read() as session:
+            rows = session.execute(select(SyncMessage.local_uid, SyncMessage.flags)
+                                   .where(SyncMessage.sync_folder_id == scan.sf.id,
+                                          SyncMessage.remote_uidvalidity == scan.uidvalidity))
+            agreed = {uid: plan.flags_from_text(flags) for uid, flags in rows}
+        seen_new = {m.uid for m in scan.local_new}
+        for message in changes.messages:
+            if message.uid in agreed:
+                if plan.normalise_flags(message.all_flags) != agreed[message.uid]:
+                    return scan.local_modseq
+            elif message.uid not in seen_new:
+                return scan.local_modseq
+        if any(uid in agreed for uid in changes.vanished):
+            return scan.local_modseq
+        return changes.highestmodseq
 
     def _import(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int, uids: list[int]) -> None:
         if not uids:

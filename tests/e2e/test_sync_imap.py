@@ -73,10 +73,16 @@ def test_full_import_then_second_run_imports_nothing(sync_env):  # noqa: F811
     blobs = _blob_count(env)
     sync = AccountSync(env.db, env.store, env.data, account)
     try:
+        sync.connect()
+        searched = []
+        uids = sync.remote.uids
+        sync.remote.uids = lambda: searched.append(1) or uids()
         sync.cycle()
     finally:
         sync.close()
     assert _blob_count(env) == blobs
+    # Dovecot offers QRESYNC: unchanged HIGHESTMODSEQ on every folder, no UID SEARCH at all.
+    assert searched == []
     assert sum(_count(env, LOCAL[f]) for f in FOLDERS) == sum(FOLDERS.values())
 
 
