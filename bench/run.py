@@ -11,7 +11,7 @@ Courriel/peers ratios per metric).
 
 The harness is not part of this repository: it is `../shared/bench/mailbench.py` next to it.
 
-    .venv/bin/python bench/run.py [--out bench-out] [--messages 500] [--targets courriel,peers]
+    .venv/bin/python bench/run.py [--out bench-out] [--messages 1000] [--targets courriel,peers]
 
 Security: binds and connects to 127.0.0.1 only; the bench password `pass` is accepted through
 a policy override in this process's configuration only (never written to a config file).
@@ -168,7 +168,7 @@ class CourrielTarget:
 
     def describe(self) -> str:
         return "courriel serve --dev (SQLite), version " + subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True,
         ).stdout.strip()
 
     def cleanup(self) -> None:
@@ -387,9 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="smtp,full",
                         help="comma-separated: smtp (smtp-ingest without IMAP), full (every scenario)")
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=500, help="smtp-ingest messages")
-    parser.add_argument("--read-messages", type=int, default=500, help="imap-read mailbox size")
-    parser.add_argument("--e2e-messages", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=1000, help="smtp-ingest messages")
+    parser.add_argument("--read-messages", type=int, default=1000, help="imap-read mailbox size")
+    parser.add_argument("--e2e-messages", type=int, default=200)
     parser.add_argument("--idle-tries", type=int, default=20)
     parser.add_argument("--mixed-duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
