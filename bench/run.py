@@ -253,9 +253,11 @@ def _per(total_s, count):
 
 def scenario_metrics(record: dict) -> list[tuple[str, str, float | None]]:
     """(metric, direction, value) rows of one mailbench record; direction is `higher` or `lower`
-    (which one is better)."""
+    (which one is better), empty for context (no ratio)."""
     s, m, p = record["scenario"], record.get("metrics") or {}, record.get("params") or {}
-    rows: list[tuple[str, str, float | None]] = []
+    rows: list[tuple[str, str, float | None]] = [
+        ("host load average (1 min) at start", "", ((record.get("host_loadavg") or {}).get("start") or [None])[0]),
+    ]
     if s == "smtp-ingest":
         rows += [("accepted msgs/s", "higher", m.get("msgs_per_s")),
                  ("MAIL..250 p50 ms", "lower", _lat(m.get("latency"), "p50_ms")),
@@ -319,7 +321,8 @@ def summarize(records: dict[str, list[dict]]) -> list[dict]:
     for (phase, scenario, run, metric), row in table.items():
         c, p = row["values"].get("courriel"), row["values"].get("peers")
         ratio = None
-        if isinstance(c, (int, float)) and isinstance(p, (int, float)) and not isinstance(c, bool) and p:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (c, p))
+        if row["direction"] and numbers and p:
             ratio = round(c / p, 3)
         rows.append({"phase": phase, "scenario": scenario, "run": run, "metric": metric,
                      "better": row["direction"], "courriel": c, "peers": p, "courriel_over_peers": ratio})
