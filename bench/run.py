@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,12 +45,23 @@ PASSWORD = "pass"  # noqa: S105 (the bench accounts' password, as in ../shared/p
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 
-# Phases: each is one mailbench invocation per target. The first one measures SMTP alone
-# (no IMAP session open); the second one everything, ingest with delivery verification.
+# Phases: `smtp` measures SMTP alone (no IMAP session open), `full` everything, ingest with
+# delivery verification. Each scenario is one mailbench invocation, so that Courriel's CPU can be
+# split by role around it.
 PHASES = {
-    "smtp": ["--scenario", "smtp-ingest", "--no-ingest-verify"],
-    "full": ["--scenario", "smtp-ingest,deliver-e2e,imap-read,idle-push"],
+    "smtp": [("smtp-ingest", ["--no-ingest-verify"])],
+    "full": [("smtp-ingest", []), ("deliver-e2e", []), ("imap-read", []), ("idle-push", [])],
 }
+ROLE_STARTED = re.compile(r"role started role=(\w+) child_pid=(\d+)")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime + cutime + cstime of one process (Linux /proc), None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -154,6 +166,14 @@ class CourrielTarget:
         return ["--smtp-port", str(self.smtp_port), "--imap-port", str(self.imap_port),
                 "--server-pid", str(self.data / "run" / "courriel.pid")]
 
+    def role_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each role process (the latest one started for each role)."""
+        pids = dict(ROLE_STARTED.findall((self.out / "courriel-server.log").read_text(errors="replace")))
+        if self.process is not None:
+            pids["supervisor"] = str(self.process.pid)
+        found = {role: process_cpu_seconds(int(pid)) for role, pid in pids.items()}
+        return {role: seconds for role, seconds in found.items() if seconds is not None}
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -214,6 +234,9 @@ class PeersTarget:
             key, sep, value = item.partition("=")
             if sep:
                 self.env[key] = value
+
+    def role_cpu(self) -> dict[str, float]:
+        return {}
 
     def mailbench_args(self) -> list[str]:
         d = Path(self.env["PEERS_DIR"])
@@ -305,8 +328,9 @@ def load_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarize(records: dict[str, list[dict]]) -> list[dict]:
-    """One row per (phase, scenario, run, metric): the value of each target and Courriel/peers."""
+def summarize(records: dict[str, list[dict]], courriel_roles: list[dict] = ()) -> list[dict]:
+    """One row per (phase, scenario, run, metric): the value of each target and Courriel/peers.
+    `courriel_roles` (phase, scenario, cpu_s by role) adds a row of Courriel's CPU by role."""
     table: dict[tuple, dict] = {}
     for target, recs in records.items():
         for rec in recs:
@@ -317,8 +341,16 @@ def summarize(records: dict[str, list[dict]]) -> list[dict]:
             for metric, direction, value in scenario_metrics(rec):
                 row = table.setdefault((*key0, metric), {"direction": direction, "values": {}})
                 row["values"][target] = value
+    for entry in courriel_roles:
+        busy = sorted(entry["cpu_s"].items(), key=lambda item: -item[1])
+        text = ", ".join(f"{role} {seconds:.1f}" for role, seconds in busy if seconds >= 0.05) or "-"
+        key = (entry["phase"], entry["scenario"], 1, "Courriel CPU s by role (whole mailbench invocation)")
+        table[key] = {"direction": "", "values": {"courriel": text}}
+    order: dict[tuple, int] = {}
+    for key in table:
+        order.setdefault(key[:3], len(order))
     rows = []
-    for (phase, scenario, run, metric), row in table.items():
+    for (phase, scenario, run, metric), row in sorted(table.items(), key=lambda item: order[item[0][:3]]):
         c, p = row["values"].get("courriel"), row["values"].get("peers")
         ratio = None
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (c, p))
@@ -364,20 +396,31 @@ def harness_args(args) -> list[str]:
 
 
 def run_target(target, args, out: Path) -> dict[str, int]:
+    """Every scenario of every phase against one target; returns mailbench's exit status by
+    `phase scenario`. Courriel's CPU by role goes to `courriel-roles.jsonl`."""
     codes = {}
     jsonl = out / f"{target.name}.jsonl"
     target.provision()
     target.start()
     try:
         for phase in args.phases:
-            print(f"== {target.name}: {phase}", flush=True)
-            command = [sys.executable, str(HARNESS), *harness_args(args), *PHASES[phase],
-                       *target.mailbench_args(), "--label", f"{target.name} {phase}", "--json", str(jsonl)]
-            with open(out / f"mailbench-{target.name}-{phase}.txt", "wb") as text:
-                result = subprocess.run(command, stdout=text, stderr=subprocess.STDOUT,
-                                        timeout=args.scenario_timeout * 6)
-            codes[phase] = result.returncode
-            print((out / f"mailbench-{target.name}-{phase}.txt").read_text(errors="replace"), flush=True)
+            text_path = out / f"mailbench-{target.name}-{phase}.txt"
+            text_path.unlink(missing_ok=True)
+            for scenario, extra in PHASES[phase]:
+                print(f"== {target.name} {phase}: {scenario}", flush=True)
+                command = [sys.executable, str(HARNESS), *harness_args(args), "--scenario", scenario, *extra,
+                           *target.mailbench_args(), "--label", f"{target.name} {phase}", "--json", str(jsonl)]
+                before = target.role_cpu()
+                with open(text_path, "ab") as text:
+                    result = subprocess.run(command, stdout=text, stderr=subprocess.STDOUT,
+                                            timeout=args.scenario_timeout * 3)
+                after = target.role_cpu()
+                codes[f"{phase} {scenario}"] = result.returncode
+                if after:
+                    spent = {role: round(after[role] - before.get(role, 0.0), 2) for role in after}
+                    with open(out / f"{target.name}-roles.jsonl", "a") as roles:
+                        roles.write(json.dumps({"phase": phase, "scenario": scenario, "cpu_s": spent}) + "\n")
+            print(text_path.read_text(errors="replace"), flush=True)
     finally:
         target.stop()
     return codes
@@ -416,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         (out / f"{name}.jsonl").unlink(missing_ok=True)
+        (out / f"{name}-roles.jsonl").unlink(missing_ok=True)
     targets = [TARGETS[name](out, args.users) for name in names]
     env_lines = [
         f"date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
@@ -435,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets:
                 target.cleanup()
 
-    rows = summarize({t.name: load_records(out / f"{t.name}.jsonl") for t in targets})
+    rows = summarize({t.name: load_records(out / f"{t.name}.jsonl") for t in targets},
+                     load_records(out / "courriel-roles.jsonl"))
     table = render_table(rows)
     header = "\n".join(env_lines) + "\n\n"
     (out / "summary.md").write_text(header + table)
