@@ -58,6 +58,20 @@ logging.getLogger("mail.log").addFilter(_drop_login_data_warning)
 COMMAND_LINE_LIMIT = 1000  # MAIL/RCPT with SIZE, DSN and AUTH parameters (RFC 5321 §4.5.3.1.4 is a minimum)
 
 
+def _hides_end_of_data(line: bytes) -> bool:
+    """True for a DATA line (ending in CRLF) that another server could read as holding an end of data.
+
+    RFC 5321 §2.3.8 allows CR and LF only as CRLF. Bare LF is still common from sloppy clients and is
+    normalised on delivery, but a bare CR anywhere, or a "." alone between bare line endings
+    (`<LF>.<LF>`, `<CR><LF>.<LF>`, `<LF>.<CR><LF>`), is how SMTP smuggling hides a second message
+    for a downstream relay; such a message is refused whole.
+    """
+    if b"\r" in line[:-2]:
+        return True
+    parts = line.split(b"\n")[:-1]
+    return len(parts) > 1 and any(part in (b".", b".\r") for part in parts)
+
+
 @dataclass(frozen=True)
 class Account:
     """The mailbox a client authenticated as (session.auth_data)."""
@@ -417,7 +431,7 @@ class ESMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         lines: list[bytes] = []
-        size, too_long, too_big, fragment = 0, False, False, False
+        size, too_long, too_big, fragment, bare = 0, False, False, False, False
         limit = self.data_size_limit
         while self.transport is not None:
             try:
@@ -440,14 +454,17 @@ class ESMTP(SMTP):
             size += len(line)
             if limit and size > limit:
                 too_big, lines = True, []
-            if too_big or too_long:
+            if _hides_end_of_data(line):
+                bare, lines = True, []  # RFC 5321 §2.3.8; read on to the real end of data
+            if too_big or too_long or bare:
                 continue
             lines.append(line[1:] if line.startswith(b".") else line)  # RFC 5321 §4.5.2
         else:
             return
-        if too_big or too_long:
+        if too_big or too_long or bare:
             self._set_post_data_state()
-            await self.push(replies.MESSAGE_TOO_BIG if too_big else replies.LINE_TOO_LONG)
+            await self.push(replies.MESSAGE_TOO_BIG if too_big else
+                            replies.LINE_TOO_LONG if too_long else replies.BARE_LINE_ENDING)
             return
         await self._deliver(b"".join(lines))
 

@@ -51,6 +51,9 @@ AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 # Session and syntax (RFC 5321 §4.2.2, RFC 3463 §3.6 "X.5.x protocol status").
 SYNTAX_ERROR = Reply(500, "5.5.2", "Syntax error, command unrecognised")
 LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (RFC 5321 §4.5.3.1)")
+# RFC 5321 §2.3.8: CR and LF only as CRLF. A bare CR, or a dot line between bare line endings, could let a
+# downstream server see an end of data that this one did not (SMTP smuggling): the message is refused whole.
+BARE_LINE_ENDING = Reply(550, "5.6.0", "Bare CR or bare end of data in message text (RFC 5321 §2.3.8)")
 BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
 EHLO_FIRST = Reply(503, "5.5.1", "Send EHLO first")
 NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
