@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ExpungeUpdate:
     msn: int
+    uid: int = field(default=0, compare=False)  # for RFC 7162 §3.2.10 VANISHED after ENABLE QRESYNC
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,10 @@ class SelectedMailbox:
     def note_expunged(self, uids: Iterable[int]) -> list[int]:
         """This session expunged `uids` (EXPUNGE, CLOSE-less MOVE): returns the MSNs to announce,
         in the order to send them (each `* n EXPUNGE` renumbers what follows)."""
+        return [u.msn for u in self.take_expunged(uids)]
+
+    def take_expunged(self, uids: Iterable[int]) -> list[ExpungeUpdate]:
+        """As `note_expunged`, with the UID of each announced slot (RFC 7162 §3.2.10 VANISHED)."""
         for uid in uids:
             if uid in self.flags:
                 del self.flags[uid]
@@ -231,7 +236,7 @@ class SelectedMailbox:
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
                 self._ghosts.add(uid)
-        return [u.msn for u in self._take_expunges()]
+        return self._take_expunges()
 
     def _take_expunges(self) -> list[ExpungeUpdate]:
         out = []
@@ -240,7 +245,7 @@ class SelectedMailbox:
         for index in range(self._announced_exists - 1, -1, -1):
             uid = self.uids[index]
             if uid in self._ghosts:
-                out.append(ExpungeUpdate(index + 1))
+                out.append(ExpungeUpdate(index + 1, uid))
                 del self.uids[index]
                 self._ghosts.discard(uid)
                 self._announced_exists -= 1

@@ -20,7 +20,11 @@ RFC 5161 (ENABLE), RFC 7888 (LITERAL+), RFC 3691 (UNSELECT), RFC 3348 (CHILDREN)
 (LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 7889 (APPENDLIMIT), RFC 3502 (MULTIAPPEND),
 RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5182 (SEARCHRES), RFC 5530 (response codes), RFC 7162 §3.1
 (CONDSTORE: HIGHESTMODSEQ, MODSEQ in FETCH, CHANGEDSINCE, UNCHANGEDSINCE and MODIFIED, SEARCH
-MODSEQ; QRESYNC is not offered), RFC 5032 (OLDER/YOUNGER search keys).
+MODSEQ), RFC 7162 §3.2 (QRESYNC: ENABLE QRESYNC, SELECT/EXAMINE (QRESYNC ...), VANISHED, UID FETCH
+(CHANGEDSINCE n VANISHED), [CLOSED]), RFC 5032 (OLDER/YOUNGER search keys).
+QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
+kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
+mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
 Security: every command comes from an untrusted client; mailbox names and flags are
 validated by the store; passwords never reach a log; failed logins are throttled by
 `courriel.logins`; LOGIN/AUTHENTICATE before TLS are refused on the STARTTLS port unless
@@ -168,6 +172,7 @@ class Session:
         self._runner: asyncio.Task | None = None
         self._poked = asyncio.Event()
         self.condstore = False  # RFC 7162 §3.1: MODSEQ in FETCH responses once enabled
+        self.qresync = False  # RFC 7162 §3.2.3: VANISHED instead of EXPUNGE once enabled
         self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
 
     # ------------------------------------------------------------------ transport side
@@ -215,7 +220,7 @@ class Session:
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
                                     append_limit=self.context.append_limit, imap4rev2=False, searchres=True,
-                                    condstore=True, qresync=False)
+                                    condstore=True, qresync=True)
         return capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                             options=options)
 
@@ -297,9 +302,13 @@ class Session:
         self._send_updates(view.updates(expunge_allowed))
 
     def _send_updates(self, updates) -> None:
+        vanished = [u.uid for u in updates if isinstance(u, ExpungeUpdate)] if self.qresync else []
+        if vanished:  # RFC 7162 §3.2.10: one VANISHED replaces the EXPUNGE responses
+            self.send(enc.vanished(SequenceSet.from_numbers(sorted(vanished))))
         for update in updates:
             if isinstance(update, ExpungeUpdate):
-                self.send(enc.expunge(update.msn))
+                if not self.qresync:
+                    self.send(enc.expunge(update.msn))
             elif isinstance(update, ExistsUpdate):
                 self.send(enc.exists(update.count))
             elif isinstance(update, RecentUpdate):
@@ -420,6 +429,12 @@ class Session:
             self.state = AUTHENTICATED
 
     async def do_select(self, command: cmd.Select) -> None:
+        if command.qresync is not None and not self.qresync:
+            self.tagged(command.tag, "BAD", "ENABLE QRESYNC first")  # RFC 7162 §3.2.5
+            return
+        if self.qresync and self.view is not None:
+            # RFC 7162 §3.2.11: the previous mailbox is closed before the new one's responses.
+            self.send(enc.untagged_status("OK", "Previous mailbox is now closed", "CLOSED"))
         self._deselect()
         try:
             folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
@@ -449,12 +464,29 @@ class Session:
         self.send(enc.untagged_status("OK", "Highest", ("HIGHESTMODSEQ", folder.highestmodseq)))
         if command.condstore:
             self.condstore = True  # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables CONDSTORE
+        if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
+            await self._resync(view, command.qresync)
         self.view = view
         self.state = SELECTED
         mode = "READ-ONLY" if command.read_only else "READ-WRITE"
         self.tagged(command.tag, "OK", f"{command.name} completed", mode)
 
     do_examine = do_select
+
+    async def _resync(self, view: SelectedMailbox, known: cmd.QresyncParameters) -> None:
+        """RFC 7162 §3.2.5.2: what changed since the client's MODSEQ, as VANISHED (EARLIER) and then
+        FETCH (UID FLAGS MODSEQ). VANISHED is limited to the known UIDs when the client sent them."""
+        changes = await self._call(self.store.changes_since, view.folder_id, known.modseq)
+        vanished = changes.vanished
+        if known.known_uids is not None:
+            highest = max(vanished, default=0)
+            vanished = [u for u in vanished if known.known_uids.contains(u, highest)]
+        if vanished:
+            self.send(enc.vanished(SequenceSet.from_numbers(vanished), earlier=True))
+        for message in changes.messages:
+            msn = view.msn_of(message.uid)
+            if msn is not None:
+                self._send_flags(msn, message.uid, view.flags_of(message.uid), view.modseqs.get(message.uid))
 
     async def do_create(self, command: cmd.Create) -> None:
         name = command.mailbox.rstrip(DELIMITER)  # RFC 3501 §6.3.3: a trailing delimiter is dropped
@@ -608,6 +640,9 @@ class Session:
         if "CONDSTORE" in command.capabilities:
             self.condstore = True
             enabled.append("CONDSTORE")
+        if "QRESYNC" in command.capabilities:
+            self.condstore = self.qresync = True  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+            enabled.append("QRESYNC")
         self.send(enc.enabled_line(enabled))
         await self._done(command)
 
@@ -660,9 +695,12 @@ class Session:
             return
         uids = view.resolve_uids(self._uid_ranges(command.uids)) if command.uids is not None else None
         expunged = await self._call(self.store.expunge, view.folder_id, uids)
-        for msn in view.note_expunged(expunged):
-            self.send(enc.expunge(msn))
+        self._send_expunged(view, expunged)
         await self._done(command)
+
+    def _send_expunged(self, view: SelectedMailbox, uids: list[int]) -> None:
+        """This session expunged `uids`: EXPUNGE per message, or one VANISHED after ENABLE QRESYNC."""
+        self._send_updates(view.take_expunged(uids))
 
     def _uid_ranges(self, sequence) -> list[tuple[int, int]]:
         if sequence.saved:  # RFC 5182 §2.1: `$` is the saved result
@@ -730,6 +768,11 @@ class Session:
         names = {i.name for i in items}
         if command.changedsince is not None or "MODSEQ" in names:
             self.condstore = True  # RFC 7162 §3.1: a CONDSTORE enabling command
+        if command.vanished:
+            if not self.qresync:
+                self.tagged(command.tag, "BAD", "ENABLE QRESYNC first")  # RFC 7162 §3.2.6
+                return
+            await self._send_vanished_earlier(command)
         sets_seen = fetch_mod.sets_seen(items) and not view.readonly
         if sets_seen:
             unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, ())]
@@ -770,6 +813,18 @@ class Session:
                     continue  # expunged meanwhile: RFC 3501 §7.4.1 lets the data be omitted
                 await self._write_fetch(msn, result)
         await self._done(command, expunge_allowed=command.uid)
+
+    async def _send_vanished_earlier(self, command: cmd.Fetch) -> None:
+        """RFC 7162 §3.2.6: UIDs in the requested set expunged after CHANGEDSINCE, before the FETCH data."""
+        changes = await self._call(self.store.changes_since, self.view.folder_id, command.changedsince)
+        if command.sequence.saved:
+            wanted = set(self._saved_uids)
+            vanished = [u for u in changes.vanished if u in wanted]
+        else:
+            highest = max(self.view.uidnext - 1, max(changes.vanished, default=0))
+            vanished = [u for u in changes.vanished if command.sequence.contains(u, highest)]
+        if vanished:
+            self.send(enc.vanished(SequenceSet.from_numbers(vanished), earlier=True))
 
     async def _write_fetch(self, msn: int, result: fetch_mod.FetchResult) -> None:
         try:
@@ -861,6 +916,5 @@ class Session:
         if code:
             # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
             self.send(enc.untagged_status("OK", "Moved", code))
-        for msn in view.note_expunged([source for source, _ in result.pairs]):
-            self.send(enc.expunge(msn))
+        self._send_expunged(view, [source for source, _ in result.pairs])
         await self._done(command)
