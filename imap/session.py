@@ -21,7 +21,11 @@ RFC 5161 (ENABLE), RFC 7888 (LITERAL+), RFC 3691 (UNSELECT), RFC 3348 (CHILDREN)
 RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5182 (SEARCHRES), RFC 5530 (response codes), RFC 7162 §3.1
 (CONDSTORE: HIGHESTMODSEQ, MODSEQ in FETCH, CHANGEDSINCE, UNCHANGEDSINCE and MODIFIED, SEARCH
 MODSEQ), RFC 7162 §3.2 (QRESYNC: ENABLE QRESYNC, SELECT/EXAMINE (QRESYNC ...), VANISHED, UID FETCH
-(CHANGEDSINCE n VANISHED), [CLOSED]), RFC 5032 (OLDER/YOUNGER search keys).
+(CHANGEDSINCE n VANISHED), [CLOSED]), RFC 5032 (OLDER/YOUNGER search keys), RFC 9208 (QUOTA: one
+quota root "" per user with the STORAGE resource in KiB when the mailbox has a limit; SETQUOTA is
+refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside the user's quota root
+and never grows it, so it is allowed even over quota, which lets a user move mail to Trash), RFC 8438
+(STATUS SIZE).
 QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
@@ -220,9 +224,12 @@ class Session:
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
                                     append_limit=self.context.append_limit, imap4rev2=False, searchres=True,
-                                    condstore=True, qresync=True)
-        return capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
-                            options=options)
+                                    condstore=True, qresync=True, quota=True)
+        names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
+                             options=options)
+        if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
+            names.insert(names.index("QUOTA") + 1, "QUOTA=RES-STORAGE")
+        return names
 
     def auth_allowed(self) -> bool:
         return self.tls_active or self.context.allow_plaintext_auth
@@ -646,6 +653,42 @@ class Session:
         self.send(enc.enabled_line(enabled))
         await self._done(command)
 
+    # ------------------------------------------------------------------ quota (RFC 9208)
+
+    QUOTA_ROOT = ""  # one quota root per user, covering all of its folders
+
+    async def _quota_line(self) -> bytes | None:
+        """RFC 9208 §5.1 `* QUOTA "" (STORAGE used limit)` in KiB, or None without a limit."""
+        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        if not usage.limit_bytes:
+            return None
+        used_kib = (usage.used_bytes + 1023) // 1024
+        return enc.untagged("QUOTA", enc.Raw(enc.quoted(self.QUOTA_ROOT)),
+                            [enc.Atom("STORAGE"), used_kib, usage.limit_bytes // 1024])
+
+    async def do_getquota(self, command: cmd.GetQuota) -> None:
+        line = await self._quota_line() if command.root == self.QUOTA_ROOT else None
+        if line is None:
+            self.tagged(command.tag, "NO", "No such quota root", "NONEXISTENT")
+            return
+        self.send(line)
+        await self._done(command)
+
+    async def do_getquotaroot(self, command: cmd.GetQuotaRoot) -> None:
+        folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        line = await self._quota_line()
+        # RFC 9208 §5.2: a mailbox without a limit has no quota root.
+        roots = [self.QUOTA_ROOT] if line is not None else []
+        self.send(enc.untagged("QUOTAROOT", enc.Raw(enc.mailbox(folder.name)),
+                               *(enc.Raw(enc.quoted(root)) for root in roots)))
+        if line is not None:
+            self.send(line)
+        await self._done(command)
+
+    async def do_setquota(self, command: cmd.SetQuota) -> None:
+        # RFC 9208 §4.1.3: limits are set by the administrator, never by the user.
+        self.tagged(command.tag, "NO", "Quota limits are set by the administrator", "NOPERM")
+
     async def do_idle(self, command: cmd.Idle) -> None:
         # RFC 2177 §3: updates are sent as they happen until DONE.
         self.parser.expect_idle_done(command.tag)
@@ -893,9 +936,12 @@ class Session:
         if dest is None:
             return
         usage = await self._call(self.store.quota_usage, self.mailbox_id)
-        if usage.over:
-            self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
-            return
+        if usage.limit_bytes:
+            # RFC 9208 §5.1: a COPY that would pass the limit fails and copies nothing.
+            added = sum(m.size for m in await self._call(self.store.list_messages, view.folder_id, uids))
+            if usage.used_bytes + added > usage.limit_bytes:
+                self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
+                return
         result = await self._call(self.store.copy, view.folder_id, uids, dest.id)
         await self._done(command, code=self._copyuid(result), expunge_allowed=command.uid)
 

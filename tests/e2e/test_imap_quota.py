@@ -1,0 +1,98 @@
+"""IMAP QUOTA (RFC 9208) and STATUS SIZE (RFC 8438) over a real socket to the IMAP role process.
+
+A user with a 10 KiB limit sees its usage in GETQUOTA / GETQUOTAROOT, cannot APPEND or COPY past the
+limit (NO [OVERQUOTA], nothing stored), can still MOVE (usage does not grow), and cannot SETQUOTA.
+A user without a limit has no quota root.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from imap_server import imap_server  # noqa: F401
+from sqlalchemy import update
+from store_fixtures import sample_message
+
+from courriel.models import Mailbox
+
+pytestmark = pytest.mark.timeout(60)
+
+LIMIT = 10 * 1024
+
+
+@pytest.fixture
+def quota_user(imap_server):  # noqa: F811
+    imap_server.clear()
+    local = "quota-user"
+    mailbox_id = imap_server.extra_mailboxes.get(local) or imap_server.add_mailbox(local)
+    for folder in imap_server.store.list_folders(mailbox_id):
+        uids = [m.uid for m in imap_server.store.list_messages(folder.id)]
+        if uids:
+            imap_server.store.set_flags(folder.id, uids, "add", ["\\Deleted"])
+            imap_server.store.expunge(folder.id)
+    with imap_server.db.write() as session:
+        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(quota_bytes=LIMIT))
+    return imap_server, mailbox_id, f"{local}@{imap_server.address.split('@', 1)[1]}"
+
+
+def _login(server, address):
+    client = server.client()
+    client.login(address, server.password)
+    return client
+
+
+def test_quota_capability_and_unlimited_user(imap_server):  # noqa: F811
+    imap_server.clear()
+    client = imap_server.login()
+    caps = client.capabilities
+    assert "QUOTA" in caps and "QUOTA=RES-STORAGE" in caps
+    typ, _ = client._simple_command("GETQUOTAROOT", "INBOX")
+    assert typ == "OK"
+    assert client.untagged_responses.pop("QUOTAROOT") == [b"INBOX"]  # no limit: no quota root
+    assert "QUOTA" not in client.untagged_responses
+    typ, data = client._simple_command("GETQUOTA", '""')
+    assert typ == "NO" and b"[NONEXISTENT]" in data[0]
+    client.logout()
+
+
+def test_quota_usage_limits_and_status_size(quota_user):
+    server, mailbox_id, address = quota_user
+    message = sample_message(1, body=b"x" * 3000 + b"\r\n")
+    server.store.deliver(mailbox_id, message)
+    used = len(message)
+    client = _login(server, address)
+    typ, _ = client._simple_command("GETQUOTAROOT", "INBOX")
+    assert typ == "OK"
+    assert client.untagged_responses.pop("QUOTAROOT") == [b'INBOX ""']
+    expected = f'"" (STORAGE {(used + 1023) // 1024} {LIMIT // 1024})'.encode()
+    assert client.untagged_responses.pop("QUOTA") == [expected]
+    typ, _ = client._simple_command("GETQUOTA", '""')
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [expected]
+    typ, data = client._simple_command("SETQUOTA", '""', f"(STORAGE {LIMIT})")
+    assert typ == "NO" and b"[NOPERM]" in data[0]
+
+    # RFC 8438: STATUS SIZE is the total octets of the folder.
+    typ, data = client.status("INBOX", "(MESSAGES SIZE)")
+    assert typ == "OK" and re.search(rb"SIZE (\d+)", data[0]).group(1) == str(used).encode()
+
+    # APPEND past the limit: NO [OVERQUOTA], nothing stored.
+    big = sample_message(2, body=b"y" * 8000 + b"\r\n")
+    typ, data = client.append("INBOX", None, None, big)
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    assert len(server.store.list_messages(server.inbox_id(mailbox_id))) == 1
+    small = sample_message(3, body=b"z" * 2000 + b"\r\n")
+    assert client.append("INBOX", None, None, small)[0] == "OK"
+
+    # COPY past the limit: NO [OVERQUOTA], nothing copied; MOVE does not grow usage and works.
+    client.select("INBOX")
+    typ, data = client.copy("1:*", "Trash")
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    trash = server.store.get_folder(mailbox_id, "Trash").id
+    assert server.store.list_messages(trash) == []
+    typ, _ = client._simple_command("MOVE", "1", "Trash")
+    assert typ == "OK" and len(server.store.list_messages(trash)) == 1
+    assert server.store.quota_usage(mailbox_id).used_bytes == used + len(small)
+    typ, data = client.copy("1", "Trash")
+    assert typ == "OK"  # a small copy still fits
+    client.logout()
