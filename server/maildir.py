@@ -135,7 +135,9 @@ def maildir_folders(root: Path) -> list[tuple[str, Path]]:
         raise TransferError(f"{root} is not a Maildir (no cur/ or new/ directory)")
     found = [(INBOX, root)]
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") and entry.name not in (".", "..") and entry.is_dir() \
+        # Security: a symlinked folder or message could pull files from outside the tree (keys, other
+        # mailboxes) into the mailbox; the source may be an unpacked user archive, so links are skipped.
+        if entry.name.startswith(".") and entry.name not in (".", "..") and not entry.is_symlink() and entry.is_dir() \
                 and ((entry / "cur").is_dir() or (entry / "new").is_dir()):
             name = entry.name[1:].replace(".", "/")
             if name and name.upper() != INBOX:
@@ -154,8 +156,10 @@ def _maildir_messages(directory: Path) -> list[tuple[Path, bool]]:
     files = []
     for sub in ("new", "cur"):
         if (directory / sub).is_dir():
+            if (directory / sub).is_symlink():
+                continue
             files += [(p, sub == "new") for p in (directory / sub).iterdir()
-                      if p.is_file() and not p.name.startswith(".")]
+                      if not p.is_symlink() and p.is_file() and not p.name.startswith(".")]
     return sorted(files, key=lambda item: item[0].name)
 
 
@@ -171,8 +175,9 @@ def import_maildir(store: Store, mailbox: int, root: Path | str) -> TransferRepo
             continue
         _ensure_folder(store, mailbox, name)
         for path, in_new in messages:
-            stat = path.stat()
-            with open(path, "rb") as handle:
+            # O_NOFOLLOW: a file swapped for a symlink after the listing is refused, not followed.
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+                stat = os.fstat(handle.fileno())
                 store.append(mailbox, name, handle, flags=maildir_flags(path.name, in_new),
                              internaldate=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC))
             report.count(name, stat.st_size)

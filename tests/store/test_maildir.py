@@ -184,3 +184,26 @@ def test_cli_import_export_and_healthcheck(config, db, tmp_path, capsys, monkeyp
     monkeypatch.setenv("COURRIEL_LISTENERS_ADMIN", address)
     assert main(["healthcheck", "--dev", "--timeout", "1", *data]) == 1
     assert f"unhealthy: http://{address}/healthz" in capsys.readouterr().out
+
+
+def test_maildir_import_follows_no_symlink(store, db, tmp_path):
+    """A hostile Maildir (an unpacked user archive) cannot pull files from outside it: a symlinked
+    message file (here to a secret key) or a symlinked folder is skipped, not imported."""
+    secret = tmp_path / "dkim-private.pem"
+    secret.write_bytes(b"-----BEGIN PRIVATE KEY-----\nsecret\n")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "cur").mkdir(parents=True)
+    (elsewhere / "cur" / "1:2,S").write_bytes(message(9))
+    source = tmp_path / "source"
+    for sub in ("cur", "new", "tmp"):
+        (source / sub).mkdir(parents=True)
+    (source / "cur" / "1:2,S").write_bytes(message(0))
+    (source / "cur" / "2:2,S").symlink_to(secret)
+    (source / ".Linked").symlink_to(elsewhere, target_is_directory=True)
+    mailbox = make_mailbox(db, "box")
+    report = maildir.import_maildir(store, mailbox, source)
+    assert report.messages == 1 and report.folders == {"INBOX": 1}
+    inbox = store.get_folder(mailbox, "INBOX")
+    stored, = store.list_messages(inbox.id)
+    with store.open_message(inbox.id, stored.uid) as handle:
+        assert b"PRIVATE KEY" not in handle.read()
