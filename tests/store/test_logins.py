@@ -205,3 +205,19 @@ def test_concurrent_failures_are_all_counted(db):
         row = session.scalars(select(LoginFailure).where(LoginFailure.key == "198.51.100.77")).one()
     assert row.failures == 30
     assert row.blocked_until is not None
+
+
+def test_case_and_idn_variants_share_one_account_throttle(accounts):
+    """Spelling the address differently (case, trailing dot, U-label vs A-label domain, spaces) is
+    one account for throttling: variants from ever new networks cannot multiply the guesses."""
+    db = accounts
+    services.add_domain(db, "bücher.example")
+    services.add_mailbox(db, HASHER, POLICY, "anna@bücher.example", password=GOOD)
+    variants = ["anna@xn--bcher-kva.example", "ANNA@BÜCHER.EXAMPLE", "Anna@bücher.example.",
+                " anna@Xn--Bcher-Kva.Example "]
+    free = logins.DEFAULT_THROTTLE.account.free_failures
+    statuses = [login(db, variants[i % len(variants)], f"wrong {i}", f"198.51.{i}.1", T0).status
+                for i in range(free + 3)]
+    assert statuses[:free + 1] == [LoginStatus.BAD_CREDENTIALS] * (free + 1)
+    assert statuses[free + 1:] == [LoginStatus.THROTTLED] * 2
+    assert login(db, "anna@bücher.example", GOOD, "203.0.113.77", T0).status is LoginStatus.THROTTLED
