@@ -25,7 +25,7 @@ MODSEQ), RFC 7162 §3.2 (QRESYNC: ENABLE QRESYNC, SELECT/EXAMINE (QRESYNC ...), 
 quota root "" per user with the STORAGE resource in KiB when the mailbox has a limit; SETQUOTA is
 refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside the user's quota root
 and never grows it, so it is allowed even over quota, which lets a user move mail to Trash), RFC 8438
-(STATUS SIZE).
+(STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport).
 QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
@@ -224,7 +224,8 @@ class Session:
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
                                     append_limit=self.context.append_limit, imap4rev2=False, searchres=True,
-                                    condstore=True, qresync=True, quota=True)
+                                    condstore=True, qresync=True, quota=True,
+                                    compress=hasattr(self.connection, "start_compression"))
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
@@ -688,6 +689,19 @@ class Session:
     async def do_setquota(self, command: cmd.SetQuota) -> None:
         # RFC 9208 §4.1.3: limits are set by the administrator, never by the user.
         self.tagged(command.tag, "NO", "Quota limits are set by the administrator", "NOPERM")
+
+    async def do_compress(self, command: cmd.Compress) -> None:
+        if command.mechanism.upper() != "DEFLATE":
+            self.tagged(command.tag, "BAD", "Unsupported compression mechanism")
+            return
+        if getattr(self.connection, "compression_active", False):
+            self.tagged(command.tag, "NO", "Compression is already active", "COMPRESSIONACTIVE")  # RFC 4978 §3
+            return
+        # RFC 4978 §3: uncompressed bytes pipelined after COMPRESS are dropped (the client waits for
+        # the OK); nothing awaits between here and the switch.
+        self.parser.discard_buffered()
+        self.tagged(command.tag, "OK", "DEFLATE active")
+        self.connection.start_compression()
 
     async def do_idle(self, command: cmd.Idle) -> None:
         # RFC 2177 §3: updates are sent as they happen until DONE.

@@ -16,9 +16,12 @@ Standards: RFC 3501 §6.2.1 and RFC 2595 §3.1 (STARTTLS: the TLS negotiation st
 after the tagged OK; plaintext pipelined after the command is discarded, never executed
 inside TLS — the command injection of CVE-2011-0411 and its IMAP siblings), RFC 8314 §3.3
 (implicit TLS on 993), RFC 3501 §5.4 (autologout timer of at least 30 minutes), RFC 9051
-§7.1 (BYE).
+§7.1 (BYE), RFC 4978 (COMPRESS=DEFLATE: after the tagged OK both directions are raw deflate, RFC 1951,
+each write ending in a sync flush; inside TLS when TLS is on).
 Security: reads untrusted bytes from the network and hands them to the session's parser;
-limits per address; TLS versions below 1.2 refused.
+limits per address; TLS versions below 1.2 refused. Compressed input is inflated in bounded pieces
+and only while the session reads (a small deflate bomb cannot expand past the session's input
+high-water mark); a corrupt stream closes the connection.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import zlib
 from pathlib import Path
 
 from OpenSSL import crypto
@@ -39,6 +43,7 @@ log = logging.getLogger("courriel.imap")
 
 IDLE_TIMEOUT = 30 * 60  # RFC 3501 §5.4: at least 30 minutes
 _HIGH_WATER = 256 * 1024
+_INFLATE_PIECE = 64 * 1024  # bytes of inflated input handed to the session at a time
 
 
 def tls_options(cert_path: Path, key_path: Path) -> ssl.CertificateOptions:
@@ -64,6 +69,10 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
         self._paused = False
         self._resumed: asyncio.Event | None = None
         self._closed = False
+        self._deflate = None  # RFC 4978: zlib streams once COMPRESS DEFLATE succeeded
+        self._inflate = None
+        self._compressed_input = b""
+        self._reading_paused = False
 
     # ------------------------------------------------------------------ Twisted side
 
@@ -83,8 +92,26 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        if self.session is not None and not self._closed:
+        if self._inflate is not None:
+            self._compressed_input += data
+            self._inflate_input()
+        elif self.session is not None and not self._closed:
             self.session.data_received(data)
+
+    def _inflate_input(self) -> None:
+        """Inflate buffered compressed input in bounded pieces while the session reads."""
+        while self._compressed_input and not self._reading_paused and not self._closed and self.session is not None:
+            try:
+                plain = self._inflate.decompress(self._compressed_input, _INFLATE_PIECE)
+            except zlib.error:
+                self.write(b"* BYE Corrupt compressed data\r\n")
+                self.close()
+                return
+            self._compressed_input = self._inflate.unconsumed_tail
+            if not plain:
+                self._compressed_input = b""  # past the end of the deflate stream: nothing more to read
+                return
+            self.session.data_received(plain)
 
     def timeoutConnection(self) -> None:
         # RFC 3501 §5.4 autologout: a BYE, then close.
@@ -127,7 +154,19 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
 
     def write(self, data: bytes) -> None:
         if not self._closed and data:
+            if self._deflate is not None:
+                # RFC 4978 §4: flush so the peer can read every response at once.
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
             self.transport.write(data)
+
+    @property
+    def compression_active(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """RFC 4978 §3: from now on both directions are raw deflate (the tagged OK went out before)."""
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
 
     async def drain(self) -> None:
         """Wait while the peer is slow (the transport paused us)."""
@@ -155,14 +194,18 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
                 close()
 
     def pause_reading(self) -> None:
+        self._reading_paused = True
         pause = getattr(self.transport, "pauseProducing", None)
         if pause is not None and not self._closed:
             pause()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         resume = getattr(self.transport, "resumeProducing", None)
         if resume is not None and not self._closed:
             resume()
+        if self._inflate is not None:
+            self._inflate_input()
 
     def start_tls(self) -> None:
         """Switch to TLS now; the tagged OK was written just before (RFC 3501 §6.2.1)."""
