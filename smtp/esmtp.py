@@ -318,6 +318,17 @@ class ESMTP(SMTP):
             return AuthResult(success=False, handled=False, message=str(reply))
         return AuthResult(success=True, handled=False, auth_data=account, message=str(reply))
 
+    async def challenge_auth(self, challenge: str | bytes, encode_to_b64: bool = True,
+                             log_client_response: bool = False) -> Any:
+        """A 334 challenge and the client's answer. The answer is one line bounded like a command line
+        (the reader's limit); a longer one is refused with 500 rather than failing the session.
+        The answer is never logged (`log_client_response` is ignored)."""
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, log_client_response=False)
+        except ValueError:  # asyncio.StreamReader.readline past its limit (the excess is discarded)
+            await self.push(replies.LINE_TOO_LONG)
+            return MISSING
+
     async def _decode_initial(self, args: list[str], challenge: str) -> bytes | None:
         """The client's response: inline (RFC 4954 §4 initial response) or after a 334 challenge."""
         if len(args) == 1:

@@ -31,3 +31,22 @@ def test_server_context_is_tls12_plus_without_compression(tmp_path):
     assert context.options & ssl.OP_NO_COMPRESSION
     names = [cipher["name"] for cipher in context.get_ciphers()]
     assert names and not [n for n in names if any(w in n for w in ("RC4", "3DES", "NULL", "EXPORT", "MD5"))]
+
+
+def test_huge_auth_login_response_is_bounded(smtp_world):
+    """A multi-megabyte base64 answer to the AUTH LOGIN challenge is refused (or the connection
+    dropped) without authenticating, and the server keeps serving."""
+    smtp_world.add_mailbox("alice@example.org", password="Sekrit horse 42 zq")
+    with smtp_world.raw("submissions") as client:
+        assert client.command("EHLO client.example")[0] == 250
+        assert client.command("AUTH LOGIN")[0] == 334
+        try:
+            client.send(b"QUFB" * 500_000 + b"\r\n")
+            code, _ = client.reply()
+            assert code >= 500
+        except (ConnectionError, ssl.SSLError):
+            pass
+    with smtp_world.raw("submissions") as client:
+        assert client.command("EHLO client.example")[0] == 250
+        blob = base64.b64encode(b"\0alice@example.org\0Sekrit horse 42 zq").decode()
+        assert client.command(f"AUTH PLAIN {blob}")[0] == 235
