@@ -25,7 +25,9 @@ MODSEQ), RFC 7162 §3.2 (QRESYNC: ENABLE QRESYNC, SELECT/EXAMINE (QRESYNC ...), 
 quota root "" per user with the STORAGE resource in KiB when the mailbox has a limit; SETQUOTA is
 refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside the user's quota root
 and never grows it, so it is allowed even over quota, which lets a user move mail to Trash), RFC 8438
-(STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport).
+(STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport), RFC 9051 (IMAP4rev2 advertised next to
+IMAP4rev1; after ENABLE IMAP4rev2: no \\Recent and no RECENT, SEARCH answers in the ESEARCH form, SELECT
+sends the mailbox's LIST line, [CLOSED] on reselect), RFC 8437 (UNAUTHENTICATE).
 QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
@@ -177,6 +179,7 @@ class Session:
         self._poked = asyncio.Event()
         self.condstore = False  # RFC 7162 §3.1: MODSEQ in FETCH responses once enabled
         self.qresync = False  # RFC 7162 §3.2.3: VANISHED instead of EXPUNGE once enabled
+        self.rev2 = False  # RFC 9051 semantics after ENABLE IMAP4rev2
         self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
 
     # ------------------------------------------------------------------ transport side
@@ -223,9 +226,9 @@ class Session:
 
     def capabilities(self) -> list[str]:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
-                                    append_limit=self.context.append_limit, imap4rev2=False, searchres=True,
+                                    append_limit=self.context.append_limit, imap4rev2=True, searchres=True,
                                     condstore=True, qresync=True, quota=True,
-                                    compress=hasattr(self.connection, "start_compression"))
+                                    compress=hasattr(self.connection, "start_compression"), unauthenticate=True)
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
@@ -305,7 +308,7 @@ class Session:
         if changes is not None:
             view.apply(changes)
             new = view.new_uids()
-            if new and not view.readonly:
+            if new and not view.readonly and not self.rev2:  # RFC 9051 has no \\Recent
                 view.mark_recent(self.context.recent.claim(view.folder_id, view.uidvalidity, new))
         self._send_updates(view.updates(expunge_allowed))
 
@@ -440,7 +443,7 @@ class Session:
         if command.qresync is not None and not self.qresync:
             self.tagged(command.tag, "BAD", "ENABLE QRESYNC first")  # RFC 7162 §3.2.5
             return
-        if self.qresync and self.view is not None:
+        if (self.qresync or self.rev2) and self.view is not None:
             # RFC 7162 §3.2.11: the previous mailbox is closed before the new one's responses.
             self.send(enc.untagged_status("OK", "Previous mailbox is now closed", "CLOSED"))
         self._deselect()
@@ -453,7 +456,7 @@ class Session:
         view = SelectedMailbox(folder_id=folder.id, name=folder.name, uidvalidity=folder.uidvalidity,
                                readonly=command.read_only)
         self.context.recent.first_claim(folder.id, folder.uidvalidity, folder.uidnext)
-        recent = set() if command.read_only else self.context.recent.claim(
+        recent = set() if command.read_only or self.rev2 else self.context.recent.claim(
             folder.id, folder.uidvalidity, [m.uid for m in messages])
         view.load(messages, folder.uidnext, folder.highestmodseq, recent)
         keywords = sorted({k for m in messages for k in m.keywords}, key=str.lower)
@@ -461,7 +464,10 @@ class Session:
         # RFC 3501 §6.3.1: the untagged data a SELECT must send.
         self.send(enc.flags_line(flags))
         self.send(enc.exists(view.exists))
-        self.send(enc.recent(len(view.recent)))
+        if self.rev2:  # RFC 9051 §6.3.2: the LIST response of the mailbox instead of RECENT
+            self.send(enc.list_line([], DELIMITER, folder.name))
+        else:
+            self.send(enc.recent(len(view.recent)))
         unseen = view.first_unseen()
         if unseen is not None:
             self.send(enc.untagged_status("OK", "First unseen", ("UNSEEN", unseen)))
@@ -648,6 +654,9 @@ class Session:
         if "CONDSTORE" in command.capabilities:
             self.condstore = True
             enabled.append("CONDSTORE")
+        if "IMAP4REV2" in (c.upper() for c in command.capabilities):
+            self.rev2 = True
+            enabled.append("IMAP4rev2")
         if "QRESYNC" in command.capabilities:
             self.condstore = self.qresync = True  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
             enabled.append("QRESYNC")
@@ -689,6 +698,17 @@ class Session:
     async def do_setquota(self, command: cmd.SetQuota) -> None:
         # RFC 9208 §4.1.3: limits are set by the administrator, never by the user.
         self.tagged(command.tag, "NO", "Quota limits are set by the administrator", "NOPERM")
+
+    async def do_unauthenticate(self, command: cmd.Unauthenticate) -> None:
+        # RFC 8437 §3: back to not authenticated; everything enabled or selected is forgotten.
+        self._deselect()
+        self._release()
+        self._released = False
+        self.mailbox_id = None
+        self.account = ""
+        self.condstore = self.qresync = self.rev2 = False
+        self.state = NOT_AUTHENTICATED
+        self.tagged(command.tag, "OK", "UNAUTHENTICATE completed")
 
     async def do_compress(self, command: cmd.Compress) -> None:
         if command.mechanism.upper() != "DEFLATE":
@@ -797,7 +817,10 @@ class Session:
         if _uses_modseq(command.key):
             self.condstore = True  # RFC 7162 §3.1.5: the highest MODSEQ of the matches is returned
             modseq = max((view.modseqs.get(u, 0) for u in uids), default=None) if uids else None
-        if command.return_options is None:
+        if command.return_options is None and self.rev2:
+            # RFC 9051 §6.4.4: SEARCH without RETURN answers ESEARCH with ALL.
+            self.send(enc.esearch(command.tag, command.uid, all_numbers=numbers, modseq=modseq))
+        elif command.return_options is None:
             self.send(enc.search_line(numbers, modseq))
         else:
             options = command.return_options or ("ALL",)
