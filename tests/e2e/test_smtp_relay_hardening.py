@@ -50,3 +50,16 @@ def test_null_sender_many_recipients(smtp_world):
         assert client.command("MAIL FROM:<>")[0] == 250
         codes = [client.command(f"RCPT TO:<user{n}@remote.test>")[0] for n in range(5)]
         assert all(code >= 500 for code in codes), codes
+
+
+@pytest.mark.parametrize("sender", ["<alice@example.org>", "<ALICE@EXAMPLE.ORG>", "<alice@example.org.>",
+                                    "<nobody@Example.Org>"])
+def test_mx_refuses_unauthenticated_local_sender(smtp_world, sender):
+    """A local domain's own users send through submission: on MX, from outside, a sender in a
+    local domain (any spelling) is refused at MAIL, so nobody forges it to local users."""
+    smtp_world.add_mailbox("alice@example.org")
+    with smtp_world.raw("mx") as client:
+        assert client.command("EHLO client.example")[0] == 250
+        code, text = client.command(f"MAIL FROM:{sender}")
+        assert code == 553, text
+    assert smtp_world.queued() == []
