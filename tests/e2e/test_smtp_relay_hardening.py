@@ -63,3 +63,19 @@ def test_mx_refuses_unauthenticated_local_sender(smtp_world, sender):
         code, text = client.command(f"MAIL FROM:{sender}")
         assert code == 553, text
     assert smtp_world.queued() == []
+
+
+@pytest.mark.parametrize("sender", ["<bob@example.org>", "<alice@xn--exmple-cua.org>", "<alice@remote.test>"])
+def test_submission_refuses_senders_the_login_does_not_own(smtp_world, sender):
+    """Signed in as alice, another local address, an IDN homograph of her domain (exаmple.org with
+    a Cyrillic а) or a foreign address is refused at MAIL; her own address is accepted."""
+    import base64
+    smtp_world.add_mailbox("alice@example.org", password="Sekrit horse 42 zq")
+    smtp_world.add_mailbox("bob@example.org")
+    with smtp_world.raw("submissions") as client:
+        assert client.command("EHLO client.example")[0] == 250
+        blob = base64.b64encode(b"\0alice@example.org\0Sekrit horse 42 zq").decode()
+        assert client.command(f"AUTH PLAIN {blob}")[0] == 235
+        code, text = client.command(f"MAIL FROM:{sender}")
+        assert code == 553, text
+        assert client.command("MAIL FROM:<alice@example.org>")[0] == 250
