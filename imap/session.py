@@ -27,7 +27,8 @@ refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside
 and never grows it, so it is allowed even over quota, which lets a user move mail to Trash), RFC 8438
 (STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport), RFC 9051 (IMAP4rev2 advertised next to
 IMAP4rev1; after ENABLE IMAP4rev2: no \\Recent and no RECENT, SEARCH answers in the ESEARCH form, SELECT
-sends the mailbox's LIST line, [CLOSED] on reselect), RFC 8437 (UNAUTHENTICATE).
+sends the mailbox's LIST line, [CLOSED] on reselect), RFC 8437 (UNAUTHENTICATE), RFC 6855 (UTF8=ACCEPT:
+after ENABLE UTF8=ACCEPT mailbox names are UTF-8 both ways instead of modified UTF-7).
 QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
@@ -180,6 +181,7 @@ class Session:
         self.condstore = False  # RFC 7162 §3.1: MODSEQ in FETCH responses once enabled
         self.qresync = False  # RFC 7162 §3.2.3: VANISHED instead of EXPUNGE once enabled
         self.rev2 = False  # RFC 9051 semantics after ENABLE IMAP4rev2
+        self.utf8 = False  # RFC 6855 §3: UTF-8 mailbox names after ENABLE UTF8=ACCEPT
         self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
 
     # ------------------------------------------------------------------ transport side
@@ -228,7 +230,8 @@ class Session:
         options = CapabilityOptions(plaintext_allowed=self.context.allow_plaintext_auth,
                                     append_limit=self.context.append_limit, imap4rev2=True, searchres=True,
                                     condstore=True, qresync=True, quota=True,
-                                    compress=hasattr(self.connection, "start_compression"), unauthenticate=True)
+                                    compress=hasattr(self.connection, "start_compression"), unauthenticate=True,
+                                    utf8_accept=True)
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
@@ -465,7 +468,7 @@ class Session:
         self.send(enc.flags_line(flags))
         self.send(enc.exists(view.exists))
         if self.rev2:  # RFC 9051 §6.3.2: the LIST response of the mailbox instead of RECENT
-            self.send(enc.list_line([], DELIMITER, folder.name))
+            self.send(enc.list_line([], DELIMITER, folder.name, utf8=self.utf8))
         else:
             self.send(enc.recent(len(view.recent)))
         unseen = view.first_unseen()
@@ -584,9 +587,11 @@ class Session:
                 attributes.append("\\Subscribed")
             if folder.special_use:  # RFC 6154 §2: may be returned without RETURN (SPECIAL-USE)
                 attributes.append(folder.special_use)
-            self.send(enc.list_line(attributes, DELIMITER, folder.name, extended=extended))
+            self.send(enc.list_line(attributes, DELIMITER, folder.name, extended=extended,
+                                        utf8=self.utf8))
             if command.status_items:  # RFC 5819 §2: STATUS right after the LIST line
-                self.send(enc.status_line(folder.name, await self._status_items(folder, command.status_items)))
+                self.send(enc.status_line(folder.name, await self._status_items(folder, command.status_items),
+                                                utf8=self.utf8))
         await self._done(command)
 
     async def do_lsub(self, command: cmd.Lsub) -> None:
@@ -598,7 +603,7 @@ class Session:
         regex = _pattern_regex(command.reference, command.pattern)
         for folder in folders:
             if folder.subscribed and regex.fullmatch(folder.name):
-                self.send(enc.list_line([], DELIMITER, folder.name, command="LSUB"))
+                self.send(enc.list_line([], DELIMITER, folder.name, command="LSUB", utf8=self.utf8))
         await self._done(command)
 
     async def do_status(self, command: cmd.Status) -> None:
@@ -607,7 +612,7 @@ class Session:
         except (NoSuchFolder, StoreError):
             self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
             return
-        self.send(enc.status_line(folder.name, await self._status_items(folder, command.items)))
+        self.send(enc.status_line(folder.name, await self._status_items(folder, command.items), utf8=self.utf8))
         await self._done(command)
 
     async def do_append(self, command: cmd.Append) -> None:
@@ -657,6 +662,9 @@ class Session:
         if "IMAP4REV2" in (c.upper() for c in command.capabilities):
             self.rev2 = True
             enabled.append("IMAP4rev2")
+        if "UTF8=ACCEPT" in (c.upper() for c in command.capabilities):
+            self.utf8 = self.parser.utf8 = True  # RFC 6855 §3: from the next command on
+            enabled.append("UTF8=ACCEPT")
         if "QRESYNC" in command.capabilities:
             self.condstore = self.qresync = True  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
             enabled.append("QRESYNC")
@@ -689,7 +697,7 @@ class Session:
         line = await self._quota_line()
         # RFC 9208 §5.2: a mailbox without a limit has no quota root.
         roots = [self.QUOTA_ROOT] if line is not None else []
-        self.send(enc.untagged("QUOTAROOT", enc.Raw(enc.mailbox(folder.name)),
+        self.send(enc.untagged("QUOTAROOT", enc.Raw(enc.mailbox(folder.name, utf8=self.utf8)),
                                *(enc.Raw(enc.quoted(root)) for root in roots)))
         if line is not None:
             self.send(line)
@@ -706,7 +714,7 @@ class Session:
         self._released = False
         self.mailbox_id = None
         self.account = ""
-        self.condstore = self.qresync = self.rev2 = False
+        self.condstore = self.qresync = self.rev2 = self.utf8 = self.parser.utf8 = False
         self.state = NOT_AUTHENTICATED
         self.tagged(command.tag, "OK", "UNAUTHENTICATE completed")
 

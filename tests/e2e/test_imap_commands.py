@@ -329,7 +329,7 @@ def test_command_transcripts(server):
         assert t.raw(token + b"\r\n", b"t%d" % t.count)[-1].startswith(b"t%d OK [CAPABILITY " % t.count)
         assert t("LOGIN a b")[-1].startswith(b"t%d BAD" % t.count)  # already authenticated
         assert t("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
-        assert t("ENABLE UTF8=ACCEPT")[0] == b"* ENABLED"  # not offered: nothing enabled
+        assert t("ENABLE X-NOT-OFFERED")[0] == b"* ENABLED"  # not offered: nothing enabled
         lines = t('LIST "" ""')
         assert lines[0] == b'* LIST (\\Noselect) "/" ""'
         lines = t('LIST "" "%" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))')

@@ -112,3 +112,20 @@ def test_unauthenticate(server):
     assert " OK " in tagged
     untagged, _ = client.run("SELECT INBOX")
     assert any("RECENT" in line for line in untagged)  # IMAP4rev2 was forgotten with the login
+
+
+def test_utf8_accept_mailbox_names(server):
+    client = _session(server, rev2=True)
+    untagged, _ = client.run("ENABLE UTF8=ACCEPT")
+    assert "* ENABLED UTF8=ACCEPT" in untagged
+    _, tagged = client.run('CREATE "Données/Été"')
+    assert " OK " in tagged
+    untagged, _ = client.run('LIST "" "Données*"')
+    assert '* LIST (\\HasChildren) "/" "Données"' in untagged
+    assert '* LIST (\\HasNoChildren) "/" "Données/Été"' in untagged
+    untagged, _ = client.run('STATUS "Données/Été" (MESSAGES)')
+    assert untagged == ['* STATUS "Données/Été" (MESSAGES 0)']
+    # A session without UTF8=ACCEPT sees the same folder in modified UTF-7 (RFC 3501 §5.1.3).
+    other = _session(server, rev2=False)
+    untagged, _ = other.run('LIST "" "Donn&AOk-es/*"')
+    assert untagged == ['* LIST (\\HasNoChildren) "/" Donn&AOk-es/&AMk-t&AOk-']
