@@ -306,10 +306,26 @@ def read_manifest(source: Path) -> dict:
     return manifest
 
 
+def _unsafe_path(relative: object) -> bool:
+    """True for a path from a backup (manifest entry or blob row) that could leave its directory.
+
+    Security: the backup may have been tampered with; only relative paths without `..`, an empty
+    part or a NUL are joined onto the source and the data directory."""
+    if not isinstance(relative, str) or not relative or "\0" in relative or "\\" in relative:
+        return True
+    parts = relative.split("/")
+    return relative.startswith("/") or any(part in ("", ".", "..") for part in parts)
+
+
 def _check_files(source: Path, manifest: dict) -> list[tuple[str, int, str]]:
     """The manifest's files and blob rows, all present with the recorded size; else BackupError."""
     problems = []
-    for entry in manifest.get("files", []):
+    files = manifest.get("files", [])
+    unsafe = [str(entry)[:80] for entry in files if not isinstance(entry, dict)
+              or _unsafe_path(entry.get("path"))]
+    if unsafe:
+        raise BackupError(f"the backup at {source} names an unsafe path: {unsafe[0]!r}")
+    for entry in files:
         path = source / entry["path"]
         if not path.is_file() or path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
             problems.append(entry["path"])
@@ -318,6 +334,8 @@ def _check_files(source: Path, manifest: dict) -> list[tuple[str, int, str]]:
     if database.get("kind") == "sqlite":
         rows = _blob_rows_sqlite(source / DATABASE_FILE)
         for relative, size, _digest in rows:
+            if _unsafe_path(relative):
+                raise BackupError(f"the backup at {source} names an unsafe path: {str(relative)[:80]!r}")
             path = source / BLOBS / relative
             if not path.is_file() or path.stat().st_size != size:
                 problems.append(f"{BLOBS}/{relative}")

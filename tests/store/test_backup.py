@@ -142,3 +142,26 @@ def test_bad_targets_and_damaged_backups_change_nothing(world, tmp_path):
     with pytest.raises(backup.BackupError, match="damaged"):
         backup.restore(tmp_path / "backup", tmp_path / "restored")
     assert not (tmp_path / "restored").exists()
+
+
+@pytest.mark.parametrize("hostile", ["../escaped.txt", "/ABSOLUTE/escaped.txt", "config/../../escaped.txt"])
+def test_restore_refuses_manifest_paths_leaving_the_data_directory(world, tmp_path, hostile):
+    """A tampered backup cannot write outside the data directory: a manifest path that is absolute
+    or climbs with `..` is refused before anything is written."""
+    config, _db, _store, _mailbox_id = world
+    source = tmp_path / "backup"
+    backup.backup(config, source)
+    payload = tmp_path / "escaped.txt"
+    payload.write_text("planted")
+    path = hostile.replace("/ABSOLUTE", str(tmp_path / "abs"))
+    if path.startswith("/"):
+        (tmp_path / "abs").mkdir()
+        (tmp_path / "abs" / "escaped.txt").write_text("planted")
+    manifest = json.loads((source / "manifest.json").read_text())
+    digest = backup._sha256(payload)
+    manifest.setdefault("files", []).append({"path": path, "size": payload.stat().st_size, "sha256": digest})
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "restored" / "data"
+    with pytest.raises(backup.BackupError, match="unsafe path"):
+        backup.restore(source, target)
+    assert not target.exists()
