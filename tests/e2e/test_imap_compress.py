@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 imaplib.Commands.setdefault("COMPRESS", ("AUTH", "SELECTED"))  # imaplib does not know RFC 4978
 
 
-class DeflateIMAP4(imaplib.IMAP4):
+class DeflateMixin:
     """imaplib with RFC 4978 raw deflate on the socket after `compress()`."""
 
     _deflate = None
@@ -65,6 +65,14 @@ class DeflateIMAP4(imaplib.IMAP4):
         return data
 
 
+class DeflateIMAP4(DeflateMixin, imaplib.IMAP4):
+    pass
+
+
+class DeflateIMAP4SSL(DeflateMixin, imaplib.IMAP4_SSL):
+    pass
+
+
 @pytest.fixture
 def server(imap_server):  # noqa: F811
     imap_server.clear()
@@ -91,4 +99,16 @@ def test_compressed_session(server):
     typ, data = client._simple_command("COMPRESS", "DEFLATE")
     assert typ == "NO" and b"[COMPRESSIONACTIVE]" in data[0]
     assert client.noop()[0] == "OK"
+    assert client.logout()[0] == "BYE"
+
+
+def test_compression_inside_implicit_tls(server):
+    message = sample_message(2, body=b"Compressed inside TLS.\r\n" * 500)
+    server.store.deliver(server.mailbox_id, message)
+    client = DeflateIMAP4SSL("127.0.0.1", server.imaps_port, ssl_context=server.tls_context(), timeout=10)
+    client.login(server.address, server.password)
+    assert client.compress()[0] == "OK"
+    assert client.select("INBOX") == ("OK", [b"1"])
+    typ, data = client.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == message
     assert client.logout()[0] == "BYE"
