@@ -8,6 +8,7 @@ internal failures exit with status 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -60,26 +61,62 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _command_modules():
-    # Each module exposes register(subparsers); imported here so that a missing optional
-    # role never breaks the rest of the CLI.
-    from courriel.cli import dns, init, ops, queue, registry, rules, serve, sync
+# The command modules, in the order of `courriel --help`.
+COMMAND_MODULE_NAMES = ("init", "serve", "registry", "dns", "queue", "sync", "ops", "rules")
 
-    return [init, serve, registry, dns, queue, sync, ops, rules]
+# Top-level command → the modules that register it. `main` imports only these for a known
+# command, so that `courriel serve` (the supervisor and every role process) and `courriel
+# healthcheck` do not import the registry, DNS, DKIM and rules stacks (tens of MiB per
+# process). A command missing here still works: every module is then imported.
+# tests/unit/test_cli_commands.py checks this table against what the modules register.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "init": ("init",),
+    "serve": ("serve",),
+    "domain": ("registry", "dns"),
+    "mailbox": ("registry", "dns"),
+    "alias": ("registry",),
+    "group": ("registry",),
+    "user": ("registry",),
+    "dkim": ("dns",),
+    "queue": ("queue",),
+    "sync": ("sync",),
+    "backup": ("ops",),
+    "restore": ("ops",),
+    "import": ("ops",),
+    "export": ("ops",),
+    "healthcheck": ("ops",),
+    "filter": ("rules",),
+    "vacation": ("rules",),
+    "contact": ("rules",),
+    "calendar": ("rules",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_modules(names: tuple[str, ...] = COMMAND_MODULE_NAMES):
+    # Each module exposes register(subparsers); imported here, on demand, so that a missing
+    # optional role never breaks the rest of the CLI.
+    return [importlib.import_module(f"courriel.cli.{name}") for name in names]
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The top-level command of `argv` (its first argument when it is not an option)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` when it is a known one."""
     parser = argparse.ArgumentParser(prog="courriel", description="Courriel mail server appliance")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in _command_modules():
+    for module in _command_modules(COMMAND_MODULES.get(command or "", COMMAND_MODULE_NAMES)):
         module.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o027)  # data files (database, blobs, keys) are never world-readable
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or EXIT_OK
