@@ -1,0 +1,228 @@
+"""Benchmark: idle memory of the whole appliance, per process (issue: packaging and operations).
+
+Not a test (tests/e2e/test_memory_bench.py runs `measure` once, with a short idle time, and
+checks only that every process was found). Runs `courriel init` in a temporary data directory,
+starts `courriel serve --dev` on it with every listener on a free loopback port, waits until
+the admin role answers `/healthz` and every available role process is running, lets it idle,
+then reads the resident (RSS) and proportional (PSS) set size of the supervisor and each
+process below it from /proc/PID/smaps_rollup, prints a table and the totals, and stops it.
+
+    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py [--idle 10] [--data DIR] [--json]
+
+PSS divides each shared page by the number of processes that map it, so the PSS total is what
+the process tree costs the machine; the RSS total counts shared pages (the interpreter, shared
+libraries) once per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from courriel.config import LISTENER_PORTS
+from courriel.roles import ROLES, instances
+
+COURRIEL = Path(sys.executable).parent / "courriel"
+START_DEADLINE = 60.0  # seconds; the machine may be shared and slow
+STOP_DEADLINE = 20.0
+
+
+@dataclass
+class Sample:
+    """The memory of one process of the tree, in KiB."""
+
+    pid: int
+    label: str  # "supervisor", a role name, or "ROLE.child" for a process below a role
+    rss_kib: int
+    pss_kib: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_environ() -> dict[str, str]:
+    """The environment of the measured server: every listener on a free loopback port, no
+    periodic DNS check (it would reach the network)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("COURRIEL_LISTENERS_", "LISTEN_"))}
+    environ["PYTHONSAFEPATH"] = "1"
+    environ["COURRIEL_DOMAINS_CHECK_INTERVAL"] = "0"
+    for name in LISTENER_PORTS:
+        environ[f"COURRIEL_LISTENERS_{name.upper()}"] = f"127.0.0.1:{free_port()}"
+    return environ
+
+
+def smaps_rollup(pid: int) -> tuple[int, int] | None:
+    """(RSS, PSS) of `pid` in KiB, or None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            fields[key] = int(rest.split()[0])
+    return fields.get("Rss", 0), fields.get("Pss", 0)
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) children of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def role_of(pid: int) -> str | None:
+    """The `--role NAME` of a process's command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return argv[argv.index("--role") + 1] if "--role" in argv[:-1] else None
+
+
+def expected_roles(data: Path, environ: dict[str, str]) -> dict[str, int]:
+    """Role name → number of processes the supervisor runs for the data directory."""
+    from courriel import config as config_mod
+
+    config = config_mod.load(data, dev=True, environ=environ)
+    expected = {}
+    for spec in ROLES.values():
+        if not spec.available():
+            continue
+        if spec.listeners and not any(config.listener(name) for name in spec.listeners):
+            continue
+        expected[spec.name] = instances(spec, config)
+    return expected
+
+
+def process_tree(supervisor: int) -> list[tuple[int, str]]:
+    """(pid, label) of the supervisor and every process below it."""
+    tree = [(supervisor, "supervisor")]
+    for child in children_of(supervisor):
+        label = role_of(child) or "other"
+        tree.append((child, label))
+        frontier = children_of(child)
+        for _ in range(10):  # bounded depth
+            if not frontier:
+                break
+            tree += [(pid, f"{label}.child") for pid in frontier]
+            frontier = [grandchild for pid in frontier for grandchild in children_of(pid)]
+    return tree
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1.0) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _wait(condition, deadline: float, what: str, process: subprocess.Popen, log_path: Path) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if process.poll() is not None:
+            raise RuntimeError(f"courriel serve exited with {process.returncode}:\n{log_path.read_text()}")
+        if time.monotonic() >= end:
+            raise RuntimeError(f"timed out after {deadline}s waiting for {what}:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def measure(idle: float = 10.0, data: Path | None = None) -> list[Sample]:
+    """Start the appliance on a fresh data directory (or `data`, initialised when empty), let it
+    idle `idle` seconds once every role runs, and return one sample per process."""
+    with tempfile.TemporaryDirectory(prefix="courriel-memory-") as scratch:
+        data = Path(data) if data is not None else Path(scratch) / "data"
+        if not (data / "courriel.toml").exists():
+            subprocess.run([str(COURRIEL), "init", "--data", str(data)], check=True, capture_output=True)
+        environ = serve_environ()
+        expected = expected_roles(data, environ)
+        port = int(environ["COURRIEL_LISTENERS_ADMIN"].rpartition(":")[2])
+        log_path = Path(scratch) / "serve.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(  # its own session: a Ctrl-C of the bench stops it through _stop
+                [str(COURRIEL), "serve", "--dev", "--data", str(data)], env=environ, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                if "admin" in expected:
+                    _wait(lambda: _healthy(port), START_DEADLINE, "/healthz", process, log_path)
+
+                def all_running() -> bool:
+                    labels = [label for _, label in process_tree(process.pid)]
+                    return all(labels.count(role) == count for role, count in expected.items())
+
+                _wait(all_running, START_DEADLINE, f"role processes {sorted(expected)}", process, log_path)
+                time.sleep(idle)  # the quantity measured is memory after idling
+                samples = []
+                for pid, label in process_tree(process.pid):
+                    sizes = smaps_rollup(pid)
+                    if sizes is not None:
+                        samples.append(Sample(pid, label, *sizes))
+                return samples
+            finally:
+                _stop(process)
+
+
+def render(samples: list[Sample]) -> str:
+    lines = [f"{'process':<16} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9}"]
+    for sample in samples:
+        lines.append(f"{sample.label:<16} {sample.pid:>8} {sample.rss_kib / 1024:>9.1f} {sample.pss_kib / 1024:>9.1f}")
+    rss = sum(s.rss_kib for s in samples) / 1024
+    pss = sum(s.pss_kib for s in samples) / 1024
+    lines.append(f"{'total':<16} {'':>8} {rss:>9.1f} {pss:>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idling before sampling (default 10)")
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default: a fresh temporary one)")
+    parser.add_argument("--json", action="store_true", help="print the samples as JSON")
+    args = parser.parse_args(argv)
+    samples = measure(args.idle, args.data)
+    if args.json:
+        print(json.dumps([asdict(s) for s in samples], indent=2))
+    else:
+        print(render(samples))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
