@@ -21,7 +21,8 @@ where `tree = json.loads(row.bodystructure)`. A missing part resolves to empty c
 An empty cached value (the store could not summarise) means: summarise the blob again.
 
 Standards: RFC 3501 §7.4.2 / RFC 9051 §7.5.2 (ENVELOPE, BODYSTRUCTURE), RFC 5322 §3.3
-(Date), RFC 2047 (decoded search columns), RFC 5322 §2.1 (CRLF line endings).
+(Date), RFC 5256 §2.2 (References / In-Reply-To parents for THREAD), RFC 2047 (decoded
+search columns), RFC 5322 §2.1 (CRLF line endings).
 Security: parses untrusted input; never raises on bad MIME (a broken message is still
 delivered, with what could be read).
 """
@@ -73,6 +74,7 @@ class MessageSummary:
     to_addr: str
     cc_addr: str
     sent_date: dt.datetime | None
+    reference_ids: str = ""  # RFC 5256 §2.2: parent msg-ids for THREAD=REFERENCES, space-separated
 
 
 def summarize(data: bytes) -> MessageSummary:
@@ -84,7 +86,9 @@ def summarize(data: bytes) -> MessageSummary:
     tree = parse_structure(data)
     fields = split_fields(data, 0, header_end(data, 0, len(data)))
     envelope = build_envelope(fields)
-    values = last_values(fields, {"from", "to", "cc"})
+    values = last_values(fields, {"from", "to", "cc", "references", "in-reply-to"})
+    # RFC 5256 §2.2 step 1: References, or else the first valid msg-id of In-Reply-To.
+    parents = message_ids(values.get("references")) or message_ids(values.get("in-reply-to"))[:1]
     return MessageSummary(
         envelope=json.dumps(envelope),
         bodystructure=json.dumps(tree, separators=(",", ":")),
@@ -94,6 +98,7 @@ def summarize(data: bytes) -> MessageSummary:
         to_addr=decoded(values.get("to")),
         cc_addr=decoded(values.get("cc")),
         sent_date=_sent_date(envelope[0]),
+        reference_ids=" ".join(parents),
     )
 
 

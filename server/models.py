@@ -322,6 +322,8 @@ class Message(Base):
     to_addr: Mapped[str] = mapped_column(Text, default="")
     cc_addr: Mapped[str] = mapped_column(Text, default="")
     sent_date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # RFC 5256 §2.2 THREAD=REFERENCES: parent msg-ids (References, else In-Reply-To), space-separated.
+    reference_ids: Mapped[str] = mapped_column(Text, default="")
 
 
 class Expunge(Base):

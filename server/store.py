@@ -206,6 +206,7 @@ class StoredSummary:
     from_addr: str
     to_addr: str
     cc_addr: str
+    reference_ids: str  # RFC 5256 §2.2: parent msg-ids, space-separated
     sent_date: dt.datetime | None
 
 
@@ -279,7 +280,7 @@ def _message_info(row: Message) -> MessageInfo:
 
 
 _SUMMARY_COLUMNS = ("envelope", "bodystructure", "message_id", "subject", "from_addr", "to_addr", "cc_addr",
-                    "sent_date")
+                    "reference_ids", "sent_date")
 
 
 def _summary_values(data: bytes) -> dict:
@@ -289,7 +290,7 @@ def _summary_values(data: bytes) -> dict:
         values = {name: getattr(summary, name) for name in _SUMMARY_COLUMNS}
     except Exception:
         return {"envelope": "", "bodystructure": "", "message_id": "", "subject": "", "from_addr": "",
-                "to_addr": "", "cc_addr": "", "sent_date": None}
+                "to_addr": "", "cc_addr": "", "reference_ids": "", "sent_date": None}
     for name in _SUMMARY_COLUMNS[:-1]:
         values[name] = _text(values[name] if isinstance(values[name], str) else "",
                              998 if name == "message_id" else None)

@@ -285,6 +285,7 @@ def upgrade() -> None:
     sa.Column('to_addr', sa.Text(), nullable=False),
     sa.Column('cc_addr', sa.Text(), nullable=False),
     sa.Column('sent_date', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reference_ids', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['blob_id'], ['blobs.id'], ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['folder_id'], ['folders.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
