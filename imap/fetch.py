@@ -6,10 +6,12 @@ stored message located with `courriel.mime.locate`. A section is sent as a liter
 content is read from the blob file in chunks when the transport writes it: a large message
 is never loaded into one string.
 
-`prepare` runs in a worker thread (it queries the store and opens files) and returns
-(name, value) pairs for `courriel.imap.protocol.encoder.fetch_response`; a body section is a
-`Literal` (size known up front, content produced by `chunks()`), whose chunks the session
-reads off the event loop.
+`prepare_batch` runs in a worker thread for a batch of messages: one query locates all their
+files (`Store.open_messages`), then `prepare` returns, per message, (name, value) pairs for
+`courriel.imap.protocol.encoder.fetch_response`. A body section is a `Literal` (size known
+up front): a small one (at most `INLINE_LIMIT` bytes, within `BATCH_INLINE_BUDGET` per batch)
+is read there and then, so that writing it needs no further file access; a larger one keeps
+only where it is and opens the file when its `chunks()` are read (off the event loop).
 
 Standards: RFC 3501 §6.4.5 (FETCH items, BODY.PEEK, partial `<origin.count>` and its
 `<origin>` echo, \\Seen set by BODY[] and RFC822), §7.4.2 (FETCH response), §4.3 (no NUL in
@@ -22,7 +24,7 @@ Security: section specifiers come from the client and are validated by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -30,9 +32,11 @@ from courriel import mime
 from courriel.imap.protocol.commands import FetchAttribute
 from courriel.imap.protocol.encoder import Atom, Raw
 from courriel.mime_structure import body_bytes
-from courriel.store import MessageInfo, StoredSummary
+from courriel.store import MessageFile, MessageInfo, StoredSummary, StoreError
 
 CHUNK = 64 * 1024
+INLINE_LIMIT = 64 * 1024  # a body section up to this size is read while preparing
+BATCH_INLINE_BUDGET = 4 * 1024 * 1024  # bytes read ahead for one `prepare_batch`
 
 
 class FetchError(ValueError):
@@ -46,12 +50,14 @@ class FetchError(ValueError):
 @dataclass
 class Literal:
     """A literal whose content is `size` bytes read from `source[start:end]` (then filtered,
-    decoded or NUL-replaced), or given in `data` when small."""
+    decoded or NUL-replaced), or given in `data` when small. `opener` opens `source` when the
+    chunks are first read (nothing stays open while a batch waits to be written)."""
 
     size: int
     binary: bool = False  # RFC 3516 literal8: ~{n}
     data: bytes | None = None
     source: BinaryIO | None = None
+    opener: Callable[[], BinaryIO] | None = None
     start: int = 0
     end: int = 0
     decoder: object | None = None  # mime.BinaryDecoder for BINARY, fed raw chunks
@@ -66,6 +72,8 @@ class Literal:
         remaining = self.size
         skip = self.skip
         try:
+            if self.source is None and self.opener is not None:
+                self.source, self.opener = self.opener(), None
             for raw in _read_range(self.source, self.start, self.end):
                 piece = raw if self.decoder is None else self.decoder.feed(raw)
                 if skip:
@@ -93,6 +101,7 @@ class Literal:
             self.close()
 
     def close(self) -> None:
+        self.opener = None
         if self.source is not None:
             self.source.close()
             self.source = None
@@ -119,7 +128,7 @@ class FetchResult:
     @property
     def streams(self) -> bool:
         """True when a literal reads from a file (write it off the event loop)."""
-        return any(isinstance(v, Literal) and v.source is not None for _, v in self.items)
+        return any(isinstance(v, Literal) and (v.source is not None or v.opener is not None) for _, v in self.items)
 
     def close(self) -> None:
         for _, item in self.items:
@@ -138,7 +147,8 @@ def sets_seen(items: list[FetchAttribute]) -> bool:
                for i in items)
 
 
-def _section_literal(open_blob, tree: dict, section: mime.Section, partial, size_limit: int) -> Literal:
+def _section_literal(open_blob, tree: dict, section: mime.Section, partial, size_limit: int,
+                     budget: list[int] | None = None) -> Literal:
     where = mime.locate(tree, section)
     start, end = where.start, min(where.end, size_limit)
     if where.filtered:
@@ -152,7 +162,14 @@ def _section_literal(open_blob, tree: dict, section: mime.Section, partial, size
         start = min(start + origin, end)
         if count is not None:
             end = min(end, start + count)
-    return Literal(max(0, end - start), source=open_blob(), start=start, end=end)
+    size = max(0, end - start)
+    if budget is not None and size <= min(INLINE_LIMIT, budget[0]):
+        budget[0] -= size
+        with open_blob() as handle:
+            handle.seek(start)
+            content = handle.read(size)
+        return Literal(size, data=mime.nul_free(content.ljust(size)))  # a shrunk file: keep the size
+    return Literal(size, opener=open_blob, start=start, end=end)
 
 
 def _binary_literal(open_blob, tree: dict, part: tuple[int, ...], partial, size_only: bool):
@@ -177,7 +194,7 @@ def _binary_literal(open_blob, tree: dict, part: tuple[int, ...], partial, size_
         origin, count = partial
         skip = min(origin, total)
         size = total - skip if count is None else min(count, total - skip)
-    return Literal(size, binary=True, source=open_blob(), start=where.start, end=where.end,
+    return Literal(size, binary=True, opener=open_blob, start=where.start, end=where.end,
                    decoder=decoder, skip=skip)
 
 
@@ -201,17 +218,52 @@ def _parse_binary_part(section: str) -> tuple[int, ...]:
     return part
 
 
+def prepare_batch(store, folder_id: int, messages: list[MessageInfo], summaries: dict[int, StoredSummary],
+                  items: list[FetchAttribute], flags_of: Callable[[int], tuple[str, ...]],
+                  uid_requested: bool = False) -> list[tuple[MessageInfo, FetchResult]]:
+    """`prepare` for many messages with one store query for their files (runs in a thread
+    when any item reads a file). A message expunged meanwhile is left out (RFC 3501 §7.4.1)."""
+    files: dict[int, MessageFile] | None = None
+    if any(reads_file(items, summaries.get(m.uid)) for m in messages):
+        files = store.open_messages(folder_id, [m.uid for m in messages])
+    budget = [BATCH_INLINE_BUDGET]
+    prepared: list[tuple[MessageInfo, FetchResult]] = []
+    try:
+        for message in messages:
+            message_file = None
+            if files is not None:
+                message_file = files.get(message.uid)
+                if message_file is None and reads_file(items, summaries.get(message.uid)):
+                    continue
+            try:
+                result = prepare(store, folder_id, message, summaries.get(message.uid), items,
+                                 flags_of(message.uid), uid_requested, message_file=message_file, budget=budget)
+            except StoreError:
+                continue  # its file is gone: expunged meanwhile
+            prepared.append((message, result))
+    except BaseException:
+        for _, result in prepared:
+            result.close()
+        raise
+    return prepared
+
+
 def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary | None, items: list[FetchAttribute],
-            flags: tuple[str, ...], uid_requested: bool = False) -> FetchResult:
+            flags: tuple[str, ...], uid_requested: bool = False, *, message_file: MessageFile | None = None,
+            budget: list[int] | None = None) -> FetchResult:
     """The parts of one FETCH response's data list (runs in a thread).
 
     `flags` is what to report for FLAGS (\\Seen included when this FETCH sets it, \\Recent
-    when it applies). UID is always included when `uid_requested` (RFC 3501 §6.4.8)."""
+    when it applies). UID is always included when `uid_requested` (RFC 3501 §6.4.8).
+    `message_file` saves the store query that finds the file; `budget` ([bytes]) lets small
+    body sections be read now (see `prepare_batch`)."""
     result = FetchResult(sets_seen=sets_seen(items))
     tree: dict | None = None
     data_cache: list[bytes] = []
 
     def open_blob() -> BinaryIO:
+        if message_file is not None:
+            return message_file.open()
         return store.open_message(folder_id, message.uid)
 
     def part_tree() -> dict:
@@ -255,14 +307,14 @@ def prepare(store, folder_id: int, message: MessageInfo, summary: StoredSummary 
             elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
                 pairs.append((name, _section_literal(open_blob, part_tree(), mime.Section(text=text), None,
-                                                     message.size)))
+                                                     message.size, budget)))
             elif name == "BODY[]":
                 try:
                     section = mime.parse_section(item.section)
                 except mime.SectionSyntaxError as exc:
                     raise FetchError(str(exc)) from None
                 pairs.append((_section_name(item), _section_literal(open_blob, part_tree(), section, item.partial,
-                                                                    message.size)))
+                                                                    message.size, budget)))
             elif name == "BINARY[]":
                 part = _parse_binary_part(item.section)
                 pairs.append((_section_name(item), _binary_literal(open_blob, part_tree(), part, item.partial,

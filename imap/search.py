@@ -10,10 +10,12 @@ neutral form, built from the parsed command:
     ("NEW",) ("OLD",) ("RECENT",) ("MODSEQ", n) ("OLDER"|"YOUNGER", seconds)
     ("NOT", key) ("OR", key, key) ("AND", [keys])
 
-Flags, sizes, dates and the cached header columns (Subject, From, To, Cc, Message-ID, the
-sent date) are matched in SQL. BCC, other header fields, BODY and TEXT need the message
-bytes: those keys are evaluated first by reading each candidate blob once, and enter the SQL
-as the set of matching UIDs. The result is limited to the UIDs the client knows (the
+Flags, sizes, dates, UID and sequence sets and the cached header columns (Subject, From,
+To, Cc, Message-ID, the sent date) are matched in SQL. BCC, other header fields, BODY and
+TEXT need the message bytes: a first query with those keys relaxed (see `_relaxed`) gives
+the candidates, whose files are located in one query and read once each, only up to the
+bytes the keys need (the header, the text parts); the matches enter the final query as sets
+of UIDs. The result is limited to the UIDs the client knows (the
 selected view), so a message delivered since the last EXISTS is never returned.
 
 Standards: RFC 3501 §6.4.4 (search keys; substring matches are case-insensitive; dates
@@ -34,7 +36,7 @@ from sqlalchemy import and_, false, func, not_, or_, select, true
 from courriel import mime
 from courriel.mime_headers import header_end, split_fields
 from courriel.models import Message
-from courriel.store import SYSTEM_FLAGS, Store
+from courriel.store import SYSTEM_FLAGS, Store, StoreError
 
 
 class SearchError(ValueError):
@@ -185,13 +187,54 @@ def _blob_match(key, data: bytes, tree: dict | None) -> bool:
     return False
 
 
+def _relaxed(key, positive: bool = True):
+    """`key` with every body key replaced by what cannot wrongly exclude a message: TRUE where
+    it counts positively, FALSE under an odd number of NOTs. The relaxed key matches a
+    superset of the real matches, so it narrows the candidates whose files must be read."""
+    name = key[0].upper()
+    if name in _BLOB_KEYS and not _cached_header(key):
+        return ("ALL",) if positive else ("NOT", ("ALL",))
+    if name == "NOT":
+        return ("NOT", _relaxed(key[1], not positive))
+    if name == "OR":
+        return ("OR", _relaxed(key[1], positive), _relaxed(key[2], positive))
+    if name == "AND":
+        return ("AND", [_relaxed(k, positive) for k in key[1]])
+    return key
+
+
+def _cached_header(key) -> bool:
+    """HEADER of a field cached in a column (with a non-empty string) is matched in SQL."""
+    return key[0].upper() == "HEADER" and key[1].lower() in _HEADER_COLUMNS and bool(key[2])
+
+
+def _bytes_needed(blob_keys, tree: dict | None) -> int | None:
+    """How much of the file the body keys read: the header for BCC/HEADER, up to the end of the
+    last text part for BODY/TEXT (a PDF attachment after the text is never read). None: all."""
+    if tree is None or "offsets" not in tree:
+        return None
+    needed = tree["offsets"][1]  # the end of the top-level header
+    if any(item[0].upper() in ("BODY", "TEXT") for item in blob_keys):
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            if "parts" in node:
+                stack.extend(node["parts"])
+            elif "message" in node:
+                stack.append(node["message"]["body"])
+            elif str(node.get("type", "")).lower() == "text":
+                needed = max(needed, node["offsets"][2])
+    return needed
+
+
 def search(store: Store, folder_id: int, key, known_uids: list[int], recent: Iterable[int] = (),
            uid_of_msn=None) -> list[int]:
     """UIDs (ascending) of the known messages matching `key`. Runs in a thread (store IO).
 
-    `uid_of_msn(ranges) -> [uid]` resolves SEQ keys against the selected view."""
-
-
+    `uid_of_msn(ranges) -> [uid]` resolves SEQ keys against the selected view. Keys that need
+    the message files are evaluated last, only for the messages that the cheap keys (UID and
+    sequence sets, flags, dates, sizes, cached header fields) leave as candidates, whose
+    files are located in one query (`Store.open_messages`)."""
     known = set(known_uids)
     keys = list(_walk(key))
     msn_uids = {}
@@ -200,22 +243,41 @@ def search(store: Store, folder_id: int, key, known_uids: list[int], recent: Ite
             if uid_of_msn is None:
                 raise SearchError("message numbers need a selected view")
             msn_uids[id(item)] = set(uid_of_msn(item[1]))
-    blob_keys = [item for item in keys if item[0].upper() in _BLOB_KEYS
-                 and not (item[0].upper() == "HEADER" and item[1].lower() in _HEADER_COLUMNS and item[2])]
+    blob_keys = [item for item in keys if item[0].upper() in _BLOB_KEYS and not _cached_header(item)]
     blob_matches: dict[int, set[int]] = {id(item): set() for item in blob_keys}
-    if blob_keys:
-        for summary in store.summaries(folder_id, sorted(known)):
-            try:
-                with store.open_message(folder_id, summary.uid) as handle:
-                    data = handle.read()
-            except Exception:  # noqa: S112 - a message without a file matches no body key
-                continue
-            tree = json.loads(summary.bodystructure) if summary.bodystructure else None
-            for item in blob_keys:
-                if _blob_match(item, data, tree):
-                    blob_matches[id(item)].add(summary.uid)
-    condition = _Compiler(set(recent), msn_uids, blob_matches).compile(key)
+    recent = set(recent)
     with store.db.read() as session:
+        if blob_keys:
+            relaxed = _relaxed(key)  # shares its SEQ keys (and their ids) with `key`
+            condition = _Compiler(recent, msn_uids, {}).compile(relaxed)
+            candidates = [uid for uid in session.scalars(
+                select(Message.uid).where(Message.folder_id == folder_id, condition).order_by(Message.uid))
+                if uid in known]
+            _match_files(store, folder_id, candidates, blob_keys, blob_matches)
+        condition = _Compiler(recent, msn_uids, blob_matches).compile(key)
         found = session.scalars(select(Message.uid).where(Message.folder_id == folder_id, condition)
                                 .order_by(Message.uid))
         return [uid for uid in found if uid in known]
+
+
+def _match_files(store: Store, folder_id: int, candidates: list[int], blob_keys, blob_matches) -> None:
+    """Read the candidates' files (only the bytes the keys need) and record which match."""
+    for start in range(0, len(candidates), _BATCH):
+        batch = candidates[start:start + _BATCH]
+        summaries = {s.uid: s for s in store.summaries(folder_id, batch)}
+        files = store.open_messages(folder_id, batch)
+        for uid in batch:
+            message_file = files.get(uid)
+            summary = summaries.get(uid)
+            if message_file is None or summary is None:
+                continue  # expunged meanwhile
+            tree = json.loads(summary.bodystructure) if summary.bodystructure else None
+            limit = _bytes_needed(blob_keys, tree)
+            try:
+                with message_file.open() as handle:
+                    data = handle.read() if limit is None else handle.read(limit)
+            except (OSError, StoreError):  # a message without a file matches no body key
+                continue
+            for item in blob_keys:
+                if _blob_match(item, data, tree):
+                    blob_matches[id(item)].add(uid)

@@ -625,7 +625,7 @@ class Session:
         if any(len(m.message) > self.context.append_limit for m in command.messages):
             self.tagged(command.tag, "NO", "Message too large", "TOOBIG")
             return
-        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
         if usage.limit_bytes and usage.used_bytes + total > usage.limit_bytes:
             self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
             return
@@ -677,7 +677,7 @@ class Session:
 
     async def _quota_line(self) -> bytes | None:
         """RFC 9208 §5.1 `* QUOTA "" (STORAGE used limit)` in KiB, or None without a limit."""
-        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
         if not usage.limit_bytes:
             return None
         used_kib = (usage.used_bytes + 1023) // 1024
@@ -880,26 +880,25 @@ class Session:
             summaries = {}
             if need_summary:
                 summaries = {s.uid: s for s in await self._call(self.store.summaries, view.folder_id, batch)}
-            for message in messages:
-                if command.changedsince is not None and message.modseq <= command.changedsince:
-                    continue
-                msn = view.msn_of(message.uid)
-                if msn is None:
-                    continue
-                summary = summaries.get(message.uid)
-                arguments = (self.store, view.folder_id, message, summary, items, view.flags_of(message.uid),
-                             command.uid)
+            wanted = [m for m in messages if view.msn_of(m.uid) is not None
+                      and (command.changedsince is None or m.modseq > command.changedsince)]
+            arguments = (self.store, view.folder_id, wanted, summaries, items, view.flags_of, command.uid)
+            try:
+                if any(fetch_mod.reads_file(items, summaries.get(m.uid)) for m in wanted):
+                    prepared = await self._call(fetch_mod.prepare_batch, *arguments)  # one thread hop, one query
+                else:  # flags, sizes and cached structures only: no IO, no thread hop
+                    prepared = fetch_mod.prepare_batch(*arguments)
+            except fetch_mod.FetchError as exc:
+                self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
+                return
+            # A message expunged meanwhile is left out: RFC 3501 §7.4.1 lets the data be omitted.
+            for index, (message, result) in enumerate(prepared):
                 try:
-                    if fetch_mod.reads_file(items, summary):
-                        result = await self._call(fetch_mod.prepare, *arguments)
-                    else:  # flags, sizes and cached structures only: no IO, no thread hop per message
-                        result = fetch_mod.prepare(*arguments)
-                except fetch_mod.FetchError as exc:
-                    self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
-                    return
-                except StoreError:
-                    continue  # expunged meanwhile: RFC 3501 §7.4.1 lets the data be omitted
-                await self._write_fetch(msn, result)
+                    await self._write_fetch(view.msn_of(message.uid), result)
+                except BaseException:
+                    for _, rest in prepared[index + 1:]:
+                        rest.close()
+                    raise
         await self._done(command, expunge_allowed=command.uid)
 
     async def _send_vanished_earlier(self, command: cmd.Fetch) -> None:
@@ -980,7 +979,7 @@ class Session:
         dest = await self._destination(command)
         if dest is None:
             return
-        usage = await self._call(self.store.quota_usage, self.mailbox_id)
+        usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
         if usage.limit_bytes:
             # RFC 9208 §5.1: a COPY that would pass the limit fails and copies nothing.
             added = sum(m.size for m in await self._call(self.store.list_messages, view.folder_id, uids))

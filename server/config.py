@@ -81,7 +81,21 @@ SCHEMA: list[Setting] = [
         for role, (prod, dev) in LISTENER_PORTS.items()
     ],
     Setting("smtp", "max_message_size", 35 * 1024 * 1024, "Largest message accepted, in bytes (ESMTP SIZE)."),
-    Setting("smtp", "max_recipients", 100, "Recipients accepted per transaction."),
+    Setting("smtp", "max_recipients", 100, "Recipients accepted per transaction (RFC 5321 §4.5.3.1.8: at least 100)."),
+    Setting(
+        "smtp", "idle_timeout", 300.0,
+        "Seconds an SMTP client may stay silent before 421 and disconnection (RFC 5321 §4.5.3.2.7: at least 300).",
+    ),
+    Setting("smtp", "session_timeout", 1800.0, "Longest SMTP session in seconds, whatever the client does."),
+    Setting("smtp", "max_commands", 2000, "Commands accepted in one SMTP session before 421."),
+    Setting(
+        "smtp", "max_errors", 20,
+        "4xx/5xx replies in one SMTP session before 421 (like Postfix's smtpd_hard_error_limit).",
+    ),
+    Setting("smtp", "max_connections_per_ip", 20, "Concurrent SMTP sessions from one client address."),
+    Setting(
+        "smtp", "tls_handshake_timeout", 30.0, "Seconds allowed for the TLS handshake on the implicit-TLS port (465).",
+    ),
     Setting(
         "smtp", "trusted_networks", [],
         "Networks allowed to relay without authentication (CIDR list). Empty by default: no open relay.",
@@ -89,6 +103,11 @@ SCHEMA: list[Setting] = [
     Setting("imap", "workers", 1, "IMAP worker processes sharing the listening sockets."),
     Setting("imap", "max_connections_per_user", 50, "Concurrent IMAP sessions per user."),
     Setting("imap", "max_connections_per_ip", 100, "Concurrent IMAP sessions per client address."),
+    Setting(
+        "imap", "expunge_log_days", 90,
+        "Days the expunge log keeps expunged UIDs for QRESYNC (RFC 7162); a client that resyncs from an "
+        "older state gets every missing UID as VANISHED. Pruned hourly by the queue role; 0: keep forever.",
+    ),
     Setting("dns", "nameservers", [], "Resolver name servers as host or host:port. Empty: the system resolver."),
     Setting("dns", "timeout", 5.0, "Seconds per DNS query."),
     Setting("passwords", "min_length", 10, "Minimum password length."),

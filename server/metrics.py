@@ -17,6 +17,7 @@ API for the roles (each call is cheap and never raises on a bad label value)::
     # smtp role
     metrics.smtp_connection(listener)                       # "mx" | "submission" | "submissions"
     metrics.smtp_transaction(listener, result, size=0)      # result: accepted | rejected | failed
+    metrics.smtp_rejection(listener, stage, reason)         # stage: connect | mail | rcpt | data (SMTP_STAGES)
     metrics.auth_failure(protocol)                          # "smtp" | "imap" | "admin"
     metrics.message_verdict(method, result)                 # method: dkim | spf | dmarc; RFC 8601 result
     # imap role
@@ -76,6 +77,15 @@ METRICS_SUBDIR = "metrics"
 # Label values outside these sets are recorded as "other" (bounded cardinality).
 SMTP_LISTENERS = frozenset({"mx", "submission", "submissions"})
 SMTP_RESULTS = frozenset({"accepted", "rejected", "failed"})
+SMTP_STAGES = frozenset({"connect", "mail", "rcpt", "data"})
+# Why the SMTP role refused a command (courriel.smtp.replies.reason maps its replies to these).
+SMTP_REJECT_REASONS = frozenset({
+    "syntax", "bad_sequence", "bad_address", "unknown_recipient", "disabled_recipient", "unverified_domain",
+    "alias_loop", "mailbox_full", "too_many_recipients", "relay_denied", "sender_not_owned",
+    "local_sender_needs_auth", "from_not_owned", "no_valid_recipients", "message_too_big", "line_too_long",
+    "bare_line_ending", "dmarc_reject", "malformed_message", "auth_required", "too_many_connections",
+    "internal_error",
+})
 PROTOCOLS = frozenset({"smtp", "imap", "pop", "admin", "sync"})
 VERDICT_METHODS = frozenset({"dkim", "spf", "dmarc", "arc"})
 # RFC 8601 §2.7 result keywords for DKIM, SPF and DMARC.
@@ -100,6 +110,8 @@ SMTP_CONNECTIONS = Counter("courriel_smtp_connections", "SMTP connections accept
 SMTP_TRANSACTIONS = Counter("courriel_smtp_transactions", "SMTP mail transactions by result.",
                             ["listener", "result"])
 SMTP_BYTES = Counter("courriel_smtp_received_bytes", "Message bytes accepted over SMTP.", ["listener"])
+SMTP_REJECTIONS = Counter("courriel_smtp_rejections", "SMTP commands refused, by stage and reason.",
+                          ["listener", "stage", "reason"])
 AUTH_FAILURES = Counter("courriel_auth_failures", "Failed authentications by protocol.", ["protocol"])
 VERDICTS = Counter("courriel_message_verdicts", "DKIM, SPF and DMARC results of received mail (RFC 8601).",
                    ["method", "result"])
@@ -144,6 +156,12 @@ def smtp_transaction(listener: str, result: str, size: int = 0) -> None:
     SMTP_TRANSACTIONS.labels(listener, result).inc()
     if result == "accepted" and size > 0:
         SMTP_BYTES.labels(listener).inc(size)
+
+
+def smtp_rejection(listener: str, stage: str, reason: str) -> None:
+    """One refused MAIL, RCPT or end of data (or a connection turned away), by reason."""
+    SMTP_REJECTIONS.labels(_one_of(listener, SMTP_LISTENERS), _one_of(stage, SMTP_STAGES),
+                           _one_of(reason, SMTP_REJECT_REASONS)).inc()
 
 
 def auth_failure(protocol: str) -> None:

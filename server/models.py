@@ -279,6 +279,8 @@ class Folder(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)  # RFC 3501 §2.3.1.1
     highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)  # RFC 7162 §3.1.1
+    # The highest MODSEQ whose expunge entries were pruned (store.prune_expunges); 0: none.
+    expunges_pruned_modseq: Mapped[int] = mapped_column(BigInteger, default=0)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -301,6 +303,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("folder_id", "uid"),
         Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+        Index("ix_messages_folder_size", "folder_id", "size"),  # quota sums read the index only
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

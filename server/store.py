@@ -1,8 +1,9 @@
 """The mailbox store: folders and messages (ring 1; the only writer of mailbox tables).
 
 Owns delivery (`Store.deliver`, used by the queue) and IMAP APPEND, flags and keywords,
-COPY/MOVE, EXPUNGE, the change log that CONDSTORE/QRESYNC read, message listing and
-streaming, folder management and quota usage. Every write is one transaction; after a
+COPY/MOVE, EXPUNGE, the change log that CONDSTORE/QRESYNC read and its retention
+(`prune_expunges`), message listing and streaming (`open_messages` locates the files of many
+messages in one query), folder management and quota usage. Every write is one transaction; after a
 commit that changed a folder, the store sends a `mailbox` hint (`courriel.notify`).
 
 UIDs and MODSEQs are allocated with one atomic
@@ -14,7 +15,8 @@ Standards: RFC 3501 §2.3.1.1 (UID, UIDVALIDITY: UIDs only grow), §2.3.2 (syste
 keywords), §6.3.3–§6.3.6 (CREATE with superiors, DELETE, RENAME incl. the INBOX rule,
 SUBSCRIBE), §6.3.10 (STATUS), §6.4.3 (EXPUNGE only \\Deleted), §6.4.6 (STORE);
 RFC 4315 §3 (COPYUID, APPENDUID); RFC 6851 (MOVE); RFC 7162 §3.1 (MODSEQ, UNCHANGEDSINCE,
-HIGHESTMODSEQ), §3.2.10 (VANISHED: expunges recorded with their MODSEQ); RFC 6154 (\\Trash).
+HIGHESTMODSEQ), §3.2.10 (VANISHED: expunges recorded with their MODSEQ), §3.2.5.2 and §3.2.6
+(past the retained log, VANISHED (EARLIER) reports a superset); RFC 6154 (\\Trash).
 Security: message bytes are untrusted and only summarised through `courriel.mime.summarize`
 (never fails a delivery); folder names and keywords from clients are validated and bad ones
 raise `StoreError` without changes.
@@ -160,6 +162,20 @@ def _text(value: str | None, limit: int | None = None) -> str:
     return clean[:limit] if limit else clean
 
 
+def _missing_uids(present: Iterable[int], uidnext: int) -> list[int]:
+    """UIDs from 1 to UIDNEXT-1 not in `present` (ascending): the expunged ones, and any never used."""
+    missing: list[int] = []
+    expected = 1
+    for uid in present:
+        if uid >= uidnext:
+            break
+        if uid > expected:
+            missing.extend(range(expected, uid))
+        expected = max(expected, uid + 1)
+    missing.extend(range(expected, uidnext))
+    return missing
+
+
 # ----------------------------------------------------------------------------- results
 
 
@@ -191,6 +207,23 @@ class MessageInfo:
     @property
     def all_flags(self) -> tuple[str, ...]:
         return self.flags + self.keywords
+
+
+@dataclass(frozen=True)
+class MessageFile:
+    """Where the bytes of one message are (`Store.open_messages`); opened only when read."""
+
+    uid: int
+    blob_id: int
+    size: int
+    path: Path
+
+    def open(self) -> BinaryIO:
+        """The raw message as a binary file (stream it; the caller closes it)."""
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            raise StoreError(f"message {self.uid} has no file") from None
 
 
 @dataclass(frozen=True)
@@ -238,9 +271,13 @@ class CopyResult:
 @dataclass(frozen=True)
 class Changes:
     messages: list[MessageInfo]  # changed or added since the given MODSEQ, by UID
-    vanished: list[int]  # RFC 7162 §3.2.10: expunged since the given MODSEQ
+    # RFC 7162 §3.2.10: expunged since the given MODSEQ. When that MODSEQ is older than the
+    # retained expunge log (`log_complete` false), every UID below UIDNEXT that no longer
+    # exists: a superset that RFC 7162 §3.2.5.2 and §3.2.6 allow (clients ignore unknown UIDs).
+    vanished: list[int]
     highestmodseq: int
     uidnext: int
+    log_complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -271,6 +308,11 @@ def _folder_info(row: Folder, has_children: bool = False) -> FolderInfo:
     return FolderInfo(id=row.id, mailbox_id=row.mailbox_id, name=row.name, parent_id=row.parent_id,
                       special_use=row.special_use, uidvalidity=row.uidvalidity, uidnext=row.uidnext,
                       highestmodseq=row.highestmodseq, subscribed=row.subscribed, has_children=has_children)
+
+
+# The columns of MessageInfo: listing a folder never loads the cached summaries.
+_INFO_COLUMNS = (Message.uid, Message.modseq, Message.flags, Message.keywords, Message.size, Message.internaldate,
+                 Message.blob_id, Message.id)
 
 
 def _message_info(row: Message) -> MessageInfo:
@@ -465,10 +507,26 @@ class Store:
         rows.sort(key=lambda m: m.uid)
         return rows
 
+    @staticmethod
+    def _infos(session: Session, folder_id: int, uids: Iterable[int] | None, *extra) -> list[MessageInfo]:
+        """MessageInfo rows by UID, read column by column (no ORM objects, no summaries)."""
+        query = select(*_INFO_COLUMNS).where(Message.folder_id == folder_id, *extra).order_by(Message.uid)
+        if uids is None:
+            rows = list(session.execute(query))
+        else:
+            wanted = sorted(set(uids))
+            rows = []
+            for start in range(0, len(wanted), _BATCH):
+                rows.extend(session.execute(query.where(Message.uid.in_(wanted[start:start + _BATCH]))))
+            rows.sort(key=lambda r: r.uid)
+        return [MessageInfo(uid=r.uid, modseq=r.modseq, flags=system_flag_names(r.flags),
+                            keywords=_split_keywords(r.keywords), size=r.size, internaldate=r.internaldate,
+                            blob_id=r.blob_id, id=r.id) for r in rows]
+
     def list_messages(self, folder_id: int, uids: Iterable[int] | None = None) -> list[MessageInfo]:
         """Messages of a folder by UID (all, or those of `uids` that exist)."""
         with self.db.read() as session:
-            return [_message_info(row) for row in self._messages(session, folder_id, uids)]
+            return self._infos(session, folder_id, uids)
 
     def summaries(self, folder_id: int, uids: Iterable[int] | None = None) -> list[StoredSummary]:
         """The cached ENVELOPE/BODYSTRUCTURE JSON and header fields of messages, by UID."""
@@ -478,24 +536,49 @@ class Store:
 
     def open_message(self, folder_id: int, uid: int) -> BinaryIO:
         """The raw message as a binary file (stream it; the caller closes it)."""
+        found = self.open_messages(folder_id, [uid]).get(uid)
+        if found is None:
+            raise StoreError(f"no message with UID {uid}")
+        return found.open()
+
+    def open_messages(self, folder_id: int, uids: Iterable[int]) -> dict[int, MessageFile]:
+        """Where the files of many messages are, in one query (FETCH and SEARCH of many
+        messages): {uid: MessageFile} for the UIDs that exist. Nothing is opened here; a file
+        stays readable after an expunge until the blob collector's grace period has passed."""
+        wanted = sorted(set(uids))
+        found: dict[int, MessageFile] = {}
         with self.db.read() as session:
-            blob_id = session.scalar(select(Message.blob_id).where(Message.folder_id == folder_id, Message.uid == uid))
-            if blob_id is None:
-                raise StoreError(f"no message with UID {uid}")
-            return self.blobs.open(blob_id, session)
+            for start in range(0, len(wanted), _BATCH):
+                rows = session.execute(
+                    select(Message.uid, Message.blob_id, Blob.size, Blob.path)
+                    .join(Blob, Blob.id == Message.blob_id)
+                    .where(Message.folder_id == folder_id, Message.uid.in_(wanted[start:start + _BATCH])))
+                for row in rows:
+                    found[row.uid] = MessageFile(uid=row.uid, blob_id=row.blob_id, size=row.size,
+                                                 path=self.blobs.path_of(row.path))
+        return found
 
     def changes_since(self, folder_id: int, modseq: int) -> Changes:
-        """RFC 7162 §3.1.4.1 / §3.2.5: messages with MODSEQ above `modseq`, and UIDs expunged since."""
+        """RFC 7162 §3.1.4.1 / §3.2.5: messages with MODSEQ above `modseq`, and UIDs expunged since.
+
+        The expunge log keeps entries for `prune_expunges`' retention only: for a `modseq`
+        older than what was pruned, `vanished` is every UID below UIDNEXT that no longer
+        exists (RFC 7162 §3.2.5.2, §3.2.6 allow that superset) and `log_complete` is false."""
         with self.db.read() as session:
             folder = session.get(Folder, folder_id)
             if folder is None:
                 raise NoSuchFolder(f"no folder {folder_id}")
-            rows = session.scalars(select(Message).where(Message.folder_id == folder_id, Message.modseq > modseq)
-                                   .order_by(Message.uid))
-            vanished = session.scalars(select(Expunge.uid).where(Expunge.folder_id == folder_id,
-                                                                 Expunge.modseq > modseq).order_by(Expunge.uid))
-            return Changes(messages=[_message_info(r) for r in rows], vanished=sorted(set(vanished)),
-                           highestmodseq=folder.highestmodseq, uidnext=folder.uidnext)
+            messages = self._infos(session, folder_id, None, Message.modseq > modseq)
+            complete = modseq >= (folder.expunges_pruned_modseq or 0)
+            if complete:
+                vanished = sorted(set(session.scalars(select(Expunge.uid).where(
+                    Expunge.folder_id == folder_id, Expunge.modseq > modseq))))
+            else:
+                present = session.scalars(select(Message.uid).where(Message.folder_id == folder_id)
+                                          .order_by(Message.uid))
+                vanished = _missing_uids(present, folder.uidnext)
+            return Changes(messages=messages, vanished=vanished, highestmodseq=folder.highestmodseq,
+                           uidnext=folder.uidnext, log_complete=complete)
 
     # ------------------------------------------------------------- flags
 
@@ -791,17 +874,48 @@ class Store:
                                 uidvalidity=folder.uidvalidity, highestmodseq=folder.highestmodseq,
                                 size=int(size), deleted=int(deleted))
 
-    def quota_usage(self, mailbox_id: int) -> QuotaUsage:
-        """Bytes and messages stored in all folders of a mailbox, and its limit (0: none)."""
+    def quota_usage(self, mailbox_id: int, *, only_if_limited: bool = False) -> QuotaUsage:
+        """Bytes and messages stored in all folders of a mailbox, and its limit (0: none).
+
+        `only_if_limited`: for quota checks (RCPT, delivery, APPEND, COPY), a mailbox without a
+        limit answers zero usage without summing. The sum reads the (folder_id, size) index only."""
         with self.db.read() as session:
-            mailbox = session.get(Mailbox, mailbox_id)
-            if mailbox is None:
+            limit = session.scalar(select(Mailbox.quota_bytes).where(Mailbox.id == mailbox_id))
+            if limit is None and session.get(Mailbox, mailbox_id) is None:
                 raise NoSuchMailbox(f"no mailbox {mailbox_id}")
+            if only_if_limited and not limit:
+                return QuotaUsage(used_bytes=0, messages=0, limit_bytes=0)
             used, count = session.execute(
                 select(func.coalesce(func.sum(Message.size), 0), func.count(Message.id))
                 .join(Folder, Folder.id == Message.folder_id).where(Folder.mailbox_id == mailbox_id)
             ).one()
-            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=mailbox.quota_bytes or 0)
+            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=limit or 0)
+
+    def prune_expunges(self, older_than: dt.datetime, max_folders: int = 1000) -> int:
+        """Drop expunge log entries recorded before `older_than` (RFC 7162 retention), folder by
+        folder in short transactions, and record per folder the highest MODSEQ dropped
+        (`Folder.expunges_pruned_modseq`) so that `changes_since` knows when its log is
+        incomplete. Entries are dropped by MODSEQ, so what stays is always a suffix of the log.
+        Returns the number of entries removed."""
+        with self.db.read() as session:
+            folder_ids = list(session.scalars(
+                select(Expunge.folder_id).where(Expunge.expunged_at < older_than).distinct()
+                .order_by(Expunge.folder_id).limit(max_folders)))
+        removed = 0
+        for folder_id in folder_ids:
+            with self.db.write() as session:
+                if session.get(Folder, folder_id, with_for_update=True) is None:
+                    continue  # deleted meanwhile (its log went with it)
+                highest = session.scalar(select(func.max(Expunge.modseq)).where(
+                    Expunge.folder_id == folder_id, Expunge.expunged_at < older_than))
+                if highest is None:
+                    continue
+                result = session.execute(delete(Expunge).where(Expunge.folder_id == folder_id,
+                                                               Expunge.modseq <= highest))
+                session.execute(update(Folder).where(Folder.id == folder_id, Folder.expunges_pruned_modseq < highest)
+                                .values(expunges_pruned_modseq=highest).execution_options(synchronize_session=False))
+                removed += result.rowcount or 0
+        return removed
 
     def purge_mailbox(self, mailbox_id: int) -> int:
         """Remove every message and folder of a mailbox in a transaction of its own (see

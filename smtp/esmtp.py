@@ -16,7 +16,12 @@ What it adds to aiosmtpd:
 - `handle_exception` logs and answers `451 4.3.0`, never the exception text;
 - the idle timer is reset while DATA or a BDAT chunk streams; the idle timeout, the session
   time limit, too many commands and too many errors answer `421` and disconnect;
-- AUTH PLAIN and LOGIN verify through the handler off the event loop.
+- AUTH PLAIN and LOGIN verify through the handler off the event loop;
+- BDAT text is held to the same rule as DATA text: no bare CR, no "." line between bare line
+  endings (SMTP smuggling, RFC 5321 §2.3.8);
+- one log line per mail transaction with its queue id ("NOQUEUE" when refused), like Postfix's,
+  and the SMTP metrics (`courriel.metrics`: connections, transactions and bytes, refusals by
+  stage and reason, AUTH failures).
 
 Standards: RFC 5321 (§4.1.1 commands, §4.5.2 transparency, §4.5.3 limits), RFC 1869/5321
 §4.1.1.1 (EHLO), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531
@@ -40,6 +45,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
+from courriel import metrics
 from courriel.smtp import policy, replies
 from courriel.smtp.policy import MailCommand, SessionLimits
 from courriel.smtp.replies import Reply
@@ -66,10 +72,24 @@ def _hides_end_of_data(line: bytes) -> bool:
     (`<LF>.<LF>`, `<CR><LF>.<LF>`, `<LF>.<CR><LF>`), is how SMTP smuggling hides a second message
     for a downstream relay; such a message is refused whole.
     """
+    if line.count(b"\r") == 1 and line.count(b"\n") == 1:
+        return False  # the common case: one CRLF, at the end (readuntil guarantees it is there)
     if b"\r" in line[:-2]:
         return True
     parts = line.split(b"\n")[:-1]
     return len(parts) > 1 and any(part in (b".", b".\r") for part in parts)
+
+
+def _hides_end_of_data_in(content: bytes) -> bool:
+    """`_hides_end_of_data` for a whole message received with BDAT (RFC 3030: no dot-stuffing, no end
+    of data in the text). The same text relayed onwards with DATA must not hide an end of data either,
+    so the same rule applies: bare CR anywhere, or a "." line between bare line endings, is refused."""
+    line_ends = content.count(b"\r\n")
+    if content.count(b"\r") == line_ends == content.count(b"\n"):
+        return False  # the common case: CR and LF only as CRLF
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"  # as a relay ends the text before its own CRLF.CRLF
+    return any(_hides_end_of_data(line + b"\r\n") for line in content.split(b"\r\n")[:-1])
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,8 @@ class TransactionEnvelope(Envelope):
         self.chunks: list[bytes] | None = None  # BDAT in progress (RFC 3030)
         self.chunk_bytes = 0
         self.chunk_error: Reply | None = None
+        self.queue_id: str | None = None  # set by the handler once the spool accepted the message
+        self.details: dict[str, object] = {}  # the handler's verdicts, for the transaction's log line
 
 
 @dataclass
@@ -135,6 +157,10 @@ class ESMTP(SMTP):
         self._closing = False
         self._session_timer: asyncio.TimerHandle | None = None
         self._admit = admit  # admit(connection) -> bool, asked once the peer is known
+        self._idle_deadline = 0.0  # loop time past which a silent client is disconnected
+        self._idle_timer_armed = False
+        self._client_ip: str | None = None  # the peer's address, parsed once per connection
+        self.cached: dict[str, Any] = {}  # per-connection facts the handler computes once (reverse DNS...)
         self._on_close = on_close
         # aiosmtpd keeps these limits in a class-level dict that EHLO grows on every call.
         self.command_size_limits = collections.defaultdict(
@@ -163,23 +189,29 @@ class ESMTP(SMTP):
     @property
     def client_ip(self) -> str | None:
         """The client's address; an IPv4-mapped IPv6 address (dual-stack listener) as IPv4."""
+        if self._client_ip is not None:
+            return self._client_ip
         peer = self.session.peer if self.session is not None else None
         if not isinstance(peer, tuple) or not peer:
             return None
         try:
             address = ipaddress.ip_address(peer[0])
         except ValueError:
-            return str(peer[0])
+            self._client_ip = str(peer[0])
+            return self._client_ip
         if address.version == 6 and address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(address)
+            address = address.ipv4_mapped
+        self._client_ip = str(address)  # the peer of a connection never changes (STARTTLS keeps it)
+        return self._client_ip
 
     def connection_made(self, transport) -> None:
         starttls = self._original_transport is not None
         super().connection_made(transport)
         if not starttls:
+            metrics.smtp_connection(self.listener)
             self._session_timer = self.loop.call_later(self.limits.session_seconds, self._session_expired)
             if self._admit is not None and not self._admit(self):
+                metrics.smtp_rejection(self.listener, "connect", replies.reason(replies.TOO_MANY_CONNECTIONS))
                 self.disconnect(replies.TOO_MANY_CONNECTIONS)
                 return
         if self.implicit_tls and self.session is not None:
@@ -224,6 +256,28 @@ class ESMTP(SMTP):
             pass
         finally:
             transport.close()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Push the idle deadline back. Called for every command and every DATA line, so it only moves a
+        number: the one armed timer, when it fires early, re-arms itself for the rest (aiosmtpd's version
+        cancels and creates a timer each time, which filled the loop's heap with cancelled timers)."""
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if self._idle_timer_armed and handle is not None and handle.when() <= deadline:
+            return
+        if handle is not None:
+            handle.cancel()
+        self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
+        self._idle_timer_armed = True
+
+    def _idle_check(self) -> None:
+        self._idle_timer_armed = False
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+            self._idle_timer_armed = True
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         self.disconnect(replies.IDLE_TIMEOUT)
@@ -312,9 +366,11 @@ class ESMTP(SMTP):
         try:
             address, secret = login.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
+            metrics.auth_failure("smtp")
             return AuthResult(success=False, handled=False, message=str(replies.AUTH_FAILED))
         reply, account = await self.event_handler.authenticate(self, address, secret)
         if account is None:
+            metrics.auth_failure("smtp")  # wrong credentials, or throttled after too many of them
             return AuthResult(success=False, handled=False, message=str(reply))
         return AuthResult(success=True, handled=False, auth_data=account, message=str(reply))
 
@@ -349,6 +405,7 @@ class ESMTP(SMTP):
             return AuthResult(success=False, handled=True)
         parts = blob.split(b"\x00")
         if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
+            metrics.auth_failure("smtp")
             await self.push(replies.AUTH_FAILED)
             return AuthResult(success=False, handled=True)
         return await self._verify(parts[1], parts[2])
@@ -373,6 +430,7 @@ class ESMTP(SMTP):
             return
         command = policy.parse_mail(arg, extended=self.session.extended_smtp, max_size=self.data_size_limit or 0)
         if isinstance(command, Reply):
+            self._command_refused("mail", command)
             await self.push(command)
             return
         status = await self._call_handler_hook("MAIL", command)
@@ -382,6 +440,8 @@ class ESMTP(SMTP):
             self.envelope.mail = command
             self.envelope.mail_from = command.sender
             self.envelope.smtp_utf8 = command.smtputf8
+        else:
+            self._command_refused("mail", status)
         await self.push(status)
 
     @syntax("RCPT TO:<address>", extended=" [SP <mail-parameters>]")
@@ -398,9 +458,12 @@ class ESMTP(SMTP):
         command = policy.parse_rcpt(arg, extended=self.session.extended_smtp, smtputf8=self.envelope.mail.smtputf8,
                                     postmaster_domain=self.event_handler.postmaster_domain)
         if isinstance(command, Reply):
+            self._command_refused("rcpt", command)
             await self.push(command)
             return
         status = await self._call_handler_hook("RCPT", command)
+        if not str(status).startswith("250"):
+            self._command_refused("rcpt", status)
         await self.push(status)
 
     async def _transaction_ready(self) -> Reply | None:
@@ -410,6 +473,33 @@ class ESMTP(SMTP):
         if not self.envelope.recipients:
             return replies.NO_VALID_RECIPIENTS if self.envelope.rcpt_attempts else replies.NEED_RCPT
         return None
+
+    def _command_refused(self, stage: str, status: Reply | str) -> None:
+        metrics.smtp_rejection(self.listener, stage, replies.reason(status))
+
+    def _transaction_done(self, status: Reply | str, size: int) -> None:
+        """The end of one mail transaction (a reply to the end of data): its metrics and its one log line,
+        grep-able by queue id like Postfix's ("NOQUEUE" when nothing was queued). Envelope and verdicts
+        only: never a password, never message text."""
+        envelope = self.envelope
+        text = str(status)
+        accepted = text.startswith("2") and envelope.queue_id is not None
+        result = "accepted" if accepted else "failed" if text.startswith("4") else "rejected"
+        metrics.smtp_transaction(self.listener, result, size if accepted else 0)
+        if not accepted:
+            metrics.smtp_rejection(self.listener, "data", replies.reason(status))
+        mail = envelope.mail
+        account = self.session.auth_data if self.session is not None and self.session.authenticated else None
+        tls_version, _cipher = self.tls_details()
+        log.info("message queued" if accepted else "message refused" if result == "rejected" else "message deferred",
+                 extra={
+                     "queue_id": envelope.queue_id if accepted else "NOQUEUE", "listener": self.listener,
+                     "client": self.client_ip,
+                     "helo": replies.printable(self.session.host_name or "", limit=255) if self.session else "",
+                     "sender": (mail.sender if mail else "") or "<>", "recipients": len(envelope.recipients),
+                     "to": ",".join(r.address for r in envelope.recipients), "size": size,
+                     "auth": getattr(account, "address", None) or "-", "tls": tls_version or "-",
+                     **envelope.details, "status": text})
 
     async def _deliver(self, content: bytes) -> None:
         """Hand the complete message to the handler and answer with its reply."""
@@ -423,8 +513,15 @@ class ESMTP(SMTP):
             status = await self.handle_exception(error)
         finally:
             self.busy = False
-            self._set_post_data_state()
+        self._transaction_done(status, len(content))
+        self._set_post_data_state()
         await self.push(status)
+
+    async def _refuse_message(self, reply: Reply, size: int) -> None:
+        """The end of data of a message refused before the handler saw it (size, line length, bare CR/LF)."""
+        self._transaction_done(reply, size)
+        self._set_post_data_state()
+        await self.push(reply)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -438,6 +535,8 @@ class ESMTP(SMTP):
             return
         refusal = await self._transaction_ready()
         if refusal is not None:
+            if refusal is replies.NO_VALID_RECIPIENTS:
+                self._command_refused("data", refusal)  # RFC 2920 §3.1: every RCPT was refused
             await self.push(refusal)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
@@ -473,9 +572,8 @@ class ESMTP(SMTP):
         else:
             return
         if too_big or too_long or bare:
-            self._set_post_data_state()
-            await self.push(replies.MESSAGE_TOO_BIG if too_big else
-                            replies.LINE_TOO_LONG if too_long else replies.BARE_LINE_ENDING)
+            await self._refuse_message(replies.MESSAGE_TOO_BIG if too_big else
+                                       replies.LINE_TOO_LONG if too_long else replies.BARE_LINE_ENDING, size)
             return
         await self._deliver(b"".join(lines))
 
@@ -517,16 +615,24 @@ class ESMTP(SMTP):
                 self.transport.close()
             return
         if refusal is not None:
+            if refusal is replies.NO_VALID_RECIPIENTS and last:
+                self._command_refused("data", refusal)  # RFC 2920 §3.1: every RCPT was refused
             await self.push(refusal)
             return
         envelope.chunk_bytes += size
         if envelope.chunk_error is not None:
             error = envelope.chunk_error
             if last:
-                self._set_post_data_state()
-            await self.push(error)
+                await self._refuse_message(error, envelope.chunk_bytes)
+            else:
+                await self.push(error)
             return
         if not last:
             await self.push(replies.chunk_received(size))
             return
-        await self._deliver(b"".join(envelope.chunks))
+        content = b"".join(envelope.chunks)
+        if _hides_end_of_data_in(content):
+            # RFC 5321 §2.3.8, as for DATA: the text must not hide an end of data from a DATA relay.
+            await self._refuse_message(replies.BARE_LINE_ENDING, envelope.chunk_bytes)
+            return
+        await self._deliver(content)

@@ -16,7 +16,10 @@ At the end of data, in order:
 - the Received field is prepended (RFC 5321 §4.4);
 - `spool.accept` runs in a thread; only after it returned does the client get
   `250 2.0.0 queued as <id>`; any failure answers 451 4.3.0 (ARCHITECTURE §3 step 2);
-- one log line per transaction with the queue id, like Postfix's.
+- the queue id and the verdicts go on the envelope, from which `courriel.smtp.esmtp` writes the
+  transaction's one log line (like Postfix's) and its metrics.
+Metrics recorded here: the DKIM, SPF and DMARC verdicts of inbound mail (`courriel.metrics`).
+Per connection, not per message: the client's verified reverse DNS name and whether it is trusted.
 Local delivery is the queue role's (`courriel.queue.local`), woken by the spool's hint.
 
 Standards: RFC 5321 §3.3 (transaction), §4.4 (trace), RFC 6409 (submission), RFC 4954 §6
@@ -37,7 +40,7 @@ import secrets
 from sqlalchemy import select
 
 from courriel import logins as logins_mod
-from courriel import registry
+from courriel import metrics, registry
 from courriel.blobs import BlobStore
 from courriel.config import Config
 from courriel.db import Database
@@ -81,7 +84,18 @@ class SmtpHandler:
         return data if session.authenticated and isinstance(data, Account) else None
 
     def trusted(self, server) -> bool:
-        return policy.is_trusted(server.client_ip, self.trusted_networks)
+        """Whether the client is in `smtp.trusted_networks` (computed once per connection)."""
+        trusted = server.cached.get("trusted")
+        if trusted is None:
+            trusted = server.cached["trusted"] = policy.is_trusted(server.client_ip, self.trusted_networks)
+        return trusted
+
+    async def connection_name(self, server) -> str | None:
+        """`verified_name` of the connection's client, looked up once per connection (a client sending
+        twenty messages in one session costs one PTR and one A lookup, not twenty)."""
+        if "verified_name" not in server.cached:
+            server.cached["verified_name"] = await self.verified_name(server.client_ip)
+        return server.cached["verified_name"]
 
     async def verified_name(self, client_ip: str | None) -> str | None:
         """The client's forward-confirmed reverse DNS name (PTR, then A/AAAA back to the address),
@@ -126,8 +140,9 @@ class SmtpHandler:
                                     trusted=self.trusted(server), sender=command.sender,
                                     sender_domain_is_local=domain_is_local, sender_owned=owned)
         if not reply.positive:
-            log.info("sender refused", extra={"listener": server.listener, "client": server.client_ip,
-                                              "sender": command.sender, "status": str(reply)})
+            log.info("sender refused", extra={"queue_id": "NOQUEUE", "listener": server.listener,
+                                              "client": server.client_ip, "sender": command.sender,
+                                              "status": str(reply)})
         return reply
 
     # ------------------------------------------------------------------ RCPT
@@ -142,7 +157,8 @@ class SmtpHandler:
             found = registry.resolve(session, address, require_verified=self.require_verified)
         over_quota = False
         if found.accepted and found.mailbox_ids and not found.forwards:
-            over_quota = all(self.store.quota_usage(mailbox_id).over for mailbox_id in found.mailbox_ids)
+            over_quota = all(self.store.quota_usage(mailbox_id, only_if_limited=True).over
+                             for mailbox_id in found.mailbox_ids)
         facts = RecipientFacts(outcome=found.outcome.value, reason=found.reason.value if found.reason else None,
                                over_quota=over_quota)
         return facts, found
@@ -153,9 +169,9 @@ class SmtpHandler:
         reply = policy.recipient_reply(facts, accepted_so_far=len(envelope.recipients),
                                        max_recipients=self.limits.max_recipients, relay_allowed=relay_allowed)
         if not reply.positive:
-            log.info("recipient refused", extra={"listener": server.listener, "client": server.client_ip,
-                                                 "recipient": command.address, "status": str(reply),
-                                                 "detail": found.detail})
+            log.info("recipient refused", extra={"queue_id": "NOQUEUE", "listener": server.listener,
+                                                 "client": server.client_ip, "recipient": command.address,
+                                                 "status": str(reply), "detail": found.detail})
             return reply
         local = found.accepted
         # A remote address keeps its case (RFC 5321 §2.4); a local one is the registry's canonical form.
@@ -180,12 +196,13 @@ class SmtpHandler:
         helo = replies.printable(session.host_name or "", limit=255)  # client input bound for the spool row
         mail: MailCommand = envelope.mail
         now = dt.datetime.now(dt.UTC)
-        details: dict[str, object] = {}
+        details = envelope.details  # logged with the transaction's line by the protocol engine
         folder = None
         if account is not None:
             senders = received.from_addresses(message)
             if not senders or not await asyncio.to_thread(self._owns_all, account.mailbox_id, senders):
-                return self._refused(server, envelope, replies.FROM_NOT_OWNED, message, {"header_from": senders})
+                details["header_from"] = ",".join(senders)
+                return replies.FROM_NOT_OWNED
             if server.listener != policy.MX:
                 message = received.submission_fields(message, hostname=self.hostname, now=now,
                                                      unique=f"{now:%Y%m%d%H%M%S}.{secrets.token_hex(8)}") + message
@@ -194,11 +211,17 @@ class SmtpHandler:
                 message, client_ip=server.client_ip or "", helo=helo, mail_from=mail.sender,
                 resolver=self.resolver, authserv_id=self.hostname)
             message = verdict.header_field + authentication.remove_forged_results(message, verdict.authserv_id)
-            details = {"spf": verdict.spf.result, "dkim": ",".join(r.result for r in verdict.dkim) or "none",
-                       "dmarc": verdict.dmarc.result}
+            details.update(spf=verdict.spf.result, dkim=",".join(r.result for r in verdict.dkim) or "none",
+                           dmarc=verdict.dmarc.result)
+            metrics.message_verdict("spf", verdict.spf.result)
+            for result in verdict.dkim or ():
+                metrics.message_verdict("dkim", result.result)
+            if not verdict.dkim:
+                metrics.message_verdict("dkim", "none")  # RFC 8601 §2.7.1: an unsigned message
+            metrics.message_verdict("dmarc", verdict.dmarc.result)
             action = policy.dmarc_action(verdict.dmarc.disposition, authenticated=False)
             if action == "reject":
-                return self._refused(server, envelope, replies.DMARC_REJECT, message, details)
+                return replies.DMARC_REJECT
             if action == "quarantine":
                 folder = QUARANTINE_FOLDER
                 details["folder"] = folder
@@ -207,7 +230,7 @@ class SmtpHandler:
                                           authenticated=account is not None, smtputf8=mail.smtputf8)
         trace = received.received_field(
             helo=helo, client_ip=server.client_ip or "unknown",
-            client_name=await self.verified_name(server.client_ip),
+            client_name=await self.connection_name(server),
             by_host=self.hostname, protocol=protocol, tls_version=tls_version, tls_cipher=tls_cipher,
             recipient=envelope.recipients[0].address if len(envelope.recipients) == 1 else None,
             queue_id=None, now=now)
@@ -224,19 +247,6 @@ class SmtpHandler:
         )
         queue_id = await asyncio.to_thread(spool.accept, self.db, self.blobs, spooled, data,
                                            run_dir=self.config.run_dir)
-        reply = replies.queued(queue_id)
         server.counters.transactions.append(queue_id)
-        log.info("message queued", extra={
-            "queue_id": queue_id, "listener": server.listener, "client": server.client_ip,
-            "helo": helo, "sender": mail.sender or "<>", "recipients": len(envelope.recipients),
-            "to": ",".join(r.address for r in envelope.recipients), "size": len(data),
-            "auth": account.address if account else "-", "tls": tls_version or "-",
-            **details, "status": str(reply)})
-        return reply
-
-    def _refused(self, server, envelope, reply: Reply, message: bytes, details: dict) -> Reply:
-        log.info("message refused", extra={
-            "listener": server.listener, "client": server.client_ip,
-            "sender": (envelope.mail.sender if envelope.mail else "") or "<>",
-            "recipients": len(envelope.recipients), "size": len(message), **details, "status": str(reply)})
-        return reply
+        envelope.queue_id = queue_id  # the protocol engine logs the transaction's line with it
+        return replies.queued(queue_id)

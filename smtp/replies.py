@@ -145,3 +145,31 @@ def with_enhanced_code(line: str) -> str:
         return line
     status = _DEFAULT_ENHANCED.get(code, f"{code // 100}.0.0")
     return f"{code}{separator}{status} {_LIBRARY_PREFIX.sub('', text)}"
+
+
+# ----------------------------------------------------------------------------- refusal reasons
+
+# The reason label of `courriel_smtp_rejections` (courriel.metrics.SMTP_REJECT_REASONS) per refusal.
+_REASONS = {
+    BAD_ADDRESS: "bad_address", NON_ASCII_ADDRESS: "bad_address", UNKNOWN_RECIPIENT: "unknown_recipient",
+    DISABLED_RECIPIENT: "disabled_recipient", UNVERIFIED_DOMAIN: "unverified_domain", ALIAS_LOOP: "alias_loop",
+    MAILBOX_FULL: "mailbox_full", TOO_MANY_RECIPIENTS: "too_many_recipients", RELAY_DENIED: "relay_denied",
+    SENDER_NOT_OWNED: "sender_not_owned", FROM_NOT_OWNED: "from_not_owned",
+    LOCAL_SENDER_NEEDS_AUTH: "local_sender_needs_auth", MESSAGE_TOO_BIG: "message_too_big",
+    DMARC_REJECT: "dmarc_reject", MALFORMED_MESSAGE: "malformed_message", LINE_TOO_LONG: "line_too_long",
+    BARE_LINE_ENDING: "bare_line_ending", NO_VALID_RECIPIENTS: "no_valid_recipients",
+    AUTH_REQUIRED: "auth_required", TOO_MANY_CONNECTIONS: "too_many_connections",
+    INTERNAL_ERROR: "internal_error",
+}
+_REASONS_BY_TEXT = {str(reply): name for reply, name in _REASONS.items()}
+_REASONS_BY_CODE = {500: "syntax", 501: "syntax", 555: "syntax", 503: "bad_sequence"}
+
+
+def reason(reply: Reply | str) -> str:
+    """A short name for why a command was refused (bounded set), for metrics and logs."""
+    if isinstance(reply, Reply):
+        return _REASONS.get(reply) or _REASONS_BY_CODE.get(reply.code, "other")
+    text = str(reply)
+    if text in _REASONS_BY_TEXT:
+        return _REASONS_BY_TEXT[text]
+    return _REASONS_BY_CODE.get(int(text[:3]), "other") if text[:3].isdigit() else "other"

@@ -7,6 +7,9 @@ connections and the bound on concurrent sessions per client address, and the sto
 (stop accepting, let messages being accepted finish, then 421 and close the rest: an
 unacknowledged message is simply not acknowledged).
 
+Limits (config `[smtp]`): max_message_size (SIZE), max_recipients, idle_timeout,
+session_timeout, max_commands, max_errors, max_connections_per_ip, tls_handshake_timeout.
+
 Listener roles (config `listeners.*`):
 - "mx": inbound mail from the Internet; STARTTLS offered; no AUTH; no relaying;
 - "submission": RFC 6409 on 587; STARTTLS; AUTH after TLS (or before it if
@@ -47,6 +50,18 @@ def tls_context(config: Config) -> ssl.SSLContext:
     return tls.server_context(config.path("tls", "certificate"), config.path("tls", "private_key"))
 
 
+def session_limits(config: Config) -> policy.SessionLimits:
+    """The per-connection bounds from the `[smtp]` settings (RFC 5321 §4.5.3 minimums are the defaults)."""
+    return policy.SessionLimits(
+        idle_seconds=float(config.get("smtp", "idle_timeout")),
+        session_seconds=float(config.get("smtp", "session_timeout")),
+        max_commands=int(config.get("smtp", "max_commands")),
+        max_errors=int(config.get("smtp", "max_errors")),
+        max_recipients=int(config.get("smtp", "max_recipients")),
+        max_connections_per_ip=int(config.get("smtp", "max_connections_per_ip")),
+    )
+
+
 class SmtpService:
     """The three SMTP listeners of one process, sharing one handler."""
 
@@ -55,7 +70,8 @@ class SmtpService:
                  authenticator: Authenticator | None = None):
         self.config = config
         self.db = db
-        self.limits = limits or policy.SessionLimits(max_recipients=int(config.get("smtp", "max_recipients")))
+        self.limits = limits or session_limits(config)
+        self.tls_handshake_seconds = float(config.get("smtp", "tls_handshake_timeout"))
         self.context = context if context is not None else tls_context(config)
         self.max_message_size = int(config.get("smtp", "max_message_size"))
         self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
@@ -106,7 +122,7 @@ class SmtpService:
             self.servers[name] = await loop.create_server(
                 lambda name=name: self._protocol(name), sock=sock,
                 ssl=self.context if name == policy.SUBMISSIONS else None,
-                ssl_handshake_timeout=30.0 if name == policy.SUBMISSIONS else None,
+                ssl_handshake_timeout=self.tls_handshake_seconds if name == policy.SUBMISSIONS else None,
             )
             log.info("SMTP listener ready", extra={"listener": name, "address": _address(sock)})
 

@@ -70,7 +70,7 @@ class LocalDelivery:
         has spooled any notice (so a crash cannot lose a bounce)."""
         try:
             for mailbox_id in mailbox_ids:
-                usage = self.store.quota_usage(mailbox_id)
+                usage = self.store.quota_usage(mailbox_id, only_if_limited=True)
                 if usage.limit_bytes and usage.used_bytes + message.size > usage.limit_bytes:
                     return LocalResult(RecipientState.DEFERRED, "4.2.2", "452 4.2.2 mailbox full")
             result = LocalResult(RecipientState.DELIVERED, "2.0.0", "250 2.0.0 delivered")

@@ -203,7 +203,8 @@ class QueueRunner:
             await self._stop_in_flight()
 
     async def _collect_blobs(self, stop: asyncio.Event) -> None:
-        """Garbage-collect message files nothing refers to any more, at start and then hourly."""
+        """Garbage-collect message files nothing refers to any more, and prune the expunge log
+        past its retention (`imap.expunge_log_days`), at start and then hourly."""
         while not stop.is_set():
             try:
                 report = await asyncio.to_thread(self.blobs.collect)
@@ -212,8 +213,22 @@ class QueueRunner:
                              len(report.blobs), len(report.temp_files), len(report.orphan_files))
             except Exception:
                 log.exception("blob collection failed; retrying in an hour")
+            try:
+                await asyncio.to_thread(self.prune_expunge_log)
+            except Exception:
+                log.exception("expunge log pruning failed; retrying in an hour")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=BLOB_COLLECTION_SECONDS)
+
+    def prune_expunge_log(self) -> int:
+        """RFC 7162 retention: drop expunge entries older than `imap.expunge_log_days` (0: never)."""
+        days = float(self.config.get("imap", "expunge_log_days") or 0)
+        if days <= 0:
+            return 0
+        removed = self.store.prune_expunges(dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
+        if removed:
+            log.info("expunge log: pruned %d entries older than %g days", removed, days)
+        return removed
 
     async def lease_once(self) -> int:
         capacity = self.max_in_flight - len(self._messages)
