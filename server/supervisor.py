@@ -11,10 +11,16 @@ colon-separated names (here the listener names: mx, submission, submissions, ima
 admin). The same code therefore accepts sockets from this supervisor and from systemd
 socket units with `FileDescriptorName=`.
 
-Processes: the supervisor forks and execs `python -m courriel.cli.serve --role NAME` for
-each available role (see `courriel.roles`), in its own process group (a terminal's Ctrl-C
-reaches the supervisor only, which forwards SIGTERM) and with a parent-death signal (a
-supervisor killed with SIGKILL does not leave roles behind). A role that exits while the
+Processes: the supervisor upgrades the schema in a short-lived child (Alembic never stays
+resident), imports the roles' modules once (`courriel.prefork`), then forks each available
+role (see `courriel.roles`) without exec: the role shares those modules' pages copy-on-write
+and runs the same code path as `courriel serve --role NAME` (sockets under LISTEN_FDS, its
+command line rewritten to read `courriel serve --role NAME ...`). With
+`COURRIEL_SERVE_EXEC=1`, or when forking is unsafe (a thread in the supervisor), it forks and
+execs `python -m courriel.cli.serve --role NAME` instead. Either way each role runs in its own
+process group (a terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with
+default signal dispositions, and with a parent-death signal (a supervisor killed with SIGKILL
+does not leave roles behind). A role that exits while the
 supervisor is not stopping is restarted after an exponential backoff. SIGTERM, SIGINT or
 SIGHUP (any number of times: handling is idempotent) stop every role with SIGTERM, wait
 `stop_timeout` seconds, then SIGKILL what is left.
@@ -44,13 +50,15 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# Light imports only: SQLAlchemy, Alembic and prometheus-client are imported where they are
+# used (the schema child, the preload after PROMETHEUS_MULTIPROC_DIR is set).
 from courriel import config as config_mod
-from courriel import datadir, metrics, schema
-from courriel.db import Database
+from courriel import datadir, prefork
 from courriel.roles import ROLES, RoleSpec, instances
 
 log = logging.getLogger("courriel.supervisor")
@@ -64,6 +72,10 @@ BACKOFF_MAX = 60.0
 STABLE_AFTER = 30.0  # a role that ran this long has its backoff reset
 LISTEN_BACKLOG = socket.SOMAXCONN
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+EXEC_ENV = "COURRIEL_SERVE_EXEC"  # "1": start roles with fork + exec instead of a plain fork
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # = courriel.metrics.MULTIPROC_ENV
+METRICS_SUBDIR = "metrics"  # = courriel.metrics.METRICS_SUBDIR
+ROLE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)  # the supervisor's handlers
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -167,6 +179,9 @@ def ensure_schema(config: config_mod.Config) -> str | None:
 
     Serialised between processes of this host by a lock file, so roles started together
     by systemd do not migrate twice."""
+    from courriel import schema
+    from courriel.db import Database
+
     with open(config.run_dir / SCHEMA_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = Database(config.database_url)
@@ -174,6 +189,40 @@ def ensure_schema(config: config_mod.Config) -> str | None:
             return schema.head_revision() if schema.upgrade(db) else None
         finally:
             db.dispose()
+
+
+def ensure_schema_in_child(config: config_mod.Config) -> str | None:
+    """`ensure_schema` in a short-lived forked child, so that Alembic, its templates and the
+    migration's connection never stay in the memory of a long-running process (and no
+    database connection exists before the roles are forked). Same result; a failure is
+    logged by the child and raised here as a ServeError."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: upgrade, report the revision on the pipe, leave without cleanup
+        status = EXIT_FAILURE
+        try:
+            os.close(read_end)
+            revision = ensure_schema(config)
+            os.write(write_end, (revision or "").encode())
+            status = EXIT_OK
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                log.exception("cannot bring the database schema to the current revision")
+        finally:
+            with contextlib.suppress(BaseException):
+                logging.shutdown()
+            os._exit(status)
+    os.close(write_end)
+    try:
+        chunks = []
+        while chunk := os.read(read_end, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != EXIT_OK:
+        raise ServeError(f"database schema upgrade failed ({describe_status(status)})")
+    return b"".join(chunks).decode() or None
 
 
 class PidFile:
@@ -322,17 +371,8 @@ def spawn(argv: list[str], environ: Mapping[str, str], sockets: list[tuple[str, 
         return pid
     # Child: only descriptor moves and exec from here; any failure ends in _exit(127).
     try:
-        os.setpgid(0, 0)
-        if _PRCTL is not None:
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the supervisor died before the prctl
-            os._exit(EXIT_FAILURE)
-        os.dup2(devnull, 0)
-        # Move the sockets above the target range first so no dup2 overwrites a source.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, SD_LISTEN_FDS_START + len(fds)) for fd in fds]
-        for index, fd in enumerate(high):
-            os.dup2(fd, SD_LISTEN_FDS_START + index)  # inheritable: survives exec
-            os.close(fd)
+        _enter_role_process_group(parent)
+        _hand_over_sockets(devnull, fds)
         if sockets:
             env["LISTEN_PID"] = str(os.getpid())
         os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
@@ -341,6 +381,26 @@ def spawn(argv: list[str], environ: Mapping[str, str], sockets: list[tuple[str, 
             os.write(2, f"courriel: cannot start {argv}: {exc}\n".encode())
     finally:
         os._exit(127)
+
+
+def _enter_role_process_group(parent: int) -> None:
+    """In a new child: its own process group, SIGTERM when the supervisor dies."""
+    os.setpgid(0, 0)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before the prctl
+        os._exit(EXIT_FAILURE)
+
+
+def _hand_over_sockets(devnull: int, fds: list[int]) -> None:
+    """stdin from /dev/null, `fds` as descriptors 3, 4, ... (sd_listen_fds(3))."""
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    # Move the sockets above the target range first so no dup2 overwrites a source.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, SD_LISTEN_FDS_START + len(fds)) for fd in fds]
+    for index, fd in enumerate(high):
+        os.dup2(fd, SD_LISTEN_FDS_START + index)  # inheritable: survives exec
+        os.close(fd)
 
 
 @dataclass
@@ -390,6 +450,8 @@ class Supervisor:
         self._wake_write: socket.socket | None = None
         self._previous_handlers: dict[int, object] = {}
         self.metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR of the roles (courriel.metrics)
+        self.pid_file: PidFile | None = None
+        self.fork_roles = os.environ.get(EXEC_ENV, "") not in ("1", "true", "yes")
 
     # ---- planning
     def plan(self) -> list[RoleProcess]:
@@ -446,19 +508,90 @@ class Supervisor:
                 pass
 
     # ---- processes
-    def command(self, process: RoleProcess) -> list[str]:
-        """The command line that runs `process` (a role process reads its sockets from LISTEN_FDS)."""
+    def command(self, process: RoleProcess) -> list[str] | None:
+        """The command line that runs `process` (a role process reads its sockets from
+        LISTEN_FDS), or None to fork it from this process without exec (`courriel.prefork`)."""
+        if self.fork_roles:
+            return None
         return role_command(self.config, process.spec)
 
     def _start(self, process: RoleProcess) -> None:
         handed = [(name, self.sockets[name]) for name in process.spec.listeners if name in self.sockets]
-        environ = dict(os.environ, PYTHONSAFEPATH="1")
-        if self.metrics_dir is not None:
-            environ[metrics.MULTIPROC_ENV] = str(self.metrics_dir)
-        process.pid = spawn(self.command(process), environ, handed)
+        argv = self.command(process)
+        if argv is not None:
+            process.pid = spawn(argv, dict(os.environ, PYTHONSAFEPATH="1"), handed)
+        else:
+            process.pid = self._fork_role(process, handed)
         process.started_at = time.monotonic()
         log.info("role started", extra={"role": process.label, "child_pid": process.pid,
-                                        "listeners": ",".join(name for name, _ in handed) or "-"})
+                                        "listeners": ",".join(name for name, _ in handed) or "-",
+                                        "start": "exec" if argv is not None else "fork"})
+
+    def _fork_role(self, process: RoleProcess, handed: list[tuple[str, socket.socket]]) -> int:
+        """Fork `process` from this (pre-imported) supervisor; returns the child's pid.
+
+        The child drops everything of the supervisor (signal handlers and wake-up descriptor,
+        pid file, other listeners), takes its sockets as descriptors 3, 4, ... with LISTEN_FDS
+        set, and runs the role exactly as `courriel serve --role NAME` does after its start-up
+        checks. Stop signals stay blocked across the fork, so one sent to the new child before
+        it has reset the supervisor's handlers is delivered to the role's defaults."""
+        parent = os.getpid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, ROLE_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(devnull)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            raise
+        if pid:
+            os.close(devnull)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            return pid
+        status = 127
+        try:
+            _enter_role_process_group(parent)
+            # Copies above the target range, kept while the supervisor's own objects are closed.
+            floor = SD_LISTEN_FDS_START + len(handed)
+            fds = [fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor) for _, sock in handed]
+            self._leave_supervisor()
+            _hand_over_sockets(devnull, fds)
+            for fd in fds:
+                os.close(fd)
+            os.environ.pop(EXEC_ENV, None)
+            if handed:
+                os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(handed)),
+                                  LISTEN_FDNAMES=":".join(name for name, _ in handed))
+            words = ["courriel", "serve", "--role", process.spec.name, "--data", str(self.config.data_dir)]
+            prefork.set_process_title([*words, "--dev"] if self.config.dev else words)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            status = run_forked_role(self.config, process.spec)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+            status = EXIT_FAILURE
+        finally:
+            with contextlib.suppress(BaseException):
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(status)  # never back into the supervisor's frames
+
+    def _leave_supervisor(self) -> None:
+        """In a forked role: default signal handling, and none of the supervisor's descriptors."""
+        signal.set_wakeup_fd(-1)
+        for signum in ROLE_SIGNALS:  # the role contract: Python's defaults
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        self._previous_handlers.clear()
+        for sock in (self._wake_read, self._wake_write, *self.sockets.values()):
+            if sock is not None:
+                sock.close()
+        self.sockets.clear()
+        if self.pid_file is not None and self.pid_file.fd is not None:
+            os.close(self.pid_file.fd)  # the supervisor's lock stays the supervisor's
+            self.pid_file.fd = None
 
     def _reap(self) -> None:
         while True:
@@ -472,7 +605,10 @@ class Supervisor:
             if process is None:
                 continue
             process.pid = None
-            metrics.forget_process(self.metrics_dir, pid)
+            if self.metrics_dir is not None:
+                from courriel import metrics  # imported already, after PROMETHEUS_MULTIPROC_DIR was set
+
+                metrics.forget_process(self.metrics_dir, pid)
             now = time.monotonic()
             if self.stop_signal is not None:
                 log.info("role stopped", extra={"role": process.label, "child_pid": pid,
@@ -492,8 +628,16 @@ class Supervisor:
                     os.kill(process.pid, signum)
 
     def run(self) -> int:
-        pid_file = PidFile(self.config.run_dir / PID_FILE)
+        pid_file = self.pid_file = PidFile(self.config.run_dir / PID_FILE)
         pid_file.acquire()
+        # In the environment before prometheus-client is imported (it picks its value class
+        # then): the roles forked from here and the exec'd ones alike record into it.
+        # The reset also drops the empty files that importing courriel.metrics made here.
+        metrics_dir = self.config.run_dir / METRICS_SUBDIR
+        metrics_dir.mkdir(mode=0o750, exist_ok=True)
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+        from courriel import metrics
+
         self.metrics_dir = metrics.reset_multiprocess_dir(self.config)
         self._install_signals()
         try:
@@ -501,6 +645,7 @@ class Supervisor:
             if not self.processes:
                 raise ServeError("no role to run: every role is missing or has all its listeners disabled")
             self.bind()
+            self._prepare_fork()
             log.info("supervisor started", extra={
                 "roles": ",".join(p.label for p in self.processes) or "-", "dev": self.config.dev})
             return self._loop()
@@ -510,6 +655,20 @@ class Supervisor:
                 sock.close()
             self._restore_signals()
             pid_file.release()
+
+    def _prepare_fork(self) -> None:
+        """Preload the roles' modules and decide between fork and fork + exec."""
+        if not self.fork_roles:
+            return
+        started = time.monotonic()
+        loaded = prefork.preload()
+        hazard = prefork.fork_hazard()
+        if hazard is not None:
+            log.warning("roles start with exec: forking is unsafe", extra={"reason": hazard})
+            self.fork_roles = False
+            return
+        log.info("role modules preloaded", extra={"modules": len(loaded),
+                                                  "seconds": f"{time.monotonic() - started:.2f}"})
 
     def _loop(self) -> int:
         kill_deadline: float | None = None
@@ -577,13 +736,21 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def run_forked_role(config: config_mod.Config, spec: RoleSpec) -> int:
+    """The body of a role forked by the supervisor: `main(role=...)` without the start-up
+    checks the supervisor made (the configuration is read again, as an exec'd role does)."""
+    config = config_mod.load(config.data_dir, dev=config.dev)
+    configure_logging(config, spec.name)
+    return run_role(config, spec)
+
+
 def main(data_dir: Path | str | None = None, dev: bool = False, role: str | None = None) -> int:
     """`courriel serve [--role NAME]`: the supervisor, or one role alone."""
     data_dir = Path(data_dir or config_mod.default_data_dir()).absolute()
     config = config_mod.load(data_dir, dev=dev)
     configure_logging(config, role or "supervisor")
     require_initialised(config)
-    revision = ensure_schema(config)
+    revision = ensure_schema_in_child(config)
     if revision:
         log.info("database schema upgraded", extra={"revision": revision})
     if role is not None:
