@@ -220,14 +220,16 @@ def record_success(db: Database, account_id: int) -> None:
 
 
 def remove(db: Database, store: Store, account_id: int) -> int:
-    """Delete the account and every local message it imported; returns how many were removed."""
+    """Delete the account and every local message it imported (not the local mail it uploaded);
+    returns how many were removed."""
     with db.read() as session:
         if session.get(SyncAccount, account_id) is None:
             raise AccountError(f"no sync account {account_id}")
         by_folder: dict[int, set[int]] = defaultdict(set)
         rows = session.execute(select(SyncFolder.local_folder_id, SyncMessage.local_uid)
                                .join(SyncMessage, SyncMessage.sync_folder_id == SyncFolder.id)
-                               .where(SyncFolder.account_id == account_id))
+                               .where(SyncFolder.account_id == account_id,
+                                      SyncMessage.origin == "remote"))  # uploaded local mail stays
         for folder_id, uid in rows:
             by_folder[folder_id].add(uid)
         for folder_id, uid in session.execute(select(SyncPopMessage.local_folder_id, SyncPopMessage.local_uid)

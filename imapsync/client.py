@@ -6,7 +6,7 @@ can be shown per account.
 
 Standards: RFC 3501 (IMAP4rev1: LIST, SELECT, UID FETCH/STORE/COPY/SEARCH, APPEND, EXPUNGE),
 RFC 2177 (IDLE), RFC 4315 (UIDPLUS: UID EXPUNGE, COPYUID, APPENDUID), RFC 5161 (ENABLE),
-RFC 7162 §3.1 (CONDSTORE: HIGHESTMODSEQ, CHANGEDSINCE), RFC 6154 (LIST special-use
+RFC 7162 §3.1 (CONDSTORE: HIGHESTMODSEQ, CHANGEDSINCE), §3.2 (QRESYNC: VANISHED), RFC 6154 (LIST special-use
 attributes), RFC 2195 (CRAM-MD5), RFC 4616 (PLAIN); RFC 1939 (POP3: USER/PASS, UIDL, RETR,
 DELE), RFC 2595 §4 (STLS), RFC 8314 (implicit TLS).
 Security: everything received is untrusted: message bytes go to the store as they are, flags
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import imapclient
 from imapclient.exceptions import IMAPClientError
+from imapclient.response_parser import parse_fetch_response
 
 from courriel.imapsync import plan
 
@@ -94,6 +95,15 @@ def message_id_of(header: bytes) -> str:
     return match.group(1).decode("utf-8", "replace")[:998] if match else ""
 
 
+def _seconds(date) -> int:
+    """An INTERNALDATE as whole Unix seconds (0 when missing), for comparing dates across servers."""
+    if not isinstance(date, dt.datetime):
+        return 0
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=dt.UTC)
+    return int(date.timestamp())
+
+
 def _cram_md5(username: str, password: str):
     # RFC 2195 §2: the response is the user name, a space and HMAC-MD5(password, challenge) in hex.
     def respond(challenge: bytes) -> bytes:
@@ -124,13 +134,20 @@ class ImapRemote:
             self.condstore = "CONDSTORE" in self.capabilities or "QRESYNC" in self.capabilities
             # RFC 7162 §3.2: a QRESYNC server also gives expunges a MODSEQ, so an unchanged
             # HIGHESTMODSEQ means nothing at all changed in the mailbox.
-            self.qresync = "QRESYNC" in self.capabilities
+            self.qresync = False
             if self.condstore:
-                # RFC 5161 / RFC 7162 §3.1: enable CONDSTORE so SELECT reports HIGHESTMODSEQ.
+                # RFC 5161 / RFC 7162 §3.1, §3.2.3: enable QRESYNC (which implies CONDSTORE) when
+                # offered, else CONDSTORE, so that SELECT reports HIGHESTMODSEQ.
+                wanted = ["QRESYNC"] if "QRESYNC" in self.capabilities else ["CONDSTORE"]
                 with contextlib.suppress(IMAPClientError):
-                    self.client.enable("CONDSTORE")
+                    enabled = {e.decode().upper() if isinstance(e, bytes) else str(e).upper()
+                               for e in self.client.enable(*wanted)}
+                    self.qresync = "QRESYNC" in enabled
         except (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
             raise RemoteError(_text(exc)) from exc
+        # What this connection asked for, for the tests and the logs: UID SEARCH ALL commands,
+        # FLAGS items received, message bodies fetched.
+        self.counts = {"search_all": 0, "flags_received": 0, "bodies": 0}
 
     @property
     def idle_supported(self) -> bool:
@@ -175,8 +192,80 @@ class ImapRemote:
     # ------------------------------------------------------------- reading
 
     def uids(self) -> list[int]:
+        self.counts["search_all"] += 1
         with self._errors():
             return sorted(int(u) for u in self.client.search(["ALL"]))
+
+    def changes_since(self, modseq: int) -> tuple[dict[int, frozenset[str]], list[int]]:
+        """RFC 7162 §3.2.6 (QRESYNC enabled): `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)`.
+
+        Returns (flags of the messages changed or added since `modseq`, UIDs expunged since).
+        VANISHED (EARLIER) may name UIDs that never existed or were reported before (§3.2.10):
+        callers intersect it with what they know."""
+        imap = self.client._imap
+        with self._errors():
+            imap.untagged_responses.pop("VANISHED", None)
+            imap.untagged_responses.pop("FETCH", None)
+            tag = imap._command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {int(modseq)} VANISHED)")
+            typ, data = imap._command_complete("FETCH", tag)
+            if typ != "OK":
+                raise RemoteError(_text(Exception(data[-1] if data else typ)))
+            fetched = imap.untagged_responses.pop("FETCH", [])
+            vanished_lines = imap.untagged_responses.pop("VANISHED", [])
+            parsed = parse_fetch_response(fetched, False, True) if fetched else {}
+        flags = {int(uid): plan.normalise_flags(item.get(b"FLAGS", ())) for uid, item in parsed.items()}
+        self.counts["flags_received"] += len(flags)
+        vanished: list[int] = []
+        for line in vanished_lines:
+            text = line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)
+            text = re.sub(r"^\s*\(EARLIER\)\s*", "", text, flags=re.IGNORECASE).strip()
+            if text:
+                vanished.extend(parse_uid_set(text))
+        return flags, sorted(set(vanished))
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of messages (to cut imports into batches of bounded memory)."""
+        result: dict[int, int] = {}
+        for batch in plan.batches(sorted(uids), 2000):
+            with self._errors():
+                answer = self.client.fetch(batch, ["RFC822.SIZE"])
+            result.update({int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in answer.items()})
+        return result
+
+    def identities(self, uids: list[int]) -> dict[int, tuple[str, int, int]]:
+        """UID → (Message-ID, size, INTERNALDATE as Unix seconds): what an upload is recognised by."""
+        result: dict[int, tuple[str, int, int]] = {}
+        for batch in plan.batches(sorted(uids), 500):
+            with self._errors():
+                answer = self.client.fetch(batch, ["RFC822.SIZE", "INTERNALDATE",
+                                                   "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            for uid, data in answer.items():
+                header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"") or b""
+                result[int(uid)] = (message_id_of(header), int(data.get(b"RFC822.SIZE", 0)),
+                                    _seconds(data.get(b"INTERNALDATE")))
+        return result
+
+    def search_message_id(self, message_id: str) -> list[int]:
+        """UIDs whose Message-ID header contains `message_id` (RFC 3501 §6.4.4 HEADER)."""
+        with self._errors():
+            return sorted(int(u) for u in self.client.search(["HEADER", "Message-ID", message_id]))
+
+    def status(self, names: list[str]) -> dict[str, tuple[int | None, int, int]]:
+        """RFC 3501 §6.3.10 STATUS of folders (not the selected one): name → (HIGHESTMODSEQ
+        (RFC 7162 §3.1.2.3; None without CONDSTORE), UIDNEXT, MESSAGES). Folders that cannot
+        be read are left out."""
+        items = ["MESSAGES", "UIDNEXT"] + (["HIGHESTMODSEQ"] if self.condstore else [])
+        result = {}
+        for name in names:
+            try:
+                with self._errors():
+                    answer = self.client.folder_status(name, items)
+            except RemoteError:
+                continue
+            modseq = answer.get(b"HIGHESTMODSEQ")
+            result[name] = (int(modseq) if modseq is not None else None, int(answer.get(b"UIDNEXT", 0)),
+                            int(answer.get(b"MESSAGES", 0)))
+        return result
 
     def flags(self, uids: list[int], changed_since: int | None = None) -> dict[int, frozenset[str]]:
         """Flags of messages, or (RFC 7162 §3.1.4.1 CHANGEDSINCE) of those changed since a MODSEQ."""
@@ -206,6 +295,7 @@ class ImapRemote:
         """Bodies with flags and INTERNALDATE; BODY.PEEK[] does not set \\Seen (RFC 3501 §6.4.5)."""
         with self._errors():
             answer = self.client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"])
+        self.counts["bodies"] += len(answer)
         result = []
         for uid in sorted(answer):
             data = answer[uid]
@@ -258,11 +348,14 @@ class ImapRemote:
             return {}
         return dict(zip(parse_uid_set(match.group(2)), parse_uid_set(match.group(3)), strict=False))
 
-    def append(self, folder: str, body: bytes, flags: Iterable[str], internaldate: dt.datetime | None) -> int | None:
+    def append(self, folder: str, body: bytes, flags: Iterable[str],
+               internaldate: dt.datetime | None) -> tuple[int, int] | None:
+        """APPEND (RFC 3501 §6.3.11) with flags and internal date; (UIDVALIDITY, UID) from
+        APPENDUID (RFC 4315 §3) when the server sends it, else None."""
         with self._errors():
             answer = self.client.append(folder, body, flags=sorted(flags), msg_time=internaldate)
         match = _APPENDUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
-        return int(match.group(2)) if match else None
+        return (int(match.group(1)), int(match.group(2))) if match else None
 
     # ------------------------------------------------------------- IDLE
 

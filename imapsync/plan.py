@@ -254,6 +254,23 @@ def rematch(old_rows: Iterable[tuple[int, str, int]], remote: Iterable[tuple[int
     return Rematch(matched=matched, unmatched_rows=unmatched, to_import=leftovers)
 
 
+def size_batches(sized: Iterable[tuple[int, int]], count: int, limit: int) -> list[list[int]]:
+    """(UID, size) pairs → UID batches of at most `count` messages and `limit` bytes (a larger
+    message goes alone): the import's memory stays bounded whatever the message sizes."""
+    result: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for uid, size in sized:
+        if current and (len(current) >= count or total + size > limit):
+            result.append(current)
+            current, total = [], 0
+        current.append(uid)
+        total += size
+    if current:
+        result.append(current)
+    return result
+
+
 def batches(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 

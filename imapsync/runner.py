@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -42,16 +43,19 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 
-from courriel import notify
+from courriel import metrics, notify
 from courriel.db import Database
-from courriel.imapsync import accounts, plan
+from courriel.imapsync import accounts, plan, upload
 from courriel.imapsync.client import Endpoint, FetchedMessage, ImapRemote, PopRemote, RemoteError
 from courriel.models import Folder, SyncAccount, SyncAccountState, SyncFolder, SyncMessage, SyncPopMessage
 from courriel.store import INBOX, Store, StoreError
 
 log = logging.getLogger("courriel.imapsync")
 
-FETCH_BATCH = 50  # messages per UID FETCH BODY.PEEK[]: bounds memory during an import
+FETCH_BATCH = 100  # messages per UID FETCH BODY.PEEK[] and per store transaction
+FETCH_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes (RFC822.SIZE) per batch
+PREFETCH = 2  # batches fetched ahead while the previous one is stored: memory ≤ (2 + 1) batches
+FOLDER_POLL = 10.0  # seconds between STATUS rounds over the other folders while idling on INBOX
 IDLE_SLICE = 1.0  # seconds per IDLE check, so that a stop or a local hint is seen quickly
 IDLE_RESTART = 25 * 60  # RFC 2177 §3: re-issue IDLE before the 30-minute inactivity timeout
 STATE_CHECK = 5.0  # seconds between account state checks while waiting
@@ -62,7 +66,10 @@ class AccountSync:
     """Sync of one account; `connect` and `cycle` are blocking (run it in a thread)."""
 
     def __init__(self, db: Database, store: Store, data_dir: Path, account_id: int,
-                 poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None):
+                 poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None,
+                 folder_poll: float = FOLDER_POLL):
+        self.folder_poll = folder_poll
+        self.moved = {"imported": 0, "uploaded": 0}  # messages copied by the last cycle, each way
         self.db = db
         self.store = store
         self.data_dir = Path(data_dir)
@@ -100,6 +107,7 @@ class AccountSync:
 
     def cycle(self) -> None:
         """One full pass over every folder (connects first if needed)."""
+        self.moved = {"imported": 0, "uploaded": 0}
         if self.remote is None:
             self.connect()
         if self.protocol == "pop3":
@@ -163,11 +171,11 @@ class AccountSync:
                                 self.account_id, target.remote)
                     continue
                 used.add(folder_id)
-                start = self.store.folder(folder_id).highestmodseq  # earlier local mail stays local
+                start = self.store.folder(folder_id)  # earlier local mail stays local
                 with self.db.write() as session:
                     sf = SyncFolder(account_id=self.account_id, remote_name=target.remote, local_folder_id=folder_id,
-                                    remote_uidvalidity=0, remote_modseq=0, local_modseq=start, total=0, done=0,
-                                    imported_since_start=0)
+                                    remote_uidvalidity=0, remote_modseq=0, local_modseq=start.highestmodseq,
+                                    local_uidnext=start.uidnext, total=0, done=0, imported_since_start=0)
                     session.add(sf)
                     session.flush()
             result.append(sf)
@@ -190,32 +198,58 @@ class AccountSync:
                 session.execute(update(SyncFolder).where(SyncFolder.id == sf.id)
                                 .values(remote_uidvalidity=selected.uidvalidity))
         changes = self.store.changes_since(sf.local_folder_id, sf.local_modseq)
-        if (remote.qresync and remote_modseq and selected.highestmodseq == remote_modseq and sf.done >= sf.total
-                and not changes.messages and not changes.vanished):
-            return None  # RFC 7162: neither side changed since the last pass
-        remote_uids = remote.uids()
-        changed_since = remote_modseq if (selected.highestmodseq is not None and remote_modseq) else None
-        remote_flags = remote.flags(remote_uids, changed_since) if remote_uids else {}
         with self.db.read() as session:
             rows = session.execute(select(SyncMessage.remote_uid, SyncMessage.local_uid, SyncMessage.flags,
-                                          SyncMessage.message_id, SyncMessage.size)
+                                          SyncMessage.message_id, SyncMessage.size, SyncMessage.origin)
                                    .where(SyncMessage.sync_folder_id == sf.id,
                                           SyncMessage.remote_uidvalidity == selected.uidvalidity)).all()
-        mapped = [plan.MappedMessage(r.remote_uid, r.local_uid, plan.flags_from_text(r.flags)) for r in rows]
+        has_pending = any(r.origin == upload.PENDING for r in rows)
+        settled = [r for r in rows if r.origin != upload.PENDING]
+        resumable = remote_modseq and selected.highestmodseq is not None and sf.done >= sf.total
+        if (remote.qresync and resumable and selected.highestmodseq == remote_modseq
+                and not changes.messages and not changes.vanished and not has_pending):
+            return None  # RFC 7162: neither side changed since the last pass
+        known_remote = {r.remote_uid for r in settled}
+        remote_uids = None
+        if remote.qresync and resumable:
+            # RFC 7162 §3.2.6: only the messages changed or added since the last pass, and the
+            # UIDs expunged since (VANISHED (EARLIER)); no UID SEARCH, no FLAGS of the others.
+            remote_flags, vanished = remote.changes_since(remote_modseq)
+            candidate = (known_remote - set(vanished)) | set(remote_flags)
+            if len(candidate) == selected.exists:
+                remote_uids = sorted(candidate)
+            # else the map and the remote disagree on the count: fall back to UID diffing
+        if remote_uids is None:
+            remote_uids = remote.uids()
+            changed_since = remote_modseq if (selected.highestmodseq is not None and remote_modseq) else None
+            remote_flags = remote.flags(remote_uids, changed_since) if remote_uids else {}
+        mapped = [plan.MappedMessage(r.remote_uid, r.local_uid, plan.flags_from_text(r.flags)) for r in settled]
         mapped_local = {r.local_uid for r in rows}
-        vanished = set(changes.vanished)
+        vanished_local = set(changes.vanished)
         local_flags = {m.uid: plan.normalise_flags(m.all_flags) for m in changes.messages}
-        present = mapped_local - (vanished - set(local_flags))
+        present = {r.local_uid for r in settled} - (vanished_local - set(local_flags))
         folder_plan = plan.plan_folder(mapped, remote_uids, remote_flags, local_flags, present)
+        retry: list[upload.Upload] = []
+        if has_pending:
+            # Uploads interrupted between APPEND and map row: found → mapped, not imported.
+            resolved, retry = upload.resolve_pending(self.db, self.store, remote, sf.id, sf.local_folder_id,
+                                                     selected.uidvalidity, folder_plan.to_import)
+            folder_plan.to_import = [uid for uid in folder_plan.to_import if uid not in resolved]
+            known_remote |= resolved
         local_new = [m for m in changes.messages if m.uid not in mapped_local]
-        identity = {r.remote_uid: (r.message_id, r.size, r.local_uid) for r in rows}
+        identity = {r.remote_uid: (r.message_id, r.size, r.local_uid) for r in settled}
         with self.db.write() as session:
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
                 total=len(remote_uids), done=len(remote_uids) - len(folder_plan.to_import),
                 **({"import_started_at": dt.datetime.now(dt.UTC), "imported_since_start": 0}
                    if folder_plan.to_import else {})))
-        return _Scan(sf=sf, uidvalidity=selected.uidvalidity, remote_modseq=selected.highestmodseq,
+        scan = _Scan(sf=sf, uidvalidity=selected.uidvalidity, remote_modseq=selected.highestmodseq,
                      local_modseq=changes.highestmodseq, plan=folder_plan, local_new=local_new, identity=identity)
+        scan.origin = {r.remote_uid: r.origin for r in settled}
+        scan.retry_uploads = retry
+        scan.known_remote = known_remote
+        scan.local_uidnext = changes.uidnext
+        return scan
 
     def _rematch(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int) -> None:
         """RFC 3501 §2.3.1.1: the remote UIDs changed meaning; re-match without downloading."""
@@ -223,6 +257,10 @@ class AccountSync:
                  self.account_id, sf.remote_name)
         headers = remote.headers(remote.uids())
         with self.db.write() as session:
+            # Pending uploads keep their intent under the new UIDVALIDITY (the scan resolves them).
+            session.execute(update(SyncMessage).where(SyncMessage.sync_folder_id == sf.id,
+                                                      SyncMessage.origin == upload.PENDING)
+                            .values(remote_uidvalidity=uidvalidity))
             old = session.execute(select(SyncMessage.id, SyncMessage.message_id, SyncMessage.size)
                                   .where(SyncMessage.sync_folder_id == sf.id,
                                          SyncMessage.remote_uidvalidity != uidvalidity)).all()
@@ -274,8 +312,10 @@ class AccountSync:
                 with self.db.write() as session:
                     session.add(SyncMessage(sync_folder_id=dest.sf.id, remote_uidvalidity=dest.uidvalidity,
                                             remote_uid=new_uid, local_uid=local_uid, flags=plan.flags_text(flags),
-                                            message_id=message_id, size=size))
+                                            message_id=message_id, size=size,
+                                            origin=scan.origin.get(remote_uid, upload.REMOTE)))
                 dest.moved_in.add(new_uid)
+                dest.moved_local.add(local_uid)
 
     def _replay_remote_moves(self, remote: ImapRemote, scans: list[_Scan]) -> None:
         """A remote message gone from folder A and new in folder B (same Message-ID and size) was
@@ -299,6 +339,8 @@ class AccountSync:
                 if not candidates or candidates[0][0] is scan:
                     continue
                 source, local_uid = candidates.pop(0)
+                origin = next((source.origin.get(r, upload.REMOTE) for r, ident in source.identity.items()
+                               if ident[2] == local_uid), upload.REMOTE)
                 moved = self.store.move(source.sf.local_folder_id, [local_uid], scan.sf.local_folder_id)
                 source.plan.delete_local.remove(local_uid)
                 if not moved.pairs:
@@ -308,7 +350,8 @@ class AccountSync:
                 with self.db.write() as session:
                     session.execute(insert(SyncMessage).values(
                         sync_folder_id=scan.sf.id, remote_uidvalidity=scan.uidvalidity, remote_uid=uid,
-                        local_uid=new_local, flags=plan.flags_text(flags), message_id=message_id, size=size))
+                        local_uid=new_local, flags=plan.flags_text(flags), message_id=message_id, size=size,
+                        origin=origin))
                 scan.moved_in.add(uid)
 
     # ------------------------------------------------------------- applying
@@ -349,12 +392,29 @@ class AccountSync:
                 session.execute(delete(SyncMessage).where(SyncMessage.sync_folder_id == sf.id,
                                                           SyncMessage.remote_uidvalidity == scan.uidvalidity,
                                                           SyncMessage.remote_uid.in_(batch)))
-        self._import(remote, sf, scan.uidvalidity, p.to_import)
+        complete = self._import(remote, sf, scan.uidvalidity, p.to_import)
+        complete = self._upload(remote, scan) and complete
         with self.db.write() as session:
-            values = {"local_modseq": self._settled_modseq(scan)}
-            if scan.remote_modseq is not None:
-                values["remote_modseq"] = scan.remote_modseq
+            # An interrupted pass (a stop) records nothing that would let the next one skip work.
+            values = {"local_modseq": self._settled_modseq(scan) if complete else sf.local_modseq}
+            if complete:
+                values["local_uidnext"] = max(sf.local_uidnext, scan.local_uidnext)
+                if scan.remote_modseq is not None:
+                    values["remote_modseq"] = scan.remote_modseq
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(**values))
+
+    def _upload(self, remote: ImapRemote, scan: _Scan) -> bool:
+        """Local → remote for new local messages (`courriel.imapsync.upload`); True when all were done."""
+        sf = scan.sf
+        fresh = [m for m in scan.local_new if m.uid >= sf.local_uidnext and m.uid not in scan.moved_local]
+        uploads = scan.retry_uploads + upload.candidates(self.store, sf.local_folder_id, fresh)
+        if not uploads:
+            return True
+        remote.select(sf.remote_name)
+        done, complete = upload.upload(self.db, self.store, remote, sf.id, sf.local_folder_id, sf.remote_name,
+                                       scan.uidvalidity, uploads, scan.known_remote, self.stop)
+        self.moved["uploaded"] += done
+        return complete
 
     def _settled_modseq(self, scan: _Scan) -> int:
         """The local MODSEQ the next pass may start from. Our own writes of this pass (imports,
@@ -380,36 +440,46 @@ class AccountSync:
             return scan.local_modseq
         return changes.highestmodseq
 
-    def _import(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int, uids: list[int]) -> None:
+    def _import(self, remote: ImapRemote, sf: SyncFolder, uidvalidity: int, uids: list[int]) -> bool:
+        """Download and store remote messages; True when all were imported (False: stopped)."""
         if not uids:
-            return
+            return True
         folder_name = self.store.folder(sf.local_folder_id).name
-        for batch in plan.batches(uids, FETCH_BATCH):
-            if self.stop is not None and self.stop.is_set():
-                return  # resumable: the UID map says what is left
-            for message in remote.fetch(batch):
-                self._deliver(sf, folder_name, uidvalidity, message)
+        sizes = remote.sizes(uids)  # UIDs missing here were expunged meanwhile
+        groups = plan.size_batches([(uid, sizes[uid]) for uid in uids if uid in sizes], FETCH_BATCH, FETCH_BYTES)
+        with _Prefetch(remote, groups) as fetched:
+            for messages in fetched:
+                if self.stop is not None and self.stop.is_set():
+                    return False  # resumable: the UID map says what is left
+                self._deliver_batch(sf, folder_name, uidvalidity, messages)
+        return True
 
-    def _deliver(self, sf: SyncFolder, folder_name: str, uidvalidity: int, message: FetchedMessage) -> None:
-        folder_id = sf.local_folder_id
-        flags = plan.flags_text(message.flags)
+    def _deliver_batch(self, sf: SyncFolder, folder_name: str, uidvalidity: int,
+                       messages: list[FetchedMessage]) -> None:
+        """One store transaction for the whole batch (`Store.append_batch`): the messages, their
+        UID map rows and the folder's progress commit together, so a crash can neither
+        duplicate nor skip a message."""
+        if not messages:
+            return
 
-        def record(session) -> None:
-            # The folder row was updated (locked) by this transaction: uidnext - 1 is our UID.
-            # (The store falls back to INBOX for a missing folder: the name check catches that.)
-            uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == folder_id, Folder.name == folder_name))
-            if uidnext is None:
-                raise StoreError("the local folder disappeared during the import")
-            session.execute(insert(SyncMessage).values(
-                sync_folder_id=sf.id, remote_uidvalidity=uidvalidity, remote_uid=message.uid, local_uid=uidnext - 1,
-                flags=flags, message_id=message.message_id, size=message.size))
+        def record(session, delivered) -> None:
+            session.execute(insert(SyncMessage), [
+                {"sync_folder_id": sf.id, "remote_uidvalidity": uidvalidity, "remote_uid": m.uid,
+                 "local_uid": d.uid, "flags": plan.flags_text(m.flags), "message_id": m.message_id,
+                 "size": m.size, "origin": upload.REMOTE} for m, d in zip(messages, delivered, strict=True)])
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
-                done=SyncFolder.done + 1, imported_since_start=SyncFolder.imported_since_start + 1))
+                done=SyncFolder.done + len(messages),
+                imported_since_start=SyncFolder.imported_since_start + len(messages)))
 
-        self.store.deliver(self.mailbox_id, message.body, folder=folder_name, flags=sorted(message.flags),
-                           internaldate=message.internaldate, in_transaction=record)
+        try:
+            self.store.append_batch(self.mailbox_id, folder_name,
+                                    [(m.body, sorted(m.flags), m.internaldate) for m in messages],
+                                    in_transaction=record)
+        except StoreError as exc:
+            raise StoreError(f"the local folder {folder_name!r} cannot take the import: {exc}") from exc
+        self.moved["imported"] += len(messages)
         if self.on_progress is not None:
-            self.on_progress(sf.remote_name)  # after each imported message
+            self.on_progress(sf.remote_name)  # after each imported batch
 
     # ------------------------------------------------------------- POP3
 
@@ -471,13 +541,16 @@ class AccountSync:
                 try:
                     self.cycle()
                     accounts.record_success(self.db, self.account_id)
+                    metrics.sync_run(self.account_id, "ok", messages=sum(self.moved.values()))
                     self._wait_for_change(stop, listener)
                 except (RemoteError, OSError, StoreError, accounts.AccountError,
                         accounts.credentials.CredentialError) as exc:
+                    metrics.sync_run(self.account_id, "failed", messages=sum(self.moved.values()))
                     self._failed(str(exc))
                 except Exception as exc:
                     # An internal fault still backs off (no tight restart loop) and shows on the account.
                     log.exception("account %s: internal error during sync", self.account_id)
+                    metrics.sync_run(self.account_id, "failed", messages=sum(self.moved.values()))
                     self._failed(f"internal error: {exc.__class__.__name__}")
         finally:
             self.close()
@@ -507,34 +580,84 @@ class AccountSync:
             return False
         return any(h.payload == str(self.mailbox_id) for h in listener.receive())
 
+    def _watched_folders(self) -> dict[str, int]:
+        """Synced remote folders other than INBOX → the HIGHESTMODSEQ the last pass saw."""
+        with self.db.read() as session:
+            rows = session.execute(select(SyncFolder.remote_name, SyncFolder.remote_modseq)
+                                   .where(SyncFolder.account_id == self.account_id)).all()
+        return {name: modseq for name, modseq in rows if name.upper() != INBOX}
+
+    def _folders_changed(self, remote: ImapRemote, watched: dict[str, int],
+                         baseline: dict[str, tuple]) -> bool:
+        """One STATUS round over the watched folders: True when one changed since the last pass
+        (HIGHESTMODSEQ, RFC 7162 §3.1.2.3) or since `baseline` (UIDNEXT, MESSAGES without
+        CONDSTORE). The first round fills `baseline`."""
+        status = remote.status(sorted(watched))
+        first = not baseline
+        for name, (modseq, uidnext, messages) in status.items():
+            if modseq is not None and watched[name] and modseq != watched[name]:
+                return True
+            if not first and baseline.get(name, (modseq, uidnext, messages)) != (modseq, uidnext, messages):
+                return True
+            baseline[name] = (modseq, uidnext, messages)
+        return False
+
     def _wait_for_change(self, stop: threading.Event, listener) -> None:
-        """IDLE on INBOX (RFC 2177) when offered, else poll; return on a remote change, a local
-        hint for this mailbox, the poll interval, or a stop."""
+        """Wait for a change on either side; return on one, on the poll interval, or a stop.
+
+        Remote changes: IDLE (RFC 2177) on INBOX when offered, interrupted every `folder_poll`
+        seconds for one STATUS round over the other synced folders (HIGHESTMODSEQ with
+        CONDSTORE, else UIDNEXT and MESSAGES). The pass that follows skips the unchanged
+        folders and reads the changed one with CHANGEDSINCE/VANISHED: new mail in any folder
+        shows up within about `folder_poll` seconds, with ONE connection per account (NOTIFY,
+        RFC 5465, would save the rounds, but few servers and no client library offer it; a
+        second connection per folder would multiply connections). Without IDLE, the same
+        STATUS rounds cover INBOX too. Local changes: `mailbox` hints for this mailbox."""
         deadline = time.monotonic() + self.poll_interval
         remote = self.remote
-        if self.protocol == "imap" and isinstance(remote, ImapRemote) and remote.idle_supported:
-            remote.select(INBOX)
-            remote.idle_start()
-            try:
-                started = time.monotonic()
-                checked = started
-                while not stop.is_set() and time.monotonic() < min(deadline, started + IDLE_RESTART):
-                    if remote.idle_wait(IDLE_SLICE) or self._local_hint(listener):
-                        return
-                    if time.monotonic() - checked > STATE_CHECK:
-                        checked = time.monotonic()
-                        if self.state() != SyncAccountState.ACTIVE:
-                            return  # paused, disabled or removed: run() ends
-            finally:
-                remote.idle_stop()
+        imap = self.protocol == "imap" and isinstance(remote, ImapRemote)
+        watched = self._watched_folders() if imap else {}
+        baseline: dict[str, tuple] = {}
+        if imap and watched and self._folders_changed(remote, watched, baseline):
             return
-        checked = time.monotonic()
+        polled = time.monotonic()
+        checked = polled
+        if imap and remote.idle_supported:
+            remote.select(INBOX)
+            while not stop.is_set() and time.monotonic() < deadline:
+                remote.idle_start()
+                try:
+                    started = time.monotonic()
+                    round_end = min(deadline, started + IDLE_RESTART,
+                                    polled + self.folder_poll if watched else deadline)
+                    while not stop.is_set() and time.monotonic() < round_end:
+                        if remote.idle_wait(IDLE_SLICE) or self._local_hint(listener):
+                            return
+                        if time.monotonic() - checked > STATE_CHECK:
+                            checked = time.monotonic()
+                            if self.state() != SyncAccountState.ACTIVE:
+                                return  # paused, disabled or removed: run() ends
+                finally:
+                    remote.idle_stop()
+                if watched and time.monotonic() >= polled + self.folder_poll:
+                    polled = time.monotonic()
+                    if self._folders_changed(remote, watched, baseline):
+                        return
+            return
+        if imap:
+            watched = {INBOX: 0, **watched}
+            baseline.clear()
+            self._folders_changed(remote, watched, baseline)
         while not stop.is_set() and time.monotonic() < deadline:
             if listener is not None:
                 if any(h.payload == str(self.mailbox_id) for h in listener.wait(IDLE_SLICE)):
                     return
             elif stop.wait(IDLE_SLICE):
                 return
+            if imap and time.monotonic() >= polled + self.folder_poll:
+                polled = time.monotonic()
+                if self._folders_changed(remote, watched, baseline):
+                    return
             if time.monotonic() - checked > STATE_CHECK:
                 checked = time.monotonic()
                 if self.state() != SyncAccountState.ACTIVE:
@@ -553,4 +676,63 @@ class _Scan:
         self.plan = plan
         self.local_new = local_new
         self.identity = identity
-        self.moved_in: set[int] = set()
+        self.moved_in: set[int] = set()  # remote UIDs mapped by a replayed move
+        self.moved_local: set[int] = set()  # local UIDs mapped by a replayed local move
+        self.origin: dict[int, str] = {}  # remote UID → origin of its map row
+        self.retry_uploads: list[upload.Upload] = []  # interrupted uploads not found on the remote
+        self.known_remote: set[int] = set()  # remote UIDs in the map
+        self.local_uidnext = 0  # the local folder's UIDNEXT at the scan
+
+
+class _Prefetch:
+    """Pipelined import: a thread runs the UID FETCH of the next batches while the caller stores
+    the current one (the fetch waits on the network and parses; the store waits on fsync).
+
+    At most PREFETCH batches wait in the queue, so memory stays bounded. The connection is
+    used by this thread only until the context exits (which joins it); an error in the fetch
+    is raised in the caller."""
+
+    _END = object()
+
+    def __init__(self, remote: ImapRemote, groups: list[list[int]]):
+        self.remote = remote
+        self.groups = groups
+        self.queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        self.abandon = threading.Event()
+        self.thread = threading.Thread(target=self._fetch, name="sync-prefetch", daemon=True)
+
+    def _put(self, item) -> bool:
+        while not self.abandon.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fetch(self) -> None:
+        try:
+            for group in self.groups:
+                if self.abandon.is_set() or not self._put(self.remote.fetch(group)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def __enter__(self):
+        self.thread.start()
+        return self._items()
+
+    def _items(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc_info) -> None:
+        self.abandon.set()
+        self.thread.join()

@@ -463,6 +463,9 @@ class SyncFolder(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)  # of them, present locally
     import_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     imported_since_start: Mapped[int] = mapped_column(Integer, default=0)
+    # Local UIDs from this one on that no map row explains are new local mail, uploaded to the
+    # remote; older ones (there before the account, or settled by an earlier pass) stay local.
+    local_uidnext: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SyncMessage(Base):
@@ -483,6 +486,9 @@ class SyncMessage(Base):
     flags: Mapped[str] = mapped_column(Text, default="")  # space-separated, sorted
     message_id: Mapped[str] = mapped_column(String(998), default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # remote: imported from the remote | local: uploaded from here | pending: an upload was
+    # started (remote_uid is -local_uid until the remote UID is known; see imapsync.upload)
+    origin: Mapped[str] = mapped_column(String(8), default="remote")
 
 
 class SyncPopMessage(Base):

@@ -493,6 +493,59 @@ class Store:
         self._changed(mailbox_id)
         return delivered.uidvalidity, delivered.uid
 
+    def append_batch(self, mailbox_id: int, folder: str,
+                     items: Sequence[tuple[Content, Iterable[str], dt.datetime | None]], *,
+                     in_transaction: Callable[[Session, list[Delivered]], object] | None = None) -> list[Delivered]:
+        """Append several messages (content, flags, internal date) in ONE transaction (bulk import).
+
+        The bodies are written and synced first (outside the transaction); then the rows get
+        consecutive UIDs and one shared MODSEQ (RFC 7162 §3.1: one change), and
+        `in_transaction(session, delivered)` runs before the commit (the sync engine writes its
+        UID map rows there). All or none: a crash before the commit leaves only orphan files
+        for the collector. Raises NoSuchFolder."""
+        name = normalise_folder_name(folder)
+        for _, flags, internaldate in items:
+            parse_flags(flags)  # bad flags or dates are refused before anything is written
+            if internaldate is not None and internaldate.tzinfo is None:
+                raise StoreError("internal date without a time zone")
+        if not items:
+            return []
+        prepared: list[tuple[PendingBlob, dict, int]] = []
+        body_done = False
+        try:
+            for content, _, _ in items:
+                pending, _, summary, size = self._prepare(content)
+                prepared.append((pending, summary, size))
+            with self.db.write() as session:
+                target = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+                if target is None:
+                    raise NoSuchFolder(f"no folder {name}")
+                first_uid, modseq, uidvalidity = self._allocate(session, target.id, len(items))
+                delivered: list[Delivered] = []
+                rows = []
+                for offset, (pending, summary, size) in enumerate(prepared):
+                    _, flags, internaldate = items[offset]
+                    bits, keywords = parse_flags(flags)
+                    blob_id = self.blobs.insert_row(session, pending, refcount=1)
+                    rows.append(dict(folder_id=target.id, uid=first_uid + offset, modseq=modseq, flags=bits,
+                                     keywords=" ".join(keywords), internaldate=internaldate or dt.datetime.now(dt.UTC),
+                                     size=size, blob_id=blob_id, **summary))
+                    delivered.append(Delivered(mailbox_id=mailbox_id, folder_id=target.id, folder=target.name,
+                                               uidvalidity=uidvalidity, uid=first_uid + offset, modseq=modseq,
+                                               blob_id=blob_id))
+                session.execute(insert(Message), rows)
+                durable.fault_point("store.append_batch.after_insert")
+                for pending, _, _ in prepared:
+                    self.blobs.place(pending)
+                if in_transaction is not None:
+                    in_transaction(session, delivered)
+                body_done = True
+        finally:
+            for pending, _, _ in prepared:
+                self.blobs.discard(pending, rolled_back=not body_done)
+        self._changed(mailbox_id)
+        return delivered
+
     # ------------------------------------------------------------- reading messages
 
     @staticmethod

@@ -334,6 +334,7 @@ def upgrade() -> None:
     sa.Column('done', sa.Integer(), nullable=False),
     sa.Column('import_started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('imported_since_start', sa.Integer(), nullable=False),
+    sa.Column('local_uidnext', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['sync_accounts.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['local_folder_id'], ['folders.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
@@ -352,6 +353,7 @@ def upgrade() -> None:
     sa.Column('flags', sa.Text(), nullable=False),
     sa.Column('message_id', sa.String(length=998), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('origin', sa.String(length=8), nullable=False),
     sa.ForeignKeyConstraint(['sync_folder_id'], ['sync_folders.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('sync_folder_id', 'remote_uidvalidity', 'remote_uid')
