@@ -2,32 +2,47 @@
 
 `AccountSync(...).cycle()` connects, maps folders, then for each folder reads both sides,
 asks `courriel.imapsync.plan` what to do and applies it; `run(stop)` repeats cycles, waiting
-in IMAP IDLE (RFC 2177) or polling in between, woken early by local `mailbox` hints.
+for a change in between (see "Waiting" below), woken early by local `mailbox` hints.
 
 How each direction is read:
 - remote → local: a folder whose HIGHESTMODSEQ did not move (QRESYNC servers count expunges
-  too, RFC 7162 §3.2) and has no local change is skipped. Otherwise UID SEARCH ALL gives the
-  remote UID set (deletions and moves show up as
-  missing UIDs, new mail as unknown ones); flags come from UID FETCH FLAGS, restricted with
+  too, RFC 7162 §3.2) and has no local change is skipped. With QRESYNC enabled and the last
+  pass complete, `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)` (RFC 7162 §3.2.6) gives
+  the changed and new messages and the expunged UIDs: no UID SEARCH, no FLAGS of unchanged
+  messages (the UID set is checked against EXISTS; a mismatch falls back to UID diffing).
+  Otherwise UID SEARCH ALL gives the remote UID set (deletions and moves show up as missing
+  UIDs, new mail as unknown ones); flags come from UID FETCH FLAGS, restricted with
   CHANGEDSINCE (RFC 7162 §3.1.4.1) when CONDSTORE is offered, for every message otherwise.
 - local → remote: `Store.changes_since(remembered MODSEQ)` gives local flag changes and
   expunged UIDs. A local message expunged from one synced folder whose Message-ID and size
   appear as a new local message in another synced folder was moved: the move is replayed on
-  the remote (UID COPY with COPYUID, then expunge), keeping one copy each side. New local
-  messages that are not moves (mail delivered here, APPENDs by local clients) stay local.
+  the remote (UID COPY with COPYUID, then expunge), keeping one copy each side. Other new
+  local messages (delivered here, APPENDed by local clients) are uploaded exactly once by
+  `courriel.imapsync.upload` (intent row, APPEND, APPENDUID or Message-ID search).
 Remote moves (gone from one folder, new in another, same Message-ID and size) are replayed
 locally with `Store.move`, so the message is not downloaded again.
 
-Import: new remote messages are fetched in batches (bounded memory) and each is delivered
-through `Store.deliver`; its UID map row and the folder's progress are written in the
-delivery's own transaction, so a crash can neither duplicate nor skip a message.
+Import: the new remote UIDs are cut into batches (FETCH_BATCH messages, FETCH_BYTES by
+RFC822.SIZE); a thread fetches the next batches (one UID FETCH BODY.PEEK[] each) while the
+previous one is stored, at most PREFETCH ahead (bounded memory). Each batch is ONE store
+transaction (`Store.append_batch`: consecutive UIDs, one MODSEQ) that also inserts its UID
+map rows and the folder's progress, so a crash can neither duplicate nor skip a message.
 UIDVALIDITY change (RFC 3501 §2.3.1.1): the old map is re-matched by Message-ID + size
 (`plan.rematch`); matched messages are not downloaded again.
 
-Standards: see `courriel.imapsync.client` and `plan`.
+Waiting (one connection per account): IDLE (RFC 2177) on INBOX, left every FOLDER_POLL
+seconds for one STATUS round (HIGHESTMODSEQ with CONDSTORE, else UIDNEXT and MESSAGES) over
+the other synced folders; a change starts a pass, which reads only the changed folder,
+incrementally. NOTIFY (RFC 5465) would save the rounds but is rare on servers and missing
+from the client library; one IDLE connection per folder would multiply connections. Without
+IDLE the same STATUS rounds cover INBOX too.
+
+Standards: see `courriel.imapsync.client`, `plan` and `upload`.
 Security: remote data is untrusted; folder names the store refuses are skipped with a log
 line; nothing secret is logged.
-Durability: the store's delivery transaction is the import commit point (map row included).
+Durability: the store's batch transaction is the import commit point (map rows included);
+uploads: see `courriel.imapsync.upload`. A pass interrupted by a stop records neither its
+MODSEQs nor its UIDNEXT watermark, so the next pass redoes what is left.
 """
 
 from __future__ import annotations
@@ -59,7 +74,7 @@ FOLDER_POLL = 10.0  # seconds between STATUS rounds over the other folders while
 IDLE_SLICE = 1.0  # seconds per IDLE check, so that a stop or a local hint is seen quickly
 IDLE_RESTART = 25 * 60  # RFC 2177 §3: re-issue IDLE before the 30-minute inactivity timeout
 STATE_CHECK = 5.0  # seconds between account state checks while waiting
-POLL_INTERVAL = 60.0  # full cycle at least this often (folders other than INBOX, no IDLE)
+POLL_INTERVAL = 60.0  # a cycle at least this often, whatever the watch saw
 
 
 class AccountSync:

@@ -561,17 +561,22 @@ class Store:
         return rows
 
     @staticmethod
-    def _infos(session: Session, folder_id: int, uids: Iterable[int] | None, *extra) -> list[MessageInfo]:
-        """MessageInfo rows by UID, read column by column (no ORM objects, no summaries)."""
-        query = select(*_INFO_COLUMNS).where(Message.folder_id == folder_id, *extra).order_by(Message.uid)
+    def _columns(session: Session, folder_id: int, uids: Iterable[int] | None, columns, *extra) -> list:
+        """Rows of `columns` (Message.uid among them) by UID: no ORM objects are built."""
+        query = select(*columns).where(Message.folder_id == folder_id, *extra).order_by(Message.uid)
         if uids is None:
-            rows = list(session.execute(query))
-        else:
-            wanted = sorted(set(uids))
-            rows = []
-            for start in range(0, len(wanted), _BATCH):
-                rows.extend(session.execute(query.where(Message.uid.in_(wanted[start:start + _BATCH]))))
-            rows.sort(key=lambda r: r.uid)
+            return list(session.execute(query))
+        wanted = sorted(set(uids))
+        rows = []
+        for start in range(0, len(wanted), _BATCH):
+            rows.extend(session.execute(query.where(Message.uid.in_(wanted[start:start + _BATCH]))))
+        rows.sort(key=lambda r: r.uid)
+        return rows
+
+    @classmethod
+    def _infos(cls, session: Session, folder_id: int, uids: Iterable[int] | None, *extra) -> list[MessageInfo]:
+        """MessageInfo rows by UID, read column by column (no ORM objects, no summaries)."""
+        rows = cls._columns(session, folder_id, uids, _INFO_COLUMNS, *extra)
         return [MessageInfo(uid=r.uid, modseq=r.modseq, flags=system_flag_names(r.flags),
                             keywords=_split_keywords(r.keywords), size=r.size, internaldate=r.internaldate,
                             blob_id=r.blob_id, id=r.id) for r in rows]
@@ -583,9 +588,10 @@ class Store:
 
     def summaries(self, folder_id: int, uids: Iterable[int] | None = None) -> list[StoredSummary]:
         """The cached ENVELOPE/BODYSTRUCTURE JSON and header fields of messages, by UID."""
+        columns = (Message.uid, *(getattr(Message, name) for name in _SUMMARY_COLUMNS))
         with self.db.read() as session:
             return [StoredSummary(uid=row.uid, **{name: getattr(row, name) for name in _SUMMARY_COLUMNS})
-                    for row in self._messages(session, folder_id, uids)]
+                    for row in self._columns(session, folder_id, uids, columns)]
 
     def open_message(self, folder_id: int, uid: int) -> BinaryIO:
         """The raw message as a binary file (stream it; the caller closes it)."""
