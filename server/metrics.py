@@ -28,10 +28,11 @@ API for the roles (each call is cheap and never raises on a bad label value)::
     metrics.delivery_attempts(states)                       # one per recipient result of an attempt
     metrics.queue_message_processed(outcome)                # finished | rescheduled
     # sync role
-    metrics.sync_run(account, result, messages=0)           # result: ok | failed
+    metrics.sync_run(account, result, messages=0)           # result: ok | failed (wired in imapsync.runner)
 Read at scrape time (`StateCollector`), so they are right even when no role is running: queue
 size and age of the oldest message per state, the DNS checker's last verdict per domain and
-check (stored on the domain by `courriel.admin.services.dns`), the certificate's expiry.
+check (stored on the domain by `courriel.admin.services.dns`), the certificate's expiry, each
+external account's import progress (done/total messages from `sync_folders`).
 
 Standards: Prometheus text exposition format 0.0.4 (through prometheus-client).
 Security: labels never carry addresses, passwords or message content; domain names and
@@ -66,7 +67,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from courriel import __version__
-from courriel.models import Domain, QueueMessage
+from courriel.models import Domain, QueueMessage, SyncFolder
 from courriel.queue import stats
 
 log = logging.getLogger("courriel.metrics")
@@ -300,6 +301,7 @@ class StateCollector:
             yield size
             yield age
         yield from self._dns_checks()
+        yield from self._sync_progress()
         expiry = GaugeMetricFamily("courriel_tls_certificate_expiry_timestamp_seconds",
                                    "Unix time at which the served TLS certificate expires.", labels=["certificate"])
         relative = str(self.config.get("tls", "certificate"))
@@ -308,6 +310,25 @@ class StateCollector:
             expiry.add_metric([relative], not_after.timestamp())
         yield expiry
 
+
+    def _sync_progress(self):
+        """courriel_sync_import_{done,total}_messages{account}: each external account's import
+        progress (its folders summed: remote messages present here / on the remote at the last scan)."""
+        done = GaugeMetricFamily("courriel_sync_import_done_messages",
+                                 "Remote messages already present locally, per external account.", labels=["account"])
+        total = GaugeMetricFamily("courriel_sync_import_total_messages",
+                                  "Remote messages at the last scan, per external account.", labels=["account"])
+        try:
+            with self.database.read() as session:
+                rows = session.execute(select(SyncFolder.account_id, func.sum(SyncFolder.done),
+                                              func.sum(SyncFolder.total)).group_by(SyncFolder.account_id)).all()
+        except (SQLAlchemyError, OSError):
+            return
+        for account, done_count, total_count in rows:
+            done.add_metric([_label(account)], float(done_count or 0))
+            total.add_metric([_label(account)], float(total_count or 0))
+        yield done
+        yield total
 
     def _dns_checks(self):
         """courriel_dns_check_ok{domain, check}: 1 when every record of that check was found right,
