@@ -61,6 +61,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
@@ -217,6 +218,32 @@ def sync_run(account: str | int, result: str, messages: int = 0) -> None:
         SYNC_MESSAGES.labels(account).inc(messages)
     if result == "ok":
         SYNC_LAST_SUCCESS.labels(account).set(time.time())
+
+
+# --------------------------------------------------------------------------- forked roles
+
+
+def _close_inherited_files() -> None:
+    """In a child just forked from a process that holds metric files (the supervisor imports this
+    module, and defining a metric without labels opens its file): close those files at once.
+
+    prometheus-client closes them itself on the child's first recording, by then too late: a forked
+    role has meanwhile put its listening sockets on descriptors 3, 4... (LISTEN_FDS), the same
+    numbers, so that close would shut a listening socket and fail ("Illegal seek"). Closing is
+    idempotent in prometheus-client, so its own close later does nothing; the child then records
+    into files of its own pid, as it does after any fork.
+    """
+    reset = getattr(values.ValueClass, "_MmapedValue__reset", None)
+    if reset is None or not reset.__closure__:
+        return  # single-process mode: no files
+    cells = dict(zip(reset.__code__.co_freevars, reset.__closure__, strict=False))
+    files = cells["files"].cell_contents if "files" in cells else {}
+    for mapped in list(files.values()):
+        with contextlib.suppress(OSError, ValueError):
+            mapped.close()
+
+
+os.register_at_fork(after_in_child=_close_inherited_files)
 
 
 # --------------------------------------------------------------------------- multiprocess directory
