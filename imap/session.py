@@ -2,8 +2,10 @@
 
 Owns the per-connection state machine (not authenticated → authenticated → selected →
 logout, checked against the protocol's state table), login and SASL PLAIN, mailbox
-commands, the selected view (`courriel.imap.selected`), SEARCH (`courriel.imap.search`),
-FETCH (`courriel.imap.fetch`), IDLE, and the `ServerContext` shared by the sessions of one
+commands, the selected view (`courriel.imap.selected`), SEARCH, SORT and THREAD
+(`courriel.imap.session_search`, a mixin), FETCH (`courriel.imap.fetch`), IDLE, the IMAP metrics
+(`courriel.metrics`: sessions, commands by name with completion and latency, IDLE sessions, failed
+logins), and the `ServerContext` shared by the sessions of one
 process (store, logins, notify fan-out, \\Recent claims, per-user connection counts).
 
 Commands run one at a time in arrival order (pipelined commands wait their turn; their
@@ -44,16 +46,15 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterable
 
-from courriel import notify
+from courriel import metrics, notify
 from courriel.imap import fetch as fetch_mod
-from courriel.imap import search as search_mod
 from courriel.imap.protocol import commands as cmd
 from courriel.imap.protocol import encoder as enc
 from courriel.imap.protocol.capabilities import CapabilityOptions, capabilities
 from courriel.imap.protocol.parser import Limits, Parser
-from courriel.imap.protocol.search import resolve as resolve_search_sets
 from courriel.imap.protocol.sequence import SequenceSet
 from courriel.imap.protocol.states import State, refusal
 from courriel.imap.selected import (
@@ -65,6 +66,7 @@ from courriel.imap.selected import (
     SelectedMailbox,
     SequenceError,
 )
+from courriel.imap.session_search import SearchCommands
 from courriel.logins import LoginStatus
 from courriel.models import DEFAULT_FOLDERS, SpecialUse
 from courriel.store import DELIMITER, INBOX, FolderExists, NoSuchFolder, StoreError
@@ -147,20 +149,7 @@ def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
     return re.compile("".join(out), re.DOTALL)
 
 
-def _uses_modseq(key) -> bool:
-    name = key[0]
-    if name == "MODSEQ":
-        return True
-    if name == "NOT":
-        return _uses_modseq(key[1])
-    if name == "OR":
-        return _uses_modseq(key[1]) or _uses_modseq(key[2])
-    if name == "AND":
-        return any(_uses_modseq(k) for k in key[1])
-    return False
-
-
-class Session:
+class Session(SearchCommands):
     """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
 
     def __init__(self, context: ServerContext, connection, implicit_tls: bool = False):
@@ -183,6 +172,7 @@ class Session:
         self.rev2 = False  # RFC 9051 semantics after ENABLE IMAP4rev2
         self.utf8 = False  # RFC 6855 §3: UTF-8 mailbox names after ENABLE UTF8=ACCEPT
         self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
+        self._status = "OK"  # the last tagged status sent (`tagged`), for the command metrics
 
     # ------------------------------------------------------------------ transport side
 
@@ -224,6 +214,7 @@ class Session:
         self.connection.write(data)
 
     def tagged(self, tag: str, status: str, text: str, code=None) -> None:
+        self._status = status  # the completion of the command being run, for its metric
         self.send(enc.tagged(tag, status, text, code))
 
     def capabilities(self) -> list[str]:
@@ -231,7 +222,7 @@ class Session:
                                     append_limit=self.context.append_limit, imap4rev2=True, searchres=True,
                                     condstore=True, qresync=True, quota=True,
                                     compress=hasattr(self.connection, "start_compression"), unauthenticate=True,
-                                    utf8_accept=True)
+                                    utf8_accept=True, sort=True, thread=True)
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
@@ -257,17 +248,19 @@ class Session:
 
     async def _run(self) -> None:
         try:
-            while self.state != LOGOUT and not self.connection.closed:
-                event = await self._next_event()
-                if isinstance(event, cmd.ContinuationRequest):
-                    self.send(enc.continuation(event.text))
-                elif isinstance(event, cmd.CommandError):
-                    self.tagged(event.tag, event.status, event.text, event.code)
-                    if event.close:
-                        self.connection.close()
-                        return
-                elif isinstance(event, cmd.Command):
-                    await self._dispatch(event)
+            with metrics.imap_session():
+                while self.state != LOGOUT and not self.connection.closed:
+                    event = await self._next_event()
+                    if isinstance(event, cmd.ContinuationRequest):
+                        self.send(enc.continuation(event.text))
+                    elif isinstance(event, cmd.CommandError):
+                        self.tagged(event.tag, event.status, event.text, event.code)
+                        metrics.imap_command(event.command or "OTHER", event.status, 0.0)
+                        if event.close:
+                            self.connection.close()
+                            return
+                    elif isinstance(event, cmd.Command):
+                        await self._dispatch(event)
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -276,6 +269,17 @@ class Session:
             self.connection.close()
 
     async def _dispatch(self, command: cmd.Command) -> None:
+        """Run one command and record its completion and latency (`courriel.metrics.imap_command`)."""
+        started = time.monotonic()
+        self._status = "BAD"  # what is recorded when the handler fails without a tagged answer
+        try:
+            await self._dispatch_command(command)
+        finally:
+            uid = getattr(command, "uid", False) or getattr(command, "uids", None) is not None
+            metrics.imap_command(("UID " if uid else "") + command.name, self._status,
+                                 time.monotonic() - started)
+
+    async def _dispatch_command(self, command: cmd.Command) -> None:
         name = command.name
         refused = refusal(name, self.state, tls_active=self.tls_active,
                           plaintext_allowed=self.context.allow_plaintext_auth,
@@ -381,6 +385,8 @@ class Session:
         result = await self.context.authenticator.authenticate(username, password, self.connection.peer_ip, "imap")
         log.info("imap login", extra={"account": username[:320], "client": self.connection.peer_ip,
                                       "result": str(result.status)})
+        if not result.ok:
+            metrics.auth_failure("imap")
         if result.status is LoginStatus.THROTTLED:
             self.tagged(command.tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE")
             return
@@ -736,20 +742,21 @@ class Session:
         self.parser.expect_idle_done(command.tag)
         self.send(enc.continuation("idling"))
         ended = None
-        while ended is None and not self.connection.closed:
-            self._poked.clear()
-            await self._refresh(expunge_allowed=True)
-            event = self.parser.next_event()
-            if event is not None:
-                ended = event
-                break
-            self._input.clear()
-            waiters = [asyncio.ensure_future(self._input.wait()), asyncio.ensure_future(self._poked.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=RECHECK_SECONDS * 6, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        with metrics.imap_idle():
+            while ended is None and not self.connection.closed:
+                self._poked.clear()
+                await self._refresh(expunge_allowed=True)
+                event = self.parser.next_event()
+                if event is not None:
+                    ended = event
+                    break
+                self._input.clear()
+                waiters = [asyncio.ensure_future(self._input.wait()), asyncio.ensure_future(self._poked.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=RECHECK_SECONDS * 6, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
         self.parser.expect_command()
         if isinstance(ended, cmd.CommandError):
             self.tagged(command.tag, "BAD", ended.text, ended.code)
@@ -803,51 +810,6 @@ class Session:
         if uid:
             return self.view.resolve_uids(self._uid_ranges(sequence))
         return self.view.resolve_msns(sequence.resolve(self.view.exists))
-
-    async def do_search(self, command: cmd.Search) -> None:
-        if command.charset and command.charset.upper() not in ("US-ASCII", "UTF-8"):
-            self.tagged(command.tag, "NO", "Unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
-            return
-        view = self.view
-        known = view.known_uids()
-        saved = self._saved()
-        key = resolve_search_sets(command.key, view.exists, known[-1] if known else 0,
-                                  [view.msn_of(u) for u in saved], saved)
-        try:
-            uids = await self._call(search_mod.search, self.store, view.folder_id, key, view.known_uids(),
-                                    set(view.recent), lambda ranges: view.resolve_msns(ranges, strict=False))
-        except search_mod.SearchError as exc:
-            self.tagged(command.tag, "BAD", str(exc))
-            return
-        numbers = uids if command.uid else [view.msn_of(u) for u in uids]
-        numbers = [n for n in numbers if n is not None]
-        modseq = None
-        if _uses_modseq(command.key):
-            self.condstore = True  # RFC 7162 §3.1.5: the highest MODSEQ of the matches is returned
-            modseq = max((view.modseqs.get(u, 0) for u in uids), default=None) if uids else None
-        if command.return_options is None and self.rev2:
-            # RFC 9051 §6.4.4: SEARCH without RETURN answers ESEARCH with ALL.
-            self.send(enc.esearch(command.tag, command.uid, all_numbers=numbers, modseq=modseq))
-        elif command.return_options is None:
-            self.send(enc.search_line(numbers, modseq))
-        else:
-            options = command.return_options or ("ALL",)
-            if "SAVE" in options:
-                # RFC 5182 §2.4: SAVE keeps the whole result (or only MIN/MAX when asked with them).
-                kept = uids
-                if uids and {"MIN", "MAX"} & set(options) and not {"ALL", "COUNT"} & set(options):
-                    low = uids[0] if "MIN" in options else uids[-1]
-                    high = uids[-1] if "MAX" in options else uids[0]
-                    kept = sorted({low, high})
-                self._saved_uids = kept
-                options = tuple(o for o in options if o != "SAVE")
-            if options:
-                    self.send(enc.esearch(command.tag, command.uid,
-                                      minimum=min(numbers) if numbers and "MIN" in options else None,
-                                      maximum=max(numbers) if numbers and "MAX" in options else None,
-                                      count=len(numbers) if "COUNT" in options else None,
-                                      all_numbers=numbers if "ALL" in options else None, modseq=modseq))
-        await self._done(command, expunge_allowed=command.uid)
 
     async def do_fetch(self, command: cmd.Fetch) -> None:
         view = self.view

@@ -107,10 +107,13 @@ def thread_references(data: bytes) -> tuple[str | None, list[str]]:
 
 
 def _first_address(envelope: list | None, field: int) -> list | None:
-    """The first real address of an envelope field (group markers skipped)."""
+    """The first address structure of an envelope field. RFC 5256 §3 and RFC 5957 §3 take the
+    first one as it is: for a group ("team: a@b, c@d;") that is the group start marker, whose
+    addr-mailbox is the group name (RFC 3501 §7.4.2), as Dovecot does too."""
     if not envelope or not envelope[field]:
         return None
-    return next((address for address in envelope[field] if address[3] is not None), None)
+    address = envelope[field][0]
+    return address if isinstance(address, list) and len(address) >= 4 else None
 
 
 def sort_mailbox(envelope: list | None, field: int) -> str:
@@ -122,14 +125,17 @@ def sort_mailbox(envelope: list | None, field: int) -> str:
 
 
 def sort_display(envelope: list | None, field: int) -> str:
-    """RFC 5957 §3 DISPLAYFROM/DISPLAYTO: the decoded display name of the first address,
-    or its mailbox@host when it has none ('' when there is no address)."""
+    """RFC 5957 §3 DISPLAYFROM/DISPLAYTO sort value of the first address: its decoded addr-name
+    when that is not empty, else addr-mailbox@addr-host, else addr-mailbox (a group's name), else ''."""
     address = _first_address(envelope, field)
     if address is None:
         return ""
-    if address[0]:
-        return decoded(address[0])
-    return f"{address[2] or ''}@{address[3] or ''}"
+    name = decoded(address[0]) if address[0] else ""
+    if name:
+        return name
+    if address[2] is not None and address[3] is not None:
+        return f"{address[2]}@{address[3]}"
+    return address[2] or ""
 
 
 def body_text(data: bytes, tree: dict, limit: int = 10_000_000) -> str:

@@ -9,7 +9,8 @@ RFC 2177 (IDLE), RFC 2342 (NAMESPACE), RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 
 RFC 3348 (CHILDREN), RFC 5258 (LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 6154 (SPECIAL-USE,
 CREATE-SPECIAL-USE), RFC 3502 (MULTIAPPEND), RFC 3516 (BINARY), RFC 7889 (APPENDLIMIT),
 RFC 4731 (ESEARCH), RFC 5182 (SEARCHRES), RFC 7162 (CONDSTORE, QRESYNC), RFC 6855 (UTF8=ACCEPT),
-RFC 5256 (SORT, THREAD), RFC 9208 (QUOTA), RFC 4978 (COMPRESS=DEFLATE), RFC 8437 (UNAUTHENTICATE).
+RFC 5256 (SORT, THREAD), RFC 5957 (SORT=DISPLAY), RFC 5267 (ESORT), RFC 9208 (QUOTA),
+RFC 4978 (COMPRESS=DEFLATE), RFC 8437 (UNAUTHENTICATE).
 Security: mechanisms that send passwords in clear are not announced before TLS unless the
 configuration allows it (LOGINDISABLED is announced instead, RFC 3501 §6.2.3).
 """
@@ -24,7 +25,7 @@ __all__ = ["CapabilityOptions", "capabilities"]
 @dataclass(frozen=True)
 class CapabilityOptions:
     """Configuration and implementation switches. Extensions whose session side is not written yet
-    can be switched off here (SORT, THREAD, QUOTA, COMPRESS, UNAUTHENTICATE, UTF8=ACCEPT are off)."""
+    can be switched off here (SORT, THREAD, QUOTA, COMPRESS, UNAUTHENTICATE, UTF8=ACCEPT are off by default)."""
 
     plaintext_allowed: bool = False  # allow LOGIN / AUTH=PLAIN without TLS
     starttls_available: bool = True  # a certificate is configured for STARTTLS
@@ -75,8 +76,8 @@ def capabilities(*, tls_active: bool, authenticated: bool, options: CapabilityOp
         names.append("QRESYNC")
     if options.utf8_accept:
         names.append("UTF8=ACCEPT")
-    if options.sort:
-        names.append("SORT")
+    if options.sort:  # RFC 5256 §3, RFC 5957 §2 (DISPLAYFROM/DISPLAYTO), RFC 5267 §3.2 (SORT RETURN)
+        names += ["SORT", "SORT=DISPLAY", "ESORT"]
     if options.thread:
         names += ["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
     if options.quota:

@@ -352,12 +352,14 @@ class Move(Command):
 @dataclass(frozen=True)
 class Sort(Command):
     """RFC 5256 §3: `criteria` are (reverse, key) pairs, key one of ARRIVAL CC DATE FROM SIZE SUBJECT TO
-    (and DISPLAYFROM DISPLAYTO of RFC 5957)."""
+    (and DISPLAYFROM DISPLAYTO of RFC 5957). `return_options`: None for the `* SORT` response, or the
+    RFC 5267 §3.2 (ESORT) RETURN options (MIN MAX COUNT ALL SAVE; RETURN () means ALL)."""
 
     criteria: tuple[tuple[bool, str], ...] = ()
     charset: str = "UTF-8"
     key: SearchKey = ("ALL",)
     uid: bool = False
+    return_options: tuple[str, ...] | None = None
     name: ClassVar[str] = "SORT"
 
 

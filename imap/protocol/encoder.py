@@ -252,6 +252,27 @@ def search_line(numbers: Iterable[int], modseq: int | None = None) -> bytes:
     return line + CRLF
 
 
+def sort_line(numbers: Iterable[int], modseq: int | None = None) -> bytes:
+    """RFC 5256 §4 `* SORT n...` in sort order; RFC 7162 §3.1.5 `(MODSEQ n)` when the key used MODSEQ."""
+    return b"* SORT" + search_line(numbers, modseq)[len(b"* SEARCH"):]
+
+
+def thread_line(threads: str) -> bytes:
+    """RFC 5256 §4 `* THREAD (1 2)(3 (4)(5))`; `* THREAD` alone when nothing matched."""
+    return b"* THREAD" + (b" " + threads.encode("ascii") if threads else b"") + CRLF
+
+
+def ordered_set(numbers: Iterable[int]) -> SequenceSet:
+    """RFC 5267 §3.2 ESORT ALL: the numbers in the order given (sort order), ascending runs as ranges."""
+    ranges: list[tuple[int, int]] = []
+    for n in numbers:
+        if ranges and ranges[-1][1] == n - 1:
+            ranges[-1] = (ranges[-1][0], n)
+        else:
+            ranges.append((n, n))
+    return SequenceSet(tuple(ranges))
+
+
 def esearch(tag: str | None, uid: bool, *, minimum: int | None = None, maximum: int | None = None,
             count: int | None = None, all_numbers: Iterable[int] | SequenceSet | None = None,
             modseq: int | None = None) -> bytes:

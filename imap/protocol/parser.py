@@ -688,8 +688,13 @@ _SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO"
 
 
 def _parse_sort(cursor: Cursor, tag: str, uid: bool) -> c.Sort:
-    """RFC 5256 §3: SORT (criteria) charset key+."""
+    """RFC 5256 §3: SORT (criteria) charset key+; RFC 5267 §3.2 (ESORT): SORT RETURN (...) (criteria) ..."""
     cursor.sp()
+    return_options = None
+    if cursor.keyword_ahead(b"RETURN"):
+        cursor.sp()
+        return_options = parse_return_options(cursor)
+        cursor.sp()
     words = cursor.keyword_list()
     criteria = []
     reverse = False
@@ -706,7 +711,7 @@ def _parse_sort(cursor: Cursor, tag: str, uid: bool) -> c.Sort:
     cursor.sp()
     charset = parse_charset(cursor)
     cursor.sp()
-    return c.Sort(tag, tuple(criteria), charset, parse_criteria(cursor, charset), uid)
+    return c.Sort(tag, tuple(criteria), charset, parse_criteria(cursor, charset), uid, return_options)
 
 
 def _parse_thread(cursor: Cursor, tag: str, uid: bool) -> c.Thread:

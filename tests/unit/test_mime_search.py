@@ -87,10 +87,12 @@ def summary_of(name: str):
 def test_sort_keys_of_addresses():
     _data, envelope, _tree = summary_of("groups.eml")
     assert sort_mailbox(envelope, FROM) == "lead"
-    assert sort_mailbox(envelope, TO) == "anna"  # the group start marker is skipped
-    assert sort_mailbox(envelope, CC) == ""  # only an empty group
+    # RFC 5957 §3: the first address structure counts, for a group its start marker (the group name).
+    assert sort_mailbox(envelope, TO) == "Project team"
+    assert sort_mailbox(envelope, CC) == "undisclosed-recipients"  # an empty group: its name
     assert sort_display(envelope, FROM) == "Team Lead"
-    assert sort_display(envelope, TO) == "anna@example.org"
+    assert sort_display(envelope, TO) == "Project team"
+    assert sort_display([None] * 5 + [[[None, None, "box", "example.org"]]] + [None] * 4, TO) == "box@example.org"
     _data, envelope, _tree = summary_of("encoded-words.eml")
     assert sort_display(envelope, FROM) == "Jörg Müller"
     assert sort_display(None, FROM) == sort_mailbox(None, TO) == ""
