@@ -635,25 +635,17 @@ class Session(SearchCommands):
         if usage.limit_bytes and usage.used_bytes + total > usage.limit_bytes:
             self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
             return
-        uids = []
-        uidvalidity = folder.uidvalidity
         try:
-            for message in command.messages:
-                # RFC 3516 §4.4: a binary literal is stored as is; text ones get CRLF line endings.
-                uidvalidity, uid = await self._call(self.store.append, self.mailbox_id, folder.name, message.message,
-                                                    message.flags, message.internaldate)
-                uids.append(uid)
+            # RFC 3502 §6.3.11: MULTIAPPEND is all or nothing: one store transaction (one commit)
+            # for every message; each file is durable before it, the commit before the OK.
+            delivered = await self._call(self.store.append_batch, self.mailbox_id, folder.name,
+                                         [(m.message, m.flags, m.internaldate) for m in command.messages])
         except StoreError as exc:
-            # RFC 3502 §6.3.11: MULTIAPPEND is all or nothing; undo what went in.
-            if uids:
-                await self._call(self._undo_append, folder.id, uids)
             self.tagged(command.tag, "NO", str(exc), "CANNOT")
             return
+        uids = [d.uid for d in delivered]
+        uidvalidity = delivered[0].uidvalidity if delivered else folder.uidvalidity
         await self._done(command, code=("APPENDUID", uidvalidity, SequenceSet.from_numbers(uids)))
-
-    def _undo_append(self, folder_id: int, uids: list[int]) -> None:
-        self.store.set_flags(folder_id, uids, "add", ["\\Deleted"])
-        self.store.expunge(folder_id, uids)
 
     async def do_namespace(self, command: cmd.Namespace) -> None:
         self.send(enc.namespace_line([("", DELIMITER)]))

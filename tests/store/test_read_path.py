@@ -199,3 +199,24 @@ def test_prune_keeps_recent_entries_and_other_folders(store, db, inbox):  # noqa
     assert store.changes_since(other_inbox.id, 0).log_complete
     assert store.changes_since(other_inbox.id, 0).vanished == [1]
     assert not store.changes_since(inbox.id, 0).log_complete
+
+
+def test_queue_maintenance_prunes_after_the_configured_retention(store, db, inbox):  # noqa: F811
+    from types import SimpleNamespace
+
+    from courriel.queue.runner import QueueRunner
+
+    expunge(store, inbox.id, [1])
+    age_expunges(db, inbox.id, 10)
+    settings = {"expunge_log_days": 0}
+    runner = SimpleNamespace(store=store, config=SimpleNamespace(get=lambda section, key: settings[key]))
+    assert QueueRunner.prune_expunge_log(runner) == 0  # 0: keep forever
+    settings["expunge_log_days"] = 30
+    assert QueueRunner.prune_expunge_log(runner) == 0
+    settings["expunge_log_days"] = 7
+    assert QueueRunner.prune_expunge_log(runner) == 1
+    assert not store.changes_since(inbox.id, 0).log_complete
+
+
+def test_expunge_log_days_default_is_documented(config):
+    assert config.get("imap", "expunge_log_days") == 90
