@@ -11,7 +11,9 @@ RFC 5957 §3 (DISPLAYFROM, DISPLAYTO), RFC 5256 §2.2 and RFC 5322 §3.6.4 (refe
 RFC 3501 §6.4.4 (SEARCH BODY/TEXT match the decoded content), RFC 2045 §6 (transfer
 encodings), RFC 2046 §4.1.2 (charset).
 Security: parses untrusted input; never raises; every loop shortens the text; body text
-is bounded by `limit`.
+is bounded by `limit` characters, and each part is decoded (base64, quoted-printable) only
+as far as the characters still wanted can need (4 octets a character at most), in
+DECODE_CHUNK pieces, so a large encoded part costs no more memory than the text kept.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 
 from courriel.mime_headers import decode_words, header_end, last_values, split_fields
-from courriel.mime_sections import UnknownTransferEncoding, decode_binary
+from courriel.mime_sections import BinaryDecoder, UnknownTransferEncoding
 
 # Indexes of the address fields in an ENVELOPE list (see mime_envelope).
 FROM, SENDER, REPLY_TO, TO, CC, BCC = 2, 3, 4, 5, 6, 7
@@ -158,15 +160,36 @@ def body_text(data: bytes, tree: dict, limit: int = 10_000_000) -> str:
         if node["type"].lower() != "text":
             continue
         _start, body_start, end = node["offsets"]
-        try:
-            content = decode_binary(data[body_start:end], node)
-        except UnknownTransferEncoding:
-            content = data[body_start:end]
+        wanted = limit - size
+        content = _decoded_prefix(data, body_start, end, node, wanted * 4)
         charset = next((value for name, value in node["params"] if name.lower() == "charset"), "us-ascii")
-        text = _decode_body(content, charset)
-        out.append(text[: limit - size])
+        text = _decode_body(content, charset)[:wanted]
+        out.append(text)
         size += len(text)
     return "\n".join(out)
+
+
+DECODE_CHUNK = 256 * 1024
+
+
+def _decoded_prefix(data: bytes, start: int, end: int, node: dict, octets: int) -> bytes:
+    """The transfer-decoded content of data[start:end], at least its first `octets` octets
+    (all of it when shorter), decoded a chunk at a time (RFC 2045 §6.7, §6.8)."""
+    try:
+        decoder = BinaryDecoder(node)
+    except UnknownTransferEncoding:
+        return data[start:min(end, start + octets)]
+    pieces: list[bytes] = []
+    got = 0
+    position = start
+    while position < end and got < octets:
+        piece = decoder.feed(data[position:min(end, position + DECODE_CHUNK)])
+        position += DECODE_CHUNK
+        pieces.append(piece)
+        got += len(piece)
+    if position >= end:
+        pieces.append(decoder.finish())
+    return b"".join(pieces)
 
 
 def _decode_body(content: bytes, charset: str) -> str:

@@ -24,7 +24,16 @@ default message/rfc822), RFC 2183 (Content-Disposition), RFC 3282 (Content-Langu
 RFC 2557 (Content-Location), RFC 1864 (Content-MD5), RFC 3501 §7.4.2 / RFC 9051 §7.5.2
 (BODY, BODYSTRUCTURE).
 Security: parses untrusted input; never raises; nesting depth and part count are bounded
-(deeper content is reported as an opaque part) so a hostile message cannot exhaust memory.
+so a hostile message cannot exhaust memory or time. MAX_PARTS counts every node of the tree
+(multipart children are counted when their delimiters are found, before they are parsed, so
+a tree whose every level is wide cannot multiply the limit); MAX_DEPTH counts multipart and
+message/rfc822 levels. Past a limit the tree is truncated, documented and stable:
+- a multipart or message/rfc822 deeper than MAX_DEPTH, or met when the budget is spent, is
+  reported as a leaf: a multipart with one empty text/plain part, a message/rfc822 with an
+  empty envelope and an empty text/plain body (RFC 3501 needs 1*body and an envelope);
+- a multipart with more body parts than the budget allows reports the first ones; the rest
+  stay inside the multipart's own BODY[n] / BODY[TEXT] bytes, which are never truncated.
+BODY[], BODY[TEXT] and the offsets of the reported parts are exact whatever the truncation.
 """
 
 from __future__ import annotations
@@ -52,8 +61,14 @@ _ENCAPSULATING = {("message", "rfc822")}
 
 
 class _Budget:
+    """Nodes of the tree so far (each counted once, by whoever creates it)."""
+
     def __init__(self) -> None:
-        self.parts = 0
+        self.parts = 1  # the message itself
+
+    @property
+    def left(self) -> int:
+        return MAX_PARTS - self.parts
 
 
 def parse_structure(data: bytes) -> dict:
@@ -76,7 +91,6 @@ def _mime_fields(fields: list[HeaderField], in_multipart: bool) -> list[HeaderFi
 
 def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], in_multipart: bool, depth: int,
                 budget: _Budget) -> dict:
-    budget.parts += 1
     body_start = header_end(data, start, end)
     # Content-* fields: the first of a repeated field is used (as Dovecot does).
     fields = _mime_fields(split_fields(data, start, body_start), in_multipart)
@@ -107,11 +121,13 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], in_
     }
     if node["encoding"]:
         node["encoding"] = node["encoding"].strip()
-    can_nest = depth < MAX_DEPTH and budget.parts < MAX_PARTS
+    can_nest = depth < MAX_DEPTH and budget.left > 0
     if kind[0] == "multipart":
         boundary = next((value for name, value in params if name.lower() == "boundary"), None)
         child_default = ("message", "rfc822") if kind[1] == "digest" else ("text", "plain")
-        ranges, end = _split_multipart(data, body_start, end, boundary) if boundary and can_nest else ([], end)
+        ranges, end = (_split_multipart(data, body_start, end, boundary, budget.left) if boundary and can_nest
+                       else ([], end))
+        budget.parts += len(ranges)  # reserved before any child is parsed (see Security above)
         node["size"] = end - body_start
         node["offsets"][2] = end
         parts = [_parse_part(data, s, e, child_default, True, depth + 1, budget) for s, e in ranges]
@@ -121,6 +137,7 @@ def _parse_part(data: bytes, start: int, end: int, default: tuple[str, str], in_
             parts = [_empty_part(end)]
         node["parts"] = parts
     elif kind in _ENCAPSULATING and can_nest:
+        budget.parts += 1
         inner = _parse_part(data, body_start, end, ("text", "plain"), False, depth + 1, budget)
         end = inner["offsets"][2]  # may have grown by a close delimiter's line ending
         if end < len(data) and not _header_terminated(data, body_start, inner["offsets"][1]):
@@ -165,8 +182,10 @@ def _disposition(fields: list[HeaderField]) -> list | None:
     return [kind, [list(param) for param in params]]
 
 
-def _split_multipart(data: bytes, start: int, end: int, boundary: str) -> tuple[list[tuple[int, int]], int]:
-    """Byte ranges of the body parts of a multipart body (RFC 2046 §5.1.1), and its end.
+def _split_multipart(data: bytes, start: int, end: int, boundary: str,
+                     max_parts: int = MAX_PARTS) -> tuple[list[tuple[int, int]], int]:
+    """Byte ranges of the body parts of a multipart body (RFC 2046 §5.1.1), and its end;
+    at most `max_parts` ranges (the first ones: see the module's Security note).
 
     A delimiter is a line "--boundary" (optionally followed by "--" for the close
     delimiter, and by blanks); the line ending before it belongs to the delimiter. A part
@@ -204,11 +223,11 @@ def _split_multipart(data: bytes, start: int, end: int, boundary: str) -> tuple[
                 elif data.startswith(b"\n", end):
                     end += 1
             return ranges, end
+        if len(ranges) >= max_parts:
+            return ranges, end
         part_start = match.end()
         pos = match.end()
-        if len(ranges) >= MAX_PARTS:
-            return ranges, end
-    if part_start is not None:
+    if part_start is not None and len(ranges) < max_parts:
         ranges.append((part_start, end))
     return ranges, end
 
@@ -275,3 +294,28 @@ def header_fields_of(data: bytes, node: dict) -> list[HeaderField]:
     start, body_start, _end = node["offsets"]
     return split_fields(data, start, body_start)
 
+
+
+def iter_nodes(tree: dict):
+    """Every node of a part tree in document order (multiparts, message/rfc822 parts and
+    their encapsulated bodies, leaves), without recursion (the tree is already bounded)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if "parts" in node:
+            stack.extend(reversed(node["parts"]))
+        elif "message" in node:
+            stack.append(node["message"]["body"])
+
+
+def filename_of(node: dict) -> str | None:
+    """The file name of a part: Content-Disposition filename, else Content-Type name (as the
+    stdlib's get_filename; RFC 2183 §2.3, RFC 2231 continuations already merged)."""
+    disposition = node.get("disposition")
+    candidates = [("filename", disposition[1] if disposition else []), ("name", node.get("params") or [])]
+    for wanted, params in candidates:
+        for name, value in params:
+            if name.lower() == wanted and value:
+                return value
+    return None

@@ -11,7 +11,9 @@ import pytest
 RULES = Path(__file__).resolve().parents[2] / "server" / "rules"
 PURE = ["filters.py", "sieve.py", "vacation.py", "signature.py", "calendar.py"]
 FORBIDDEN = {"socket", "asyncio", "sqlalchemy", "subprocess", "os", "time", "threading", "pathlib", "logging"}
-PURE_COURRIEL = {"courriel.mime_search", "courriel.mime_headers", "courriel.rules.filters", "courriel.rules.signature"}
+PURE_COURRIEL = {"courriel.mime_search", "courriel.mime_headers", "courriel.mime_structure", "courriel.mime_compose",
+                 "courriel.mime_sections",
+                 "courriel.rules.filters", "courriel.rules.signature"}
 ADAPTERS = {"courriel.smtp", "courriel.imap", "courriel.admin", "courriel.cli", "courriel.queue.runner",
             "twisted", "aiosmtpd", "aiosmtplib", "fastapi", "uvicorn"}
 
