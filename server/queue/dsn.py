@@ -13,8 +13,12 @@ the request); RFC 3464 §2.2–§2.3 (fields), §2.1.2 (the report's Content-Typ
 for mail whose reverse-path is null); RFC 3834 §5 (Auto-Submitted: auto-replied);
 RFC 6533 §3 (message/global-delivery-status and message/global for internationalised mail).
 Security: the returned message and the remote server's reply are untrusted: replies are
-reduced to printable single-line text before they go into header fields; the original is
-copied verbatim as the last part and never interpreted.
+reduced to printable single-line text before they go into header fields (CR, LF and every
+other control become spaces, so no value can start a field of its own); a status that is
+not RFC 3463 syntax is replaced by the generic code of its class; in a message/delivery-status
+part (7bit, RFC 3464 §2.1.3 / RFC 6522) non-ASCII becomes "?" (only the RFC 6533 global form
+carries UTF-8); the top-level Content-Transfer-Encoding says 8bit whenever any octet of the
+body is 8-bit. The original is copied verbatim as the last part and never interpreted.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 FULL_RETURN_LIMIT = 512 * 1024  # without RET, failures return the whole message up to this size
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\s]+")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")  # RFC 3463 §2 status-code
+_GENERIC_STATUS = {"failed": "5.0.0", "delayed": "4.0.0"}
 
 
 class Action(StrEnum):
@@ -114,8 +120,18 @@ def _date(value: dt.datetime) -> str:
     return email.utils.format_datetime(value.astimezone(dt.UTC))
 
 
-def _field(name: str, value: str) -> str:
-    return f"{name}: {clean_text(value, 990 - len(name))}\r\n"
+def _field(name: str, value: str, ascii_only: bool = False) -> str:
+    text = clean_text(value, 990 - len(name))
+    if ascii_only:  # RFC 3464 §2.1.3: message/delivery-status is 7bit (RFC 6533: the global form is not)
+        text = text.encode("ascii", "replace").decode("ascii")
+    return f"{name}: {text}\r\n"
+
+
+def _status(rcpt: RecipientReport) -> str:
+    """The RFC 3463 status code, or the generic code of the action's class when the given one
+    (possibly from a remote reply) is not one."""
+    status = clean_text(rcpt.status or "", 20)
+    return status if _STATUS.match(status) else _GENERIC_STATUS.get(rcpt.action.value, "2.0.0")
 
 
 def _typed_address(value: str) -> str:
@@ -129,21 +145,22 @@ def _typed_address(value: str) -> str:
 
 def delivery_status(report: Report) -> str:
     """The message/delivery-status body (RFC 3464 §2.1.3): per-message fields, then one block per recipient."""
-    blocks = [_field("Reporting-MTA", f"dns; {report.reporting_mta}")]
+    seven = not report.smtputf8
+    blocks = [_field("Reporting-MTA", f"dns; {report.reporting_mta}", seven)]
     if report.envid:
-        blocks[0] += _field("Original-Envelope-Id", report.envid)
+        blocks[0] += _field("Original-Envelope-Id", report.envid, seven)
     blocks[0] += _field("Arrival-Date", _date(report.arrival_date))
     for rcpt in report.recipients:
         block = ""
         if rcpt.original_recipient:
-            block += _field("Original-Recipient", _typed_address(rcpt.original_recipient))
-        block += _field("Final-Recipient", _typed_address(rcpt.final_recipient))
+            block += _field("Original-Recipient", _typed_address(rcpt.original_recipient), seven)
+        block += _field("Final-Recipient", _typed_address(rcpt.final_recipient), seven)
         block += _field("Action", rcpt.action.value)
-        block += _field("Status", rcpt.status)
+        block += _field("Status", _status(rcpt))
         if rcpt.remote_mta:
-            block += _field("Remote-MTA", f"dns; {rcpt.remote_mta}")
+            block += _field("Remote-MTA", f"dns; {rcpt.remote_mta}", seven)
         if rcpt.diagnostic:
-            block += _field("Diagnostic-Code", f"{rcpt.diagnostic_type}; {rcpt.diagnostic}")
+            block += _field("Diagnostic-Code", f"{rcpt.diagnostic_type}; {rcpt.diagnostic}", seven)
         if rcpt.last_attempt:
             block += _field("Last-Attempt-Date", _date(rcpt.last_attempt))
         if rcpt.will_retry_until:
@@ -175,7 +192,7 @@ def _human_text(report: Report, main: Action) -> str:
     lines.append("")
     for rcpt in report.recipients:
         detail = f": {clean_text(rcpt.diagnostic)}" if rcpt.diagnostic else ""
-        lines.append(f"<{clean_text(rcpt.final_recipient)}>: {rcpt.action.value} ({rcpt.status}){detail}")
+        lines.append(f"<{clean_text(rcpt.final_recipient)}>: {rcpt.action.value} ({_status(rcpt)}){detail}")
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -207,8 +224,12 @@ def compose(report: Report, now: dt.datetime, boundary: str | None = None) -> by
     boundary = boundary or f"{report.queue_id}.{secrets.token_hex(8)}/{report.reporting_mta}"
     status_type = "message/global-delivery-status" if report.smtputf8 else "message/delivery-status"
     returned_type, returned = _returned_part(report, main)
-    eight_bit = any(b > 127 for b in returned) or report.smtputf8
     status_text = delivery_status(report)
+    human_text = _human_text(report, main)
+    # RFC 2045 §6.4: the multipart's encoding must cover every part (the notification text can
+    # quote a UTF-8 reply even when the returned message is ASCII).
+    eight_bit = (report.smtputf8 or not returned.isascii() or not human_text.isascii()
+                 or not status_text.isascii())
     description = "Undelivered message" if returned_type.startswith("message/") else "Message header"
     header = (
         _field("From", f"Mail Delivery System <MAILER-DAEMON@{report.reporting_mta}>")
@@ -227,7 +248,7 @@ def compose(report: Report, now: dt.datetime, boundary: str | None = None) -> by
         "Content-Description: Notification\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n"
-        + _human_text(report, main)
+        + human_text
         + f"\r\n--{boundary}\r\n"
         "Content-Description: Delivery report\r\n"
         f"Content-Type: {status_type}\r\n"

@@ -178,7 +178,8 @@ class RuleHooks:
                                        signature=signature)
         # RFC 3834 §4 and RFC 5321 §4.5.5: sent from the null reverse-path, to the envelope sender.
         envelope = Envelope(sender="", recipients=(EnvelopeRecipient(address=sender),), source="local",
-                            body_type=None if reply.isascii() else "8BITMIME", smtputf8=not sender.isascii())
+                            body_type=None if reply.isascii() else "8BITMIME",
+                            smtputf8=not (sender.isascii() and address.isascii()))  # RFC 6531: UTF-8 in From too
         try:
             queue_id = spool.accept(self.db, self.blobs, envelope, reply, run_dir=self.run_dir)
         except Exception:
