@@ -1,4 +1,4 @@
-"""SORT and THREAD differential: the 40-message corpus of `thread_corpus` appended to Dovecot and to
+"""SORT and THREAD differential: the 49-message corpus of `thread_corpus` appended to Dovecot and to
 Courriel, the same SORT (every key, REVERSE, combinations, search criteria, UID SORT, ESORT) and
 THREAD (ORDEREDSUBJECT, REFERENCES) commands run on both over IMAP; the answers must agree.
 

@@ -1,4 +1,4 @@
-"""A 40-message corpus for SORT and THREAD tests (RFC 5256, RFC 5957): threads linked by References
+"""A 49-message corpus for SORT and THREAD tests (RFC 5256, RFC 5957): threads linked by References
 and In-Reply-To, missing parents, a reference loop, duplicate and missing Message-IDs, reply and
 forward subject prefixes, list tags, encoded words, missing and unparseable dates, time zones,
 display names, groups, Cc lines and bodies of different sizes.
@@ -101,6 +101,26 @@ _SPEC: list[tuple] = [
      "Tue, 21 Jan 2025 09:00:00 +0000", "<same-2@example.org>", None, None, 2),
     ("re: same SECOND", "amy@example.org", "bob@example.net", None,
      "Tue, 21 Jan 2025 09:00:00 +0000", "<same-3@example.org>", "<same-1@example.org>", None, 2),
+    # A reply dated before its parent, siblings sent at the same second, a reply that arrives before the
+    # original without references, and children of one missing parent dated against their order.
+    ("Schedule", "amy@example.org", "bob@example.net", None,
+     "Thu, 23 Jan 2025 12:00:00 +0000", "<sched@example.org>", None, None, 2),
+    ("Re: Schedule", "bob@example.net", "amy@example.org", None,
+     "Thu, 23 Jan 2025 08:00:00 +0000", "<sched-r1@example.net>", "<sched@example.org>", None, 2),
+    ("Re: Schedule", "carl@example.net", "amy@example.org", None,
+     "Thu, 23 Jan 2025 13:00:00 +0000", "<sched-r2@example.net>", "<sched@example.org>", None, 2),
+    ("Re: Schedule", "dora@example.net", "amy@example.org", None,
+     "Thu, 23 Jan 2025 13:00:00 +0000", "<sched-r3@example.net>", "<sched@example.org>", None, 2),
+    ("Re: Minutes", "eve@example.org", "team@example.org", None,
+     "Fri, 24 Jan 2025 08:00:00 +0000", "<min-r@example.org>", None, None, 2),
+    ("Minutes", "fay@example.org", "team@example.org", None,
+     "Fri, 24 Jan 2025 09:00:00 +0000", "<min@example.org>", None, None, 2),
+    ("Re: Orphans", "gus@example.org", "team@example.org", None,
+     "Sat, 25 Jan 2025 12:00:00 +0000", "<orph-a@example.org>", "<orph-root@example.org>", None, 2),
+    ("Re: Orphans", "hal@example.org", "team@example.org", None,
+     "Sat, 25 Jan 2025 09:00:00 +0000", "<orph-b@example.org>", "<orph-root@example.org>", None, 2),
+    ("Orphans", "ida@example.org", "team@example.org", None,
+     "Sat, 25 Jan 2025 10:00:00 +0000", "<orph-c@example.org>", None, None, 2),
     ("Late reply to kickoff", "bob@example.net", "alice@example.org", None,
      "Wed, 22 Jan 2025 09:00:00 +0000", "<kick-late@example.net>",
      "<kick@example.org> <kick-r1@example.net> <kick-r3@example.org>", None, 2),
