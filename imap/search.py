@@ -246,15 +246,17 @@ def search(store: Store, folder_id: int, key, known_uids: list[int], recent: Ite
     blob_keys = [item for item in keys if item[0].upper() in _BLOB_KEYS and not _cached_header(item)]
     blob_matches: dict[int, set[int]] = {id(item): set() for item in blob_keys}
     recent = set(recent)
-    with store.db.read() as session:
-        if blob_keys:
-            relaxed = _relaxed(key)  # shares its SEQ keys (and their ids) with `key`
-            condition = _Compiler(recent, msn_uids, {}).compile(relaxed)
+    if blob_keys:
+        relaxed = _relaxed(key)  # shares its SEQ keys (and their ids) with `key`
+        condition = _Compiler(recent, msn_uids, {}).compile(relaxed)
+        with store.db.read() as session:
             candidates = [uid for uid in session.scalars(
                 select(Message.uid).where(Message.folder_id == folder_id, condition).order_by(Message.uid))
                 if uid in known]
-            _match_files(store, folder_id, candidates, blob_keys, blob_matches)
-        condition = _Compiler(recent, msn_uids, blob_matches).compile(key)
+        _match_files(store, folder_id, candidates, blob_keys, blob_matches)  # no transaction held meanwhile
+        known &= set(candidates)  # a concurrent flag change cannot add a message whose body was not read
+    condition = _Compiler(recent, msn_uids, blob_matches).compile(key)
+    with store.db.read() as session:
         found = session.scalars(select(Message.uid).where(Message.folder_id == folder_id, condition)
                                 .order_by(Message.uid))
         return [uid for uid in found if uid in known]

@@ -846,9 +846,22 @@ class Session(SearchCommands):
                 self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
                 return
             # A message expunged meanwhile is left out: RFC 3501 §7.4.1 lets the data be omitted.
+            # Responses held in memory go out together, one write per WRITE_BYTES.
+            buffered, size = [], 0
             for index, (message, result) in enumerate(prepared):
+                msn = view.msn_of(message.uid)
                 try:
-                    await self._write_fetch(view.msn_of(message.uid), result)
+                    if not result.streams:
+                        buffered.append(b"".join(enc.fetch_response(msn, result.items)))
+                        size += len(buffered[-1])
+                        if size < fetch_mod.WRITE_BYTES and index + 1 < len(prepared):
+                            continue
+                    if buffered:
+                        self.send(b"".join(buffered))
+                        buffered, size = [], 0
+                        await self.connection.drain()
+                    if result.streams:
+                        await self._write_fetch(msn, result)
                 except BaseException:
                     for _, rest in prepared[index + 1:]:
                         rest.close()

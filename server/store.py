@@ -117,8 +117,16 @@ def parse_flags(flags: Iterable[str]) -> tuple[int, tuple[str, ...]]:
     return bits, tuple(keywords.values())
 
 
-def system_flag_names(bits: int) -> tuple[str, ...]:
+def _flag_names(bits: int) -> tuple[str, ...]:
     return tuple(name for name, bit in SYSTEM_FLAGS.items() if bits & bit)
+
+
+# Every combination of the system flag bits, named once (listing a folder names each row's flags).
+_FLAG_NAMES = [_flag_names(bits) for bits in range(2 ** len(SYSTEM_FLAGS))]
+
+
+def system_flag_names(bits: int) -> tuple[str, ...]:
+    return _FLAG_NAMES[bits] if 0 <= bits < len(_FLAG_NAMES) else _flag_names(bits)
 
 
 def _split_keywords(text: str) -> tuple[str, ...]:
