@@ -123,10 +123,14 @@ def order_exchangers(records: list[MailExchanger], rng: random.Random | None = N
 class Resolver:
     """Lookups against the configured name servers (or the system ones)."""
 
-    def __init__(self, nameservers: list[str] | None = None, timeout: float = 5.0):
+    def __init__(self, nameservers: list[str] | None = None, timeout: float = 5.0, cache_size: int = 0):
         self.timeout = float(timeout)
         self._sync = self._build(dns.resolver.Resolver, nameservers)
         self._async = self._build(dns.asyncresolver.Resolver, nameservers)
+        if cache_size > 0:
+            # dnspython's cache keeps each answer for its TTL (negative ones for the SOA minimum,
+            # RFC 2308 §5); one cache for the sync and async lookups (it is thread-safe).
+            self._sync.cache = self._async.cache = dns.resolver.LRUCache(cache_size)
 
     @classmethod
     def from_config(cls, config) -> Resolver:

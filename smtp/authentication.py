@@ -337,6 +337,15 @@ def remove_forged_results(message: bytes, authserv_id: str) -> bytes:
 
 
 # ---------------------------------------------------------------------- entry points
+_SIGNATURE_FIELD = re.compile(rb"(?im)^dkim-signature[ \t]*:")
+
+
+def _has_signature_field(message: bytes) -> bool:
+    """Whether the header block holds a DKIM-Signature field (RFC 6376 §3.5)."""
+    end = re.search(rb"\r?\n\r?\n", message)
+    return _SIGNATURE_FIELD.search(message, 0, end.start() if end else len(message)) is not None
+
+
 def authenticate(
     message: bytes,
     *,
@@ -349,7 +358,8 @@ def authenticate(
 ) -> Verdict:
     """Judge one received message (blocking: DNS lookups and signature checks)."""
     spf_verdict = check_spf(resolver, client_ip, helo, mail_from)
-    dkim_results = verify_all(message, resolver)
+    # An unsigned message has no DKIM result (RFC 8601 §2.7.1 "none"): skip parsing it whole for dkimpy.
+    dkim_results = verify_all(message, resolver) if _has_signature_field(message) else ()
     dmarc_verdict = evaluate_dmarc(resolver, message, spf_verdict, dkim_results, rng)
     # RFC 8601 §2.5: the authserv-id is a domain name; published as an A-label so the field stays ASCII.
     authserv = _a_label(authserv_id) or authserv_id.encode("ascii", "replace").decode("ascii").lower()
