@@ -2,9 +2,10 @@
 
 Owns `do_search`, `do_sort` and `do_thread` (and their UID forms): the CHARSET check, the search
 keys evaluated by `courriel.imap.search` (shared by all three), the loading of the cached facts
-that SORT and THREAD compare (`load_facts`: one thread hop, no message file read unless the
-store could not summarise a message), and the response forms: `* SEARCH`, RFC 4731 / RFC 9051
-ESEARCH, `* SORT`, RFC 5267 ESORT (`* ESEARCH` in sort order) and `* THREAD`.
+that SORT and THREAD compare (`load_facts`), sorting and threading them in the same thread hop
+(no message file is read unless the store could not summarise a message), and the response
+forms: `* SEARCH`, RFC 4731 / RFC 9051 ESEARCH, `* SORT`, RFC 5267 ESORT (`* ESEARCH` in sort
+order) and `* THREAD`.
 
 Standards: RFC 3501 §6.4.4 (SEARCH, CHARSET, BADCHARSET), RFC 9051 §6.4.4 (ESEARCH answer after
 ENABLE IMAP4rev2), RFC 4731 (RETURN options), RFC 5182 (SEARCHRES SAVE), RFC 7162 §3.1.5 (MODSEQ
@@ -71,6 +72,16 @@ def load_facts(store: Store, folder_id: int, msns: dict[int, int]) -> list[SortF
     return facts
 
 
+def sorted_facts(store: Store, folder_id: int, msns: dict[int, int], criteria) -> list[SortFacts]:
+    """RFC 5256 §3 SORT of the messages `msns` (runs in a thread: the keys cost CPU on large mailboxes)."""
+    return sort_messages(load_facts(store, folder_id, msns), criteria)
+
+
+def thread_text(store: Store, folder_id: int, msns: dict[int, int], algorithm: str, uid: bool) -> str:
+    """RFC 5256 §3 THREAD of the messages `msns`, encoded for the response (runs in a thread)."""
+    return encode(thread(algorithm, load_facts(store, folder_id, msns)), uid=uid)
+
+
 class SearchCommands:
     """SEARCH, SORT and THREAD for `Session` (which provides view, store, _call, tagged, send, _done)."""
 
@@ -134,16 +145,15 @@ class SearchCommands:
                                       all_numbers=numbers if "ALL" in options else None, modseq=modseq))
         await self._done(command, expunge_allowed=command.uid)
 
-    async def _facts(self, uids: list[int]) -> list[SortFacts]:
-        view = self.view
-        msns = {uid: msn for uid in uids if (msn := view.msn_of(uid)) is not None}
-        return await self._call(load_facts, self.store, view.folder_id, msns)
+    def _msns(self, uids: list[int]) -> dict[int, int]:
+        """UID -> sequence number of the matches, read on the loop (the view changes only there)."""
+        return {uid: msn for uid in uids if (msn := self.view.msn_of(uid)) is not None}
 
     async def do_sort(self, command: cmd.Sort) -> None:
         uids = await self._search_uids(command)
         if uids is None:
             return
-        ordered = sort_messages(await self._facts(uids), command.criteria)
+        ordered = await self._call(sorted_facts, self.store, self.view.folder_id, self._msns(uids), command.criteria)
         numbers = [m.uid if command.uid else m.msn for m in ordered]
         modseq = self._result_modseq(command, uids)
         if command.return_options is None:
@@ -168,6 +178,6 @@ class SearchCommands:
         uids = await self._search_uids(command)
         if uids is None:
             return
-        threads = thread(algorithm, await self._facts(uids))
-        self.send(enc.thread_line(encode(threads, uid=command.uid)))
+        text = await self._call(thread_text, self.store, self.view.folder_id, self._msns(uids), algorithm, command.uid)
+        self.send(enc.thread_line(text))
         await self._done(command, expunge_allowed=command.uid)

@@ -30,7 +30,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from courriel.mime_search import CC, FROM, TO, base_subject, decoded, sort_display, sort_mailbox
+from courriel.mime_search import (
+    CC,
+    FROM,
+    TO,
+    base_subject,
+    decoded,
+    is_reply_or_forward,
+    sort_display,
+    sort_mailbox,
+)
 
 __all__ = ["SORT_KEYS", "SortFacts", "casemap", "envelope_of", "sent_date", "sort_messages"]
 
@@ -83,6 +92,13 @@ class SortFacts:
         if "base" not in self._cache:
             self._cache["base"] = base_subject(self.subject)
         return self._cache["base"]
+
+    @property
+    def reply_or_forward(self) -> bool:
+        """RFC 5256 §2.1: extracting the base subject removed a reply or forward marker (computed once)."""
+        if "reply" not in self._cache:
+            self._cache["reply"] = is_reply_or_forward(self.subject)
+        return self._cache["reply"]
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

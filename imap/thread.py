@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Iterable
 
 from courriel.imap.sort import SortFacts, casemap, sent_date
-from courriel.mime_search import is_reply_or_forward, message_ids
+from courriel.mime_search import message_ids
 
 __all__ = ["ALGORITHMS", "Node", "encode", "ordered_subject", "references", "thread"]
 
@@ -199,7 +199,7 @@ def _thread_subject(node: Node) -> str:
 
 
 def _is_reply(node: Node) -> bool:
-    return node.message is not None and is_reply_or_forward(node.message.subject)
+    return node.message is not None and node.message.reply_or_forward
 
 
 def _merge_subjects(root: Node) -> None:
