@@ -4,14 +4,16 @@ Not a test (tests/e2e/test_memory_bench.py runs `measure` once, with a short idl
 checks only that every process was found). Runs `courriel init` in a temporary data directory,
 starts `courriel serve --dev` on it with every listener on a free loopback port, waits until
 the admin role answers `/healthz` and every available role process is running, lets it idle,
-then reads the resident (RSS) and proportional (PSS) set size of the supervisor and each
-process below it from /proc/PID/smaps_rollup, prints a table and the totals, and stops it.
+then reads the resident (RSS), proportional (PSS) and unique (USS) set size of the supervisor
+and each process below it from /proc/PID/smaps_rollup, prints a table and the totals, and stops it.
 
-    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py [--idle 10] [--data DIR] [--json]
+    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py [--idle 10] [--data DIR] [--json] [--exec]
 
 PSS divides each shared page by the number of processes that map it, so the PSS total is what
 the process tree costs the machine; the RSS total counts shared pages (the interpreter, shared
-libraries) once per process.
+libraries, and the modules the supervisor imported before forking the roles) once per process;
+USS counts only the pages no other process maps. `--exec` measures the roles started with
+fork + exec (COURRIEL_SERVE_EXEC=1, no copy-on-write sharing of the modules) for comparison.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Sample:
     label: str  # "supervisor", a role name, or "ROLE.child" for a process below a role
     rss_kib: int
     pss_kib: int
+    uss_kib: int = 0  # Private_Clean + Private_Dirty
 
 
 def free_port() -> int:
@@ -55,19 +58,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_environ() -> dict[str, str]:
+def serve_environ(exec_roles: bool = False) -> dict[str, str]:
     """The environment of the measured server: every listener on a free loopback port, no
-    periodic DNS check (it would reach the network)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("COURRIEL_LISTENERS_", "LISTEN_"))}
+    periodic DNS check (it would reach the network), roles forked unless `exec_roles`."""
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("COURRIEL_LISTENERS_", "LISTEN_")) and k != "COURRIEL_SERVE_EXEC"}
     environ["PYTHONSAFEPATH"] = "1"
+    if exec_roles:
+        environ["COURRIEL_SERVE_EXEC"] = "1"
     environ["COURRIEL_DOMAINS_CHECK_INTERVAL"] = "0"
     for name in LISTENER_PORTS:
         environ[f"COURRIEL_LISTENERS_{name.upper()}"] = f"127.0.0.1:{free_port()}"
     return environ
 
 
-def smaps_rollup(pid: int) -> tuple[int, int] | None:
-    """(RSS, PSS) of `pid` in KiB, or None when the process is gone."""
+def smaps_rollup(pid: int) -> tuple[int, int, int] | None:
+    """(RSS, PSS, USS) of `pid` in KiB, or None when the process is gone."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -75,9 +81,9 @@ def smaps_rollup(pid: int) -> tuple[int, int] | None:
     fields = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
+        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
             fields[key] = int(rest.split()[0])
-    return fields.get("Rss", 0), fields.get("Pss", 0)
+    return fields.get("Rss", 0), fields.get("Pss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
 
 
 def children_of(pid: int) -> list[int]:
@@ -165,14 +171,14 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
 
 
-def measure(idle: float = 10.0, data: Path | None = None) -> list[Sample]:
+def measure(idle: float = 10.0, data: Path | None = None, exec_roles: bool = False) -> list[Sample]:
     """Start the appliance on a fresh data directory (or `data`, initialised when empty), let it
     idle `idle` seconds once every role runs, and return one sample per process."""
     with tempfile.TemporaryDirectory(prefix="courriel-memory-") as scratch:
         data = Path(data) if data is not None else Path(scratch) / "data"
         if not (data / "courriel.toml").exists():
             subprocess.run([str(COURRIEL), "init", "--data", str(data)], check=True, capture_output=True)
-        environ = serve_environ()
+        environ = serve_environ(exec_roles)
         expected = expected_roles(data, environ)
         port = int(environ["COURRIEL_LISTENERS_ADMIN"].rpartition(":")[2])
         log_path = Path(scratch) / "serve.log"
@@ -201,12 +207,12 @@ def measure(idle: float = 10.0, data: Path | None = None) -> list[Sample]:
 
 
 def render(samples: list[Sample]) -> str:
-    lines = [f"{'process':<16} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9}"]
-    for sample in samples:
-        lines.append(f"{sample.label:<16} {sample.pid:>8} {sample.rss_kib / 1024:>9.1f} {sample.pss_kib / 1024:>9.1f}")
-    rss = sum(s.rss_kib for s in samples) / 1024
-    pss = sum(s.pss_kib for s in samples) / 1024
-    lines.append(f"{'total':<16} {'':>8} {rss:>9.1f} {pss:>9.1f}")
+    lines = [f"{'process':<16} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9} {'USS MiB':>9}"]
+    for s in samples:
+        lines.append(f"{s.label:<16} {s.pid:>8} {s.rss_kib / 1024:>9.1f} {s.pss_kib / 1024:>9.1f} "
+                     f"{s.uss_kib / 1024:>9.1f}")
+    rss, pss, uss = (sum(getattr(s, f) for s in samples) / 1024 for f in ("rss_kib", "pss_kib", "uss_kib"))
+    lines.append(f"{'total':<16} {'':>8} {rss:>9.1f} {pss:>9.1f} {uss:>9.1f}")
     return "\n".join(lines)
 
 
@@ -215,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idling before sampling (default 10)")
     parser.add_argument("--data", type=Path, default=None, help="data directory (default: a fresh temporary one)")
     parser.add_argument("--json", action="store_true", help="print the samples as JSON")
+    parser.add_argument("--exec", dest="exec_roles", action="store_true",
+                        help="start the roles with fork + exec (COURRIEL_SERVE_EXEC=1) instead of forking them")
     args = parser.parse_args(argv)
-    samples = measure(args.idle, args.data)
+    samples = measure(args.idle, args.data, args.exec_roles)
     if args.json:
         print(json.dumps([asdict(s) for s in samples], indent=2))
     else:

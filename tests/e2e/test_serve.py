@@ -224,6 +224,20 @@ def test_serve_upgrades_the_schema_at_start(served_data, tmp_path):
     assert served.process.returncode == 0, served.log()
 
 
+def test_failed_schema_upgrade_is_one_clear_error(served_data, tmp_path):
+    """The upgrade runs in a short-lived child: its failure is logged there and the
+    supervisor exits 1 without binding anything."""
+    environ = listener_environ()
+    environ["COURRIEL_DATABASE_URL"] = f"sqlite:///{tmp_path}/missing/dir/courriel.db"
+    result = subprocess.run([COURRIEL, "serve", "--dev", "--data", str(served_data)], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "cannot bring the database schema to the current revision" in result.stderr
+    assert "courriel: error: database schema upgrade failed (exit status 1)" in result.stderr
+    assert refused(admin_port(environ))
+    assert not (served_data / "run" / "courriel.pid").exists()
+
+
 def test_bind_listener_ipv6_literal_is_an_ipv6_socket():
     if not socket.has_ipv6:
         pytest.skip("no IPv6 support")

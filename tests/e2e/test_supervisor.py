@@ -1,7 +1,9 @@
 """The supervisor: restart of a killed role, clean stop on SIGTERM, idempotent signals,
-JSON log lines, skipped roles, and the restart backoff."""
+JSON log lines, skipped roles, the restart backoff, and roles forked from the preloaded
+supervisor (default signal handling, their command line) or started with exec on request."""
 
 import json
+import os
 import signal
 import sys
 import time
@@ -195,3 +197,82 @@ def test_supervisor_with_no_role_to_run_is_an_error(served_data, tmp_path):
     assert served.wait_exit(STOP_DEADLINE) == 1
     assert "no role to run" in served.log()
     assert not (served_data / "run" / "courriel.pid").exists()
+
+
+def _status_mask(pid: int, field: str) -> int:
+    """A signal mask (SigBlk, SigIgn, SigCgt) of /proc/PID/status as an integer."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def _bit(signum: int) -> int:
+    return 1 << (signum - 1)
+
+
+def test_roles_are_forked_from_the_preloaded_supervisor_with_default_signals(served_data, tmp_path):
+    environ = listener_environ()
+    environ.pop(supervisor.EXEC_ENV, None)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        (admin,) = wait_until(lambda: role_children(served.pid, "admin"), 10, "the admin role process")
+        log = served.log()
+        assert "role modules preloaded" in log
+        assert "role started role=admin" in log and "start=fork" in log and "start=exec" not in log
+        # A forked role reads as the command it runs (its argv area was rewritten) ...
+        argv = [word for word in serve_process.command_line(admin) if word]
+        assert argv[:4] == ["courriel", "serve", "--role", "admin"], argv
+        assert Path(f"/proc/{admin}/comm").read_text().strip() == "courriel"
+        # ... and the same interpreter image, not a new one (no exec).
+        assert os.readlink(f"/proc/{admin}/exe") == os.readlink(f"/proc/{served.pid}/exe")
+        for pid in descendants_of(served.pid):
+            # Nothing blocked nor ignored is left over from the supervisor's fork: SIGTERM and
+            # SIGHUP reach every role with the role's own handlers or the default action.
+            assert _status_mask(pid, "SigBlk") == 0, pid
+            ignored = _status_mask(pid, "SigIgn")
+            assert not ignored & (_bit(signal.SIGTERM) | _bit(signal.SIGHUP) | _bit(signal.SIGINT)), pid
+            assert not [fd for fd in os.listdir(f"/proc/{pid}/fd")
+                        if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("courriel.pid")], pid
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_roles_started_with_exec_when_asked(served_data, tmp_path):
+    environ = listener_environ()
+    environ[supervisor.EXEC_ENV] = "1"
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        (admin,) = wait_until(lambda: role_children(served.pid, "admin"), 10, "the admin role process")
+        assert "courriel.cli.serve" in serve_process.command_line(admin)
+        log = served.log()
+        assert "start=exec" in log and "start=fork" not in log and "role modules preloaded" not in log
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_killed_forked_role_restarts_and_stops_on_sighup(served_data, tmp_path):
+    """A crash of a forked role forks a fresh one from the supervisor; SIGHUP sent to the
+    supervisor still stops every role (a stop signal, like SIGTERM)."""
+    environ = listener_environ()
+    environ.pop(supervisor.EXEC_ENV, None)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        (first,) = wait_until(lambda: role_children(served.pid, "queue"), 10, "the queue role process")
+        serve_process.kill_quietly(first)
+        (second,) = wait_until(lambda: [p for p in role_children(served.pid, "queue") if p != first], 30,
+                               "a restarted queue role process")
+        children = descendants_of(served.pid)
+        served.process.send_signal(signal.SIGHUP)
+        status = served.wait_exit(STOP_DEADLINE)
+    finally:
+        served.stop()
+    log = served.log()
+    assert status == 0, log
+    assert f"role stopped role=queue child_pid={second}" in log
+    assert not [pid for pid in children if alive(pid)]
