@@ -39,7 +39,8 @@ def test_sync_runs_messages_and_progress_are_exported(sync_env):  # noqa: F811
     try:
         while time.monotonic() < deadline:
             found = _samples(env)
-            if found.get(("courriel_sync_runs_total", (*label, ("result", "ok"))), 0) >= 1:
+            runs = ("courriel_sync_runs_total", (*label, ("result", "ok")))
+            if found.get(runs, 0) > before.get(runs, 0):  # counters are per process: compare
                 break
             time.sleep(0.1)  # poll interval, bounded by the deadline
         else:
