@@ -25,7 +25,7 @@ from courriel.imap import search as search_mod
 from courriel.imap.protocol import commands as cmd
 from courriel.imap.protocol import encoder as enc
 from courriel.imap.protocol.search import resolve as resolve_search_sets
-from courriel.imap.sort import SortFacts, envelope_of, sort_messages
+from courriel.imap.sort import SortFacts, sort_messages
 from courriel.imap.thread import ALGORITHMS, encode, thread
 from courriel.store import Store, StoreError
 
@@ -67,7 +67,7 @@ def load_facts(store: Store, folder_id: int, msns: dict[int, int]) -> list[SortF
             except (OSError, StoreError):
                 pass
         facts.append(SortFacts(msn=msns[summary.uid], uid=summary.uid, internaldate=info.internaldate,
-                               size=info.size, sent=sent, envelope=envelope_of(envelope_json),
+                               size=info.size, sent=sent, envelope_json=envelope_json,
                                message_id=message_id or "", reference_ids=tuple((parents or "").split())))
     return facts
 

@@ -69,7 +69,8 @@ class SortFacts:
     """What SORT and THREAD know of one message of the searched set.
 
     `envelope` is the ENVELOPE list (date, subject, from, sender, reply-to, to, cc, bcc,
-    in-reply-to, message-id; raw header text, None for NIL). `reference_ids` are the parent
+    in-reply-to, message-id; raw header text, None for NIL), given as `envelope_list` or as the
+    store's JSON in `envelope_json`. `reference_ids` are the parent
     msg-ids of RFC 5256 §2.2 (References, else the first of In-Reply-To), oldest first."""
 
     msn: int
@@ -77,14 +78,26 @@ class SortFacts:
     internaldate: dt.datetime
     size: int = 0
     sent: dt.datetime | None = None
-    envelope: list | None = None
+    envelope_list: list | None = None
     message_id: str = ""
     reference_ids: tuple[str, ...] = ()
+    envelope_json: str = ""  # the cached ENVELOPE, parsed only when a key needs it
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def envelope(self) -> list | None:
+        """The ENVELOPE list: as given, or parsed from `envelope_json` once (ARRIVAL, DATE and SIZE
+        never need it)."""
+        if self.envelope_list is not None:
+            return self.envelope_list
+        if "envelope" not in self._cache:
+            self._cache["envelope"] = envelope_of(self.envelope_json)
+        return self._cache["envelope"]
+
+    @property
     def subject(self) -> str | None:
-        return self.envelope[1] if self.envelope else None
+        envelope = self.envelope
+        return envelope[1] if envelope else None
 
     @property
     def base_subject(self) -> str:

@@ -30,7 +30,7 @@ def facts(msn, subject=None, sent=None, arrival=0, size=0, from_=None, to=None, 
     envelope = [None, subject, address(from_), address(from_), address(from_), address(to), address(cc), None,
                 None, message_id or None]
     return SortFacts(msn=msn, uid=msn * 10, internaldate=T0 + dt.timedelta(hours=arrival), size=size,
-                     sent=sent, envelope=envelope, message_id=message_id, reference_ids=tuple(references))
+                     sent=sent, envelope_list=envelope, message_id=message_id, reference_ids=tuple(references))
 
 
 def order(messages, *criteria):
@@ -119,11 +119,15 @@ def test_missing_date_and_timezones_compare_in_utc():
 
 
 def test_malformed_envelope_sorts_as_empty():
-    broken = SortFacts(msn=1, uid=1, internaldate=T0, envelope=[None] * 10)
-    odd = SortFacts(msn=2, uid=2, internaldate=T0, envelope=[None, None, [["x"]]] + [None] * 7)
+    broken = SortFacts(msn=1, uid=1, internaldate=T0, envelope_list=[None] * 10)
+    odd = SortFacts(msn=2, uid=2, internaldate=T0, envelope_list=[None, None, [["x"]]] + [None] * 7)
     named = facts(3, from_="a@b.c")
-    assert order([named, odd, broken], "FROM") == [1, 2, 3]
-    assert order([named, odd, broken], "DISPLAYFROM", "SUBJECT") == [1, 2, 3]
+    unreadable = SortFacts(msn=4, uid=4, internaldate=T0, envelope_json="[not json")
+    envelope = '[null, "Re: A", [[null, null, "0", "x"]], null, null, null, null, null, null, null]'
+    cached = SortFacts(msn=5, uid=5, internaldate=T0, envelope_json=envelope)
+    assert order([named, odd, broken, unreadable, cached], "FROM") == [1, 2, 4, 5, 3]
+    assert order([named, odd, broken, unreadable, cached], "DISPLAYFROM", "SUBJECT") == [1, 2, 4, 5, 3]
+    assert cached.base_subject == "A" and cached.reply_or_forward and unreadable.subject is None
 
 
 def test_unknown_key_is_refused():

@@ -19,7 +19,7 @@ def msg(msn, subject="s", day=None, mid=None, refs=(), arrival=0):
     envelope = [None, subject, None, None, None, None, None, None, None, mid_value or None]
     sent = None if day is None else T0 + dt.timedelta(days=day)
     return SortFacts(msn=msn, uid=100 + msn, internaldate=T0 + dt.timedelta(hours=arrival), sent=sent,
-                     envelope=envelope, message_id=mid_value, reference_ids=tuple(refs))
+                     envelope_list=envelope, message_id=mid_value, reference_ids=tuple(refs))
 
 
 def threads(algorithm, messages, uid=False):
