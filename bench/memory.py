@@ -8,6 +8,12 @@ then reads the resident (RSS), proportional (PSS) and unique (USS) set size of t
 and each process below it from /proc/PID/smaps_rollup, prints a table and the totals, and stops it.
 
     PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py [--idle 10] [--data DIR] [--json] [--exec]
+    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py --watch 600   # while `make bench` runs
+
+`--watch SECONDS` measures memory under load instead: it starts nothing, samples every running
+`courriel serve` process tree (supervisors: a `courriel serve` command line without `--role`)
+once a second for at most SECONDS or until one was seen and all are gone, and prints the
+sample with the highest PSS total and each process's peak.
 
 PSS divides each shared page by the number of processes that map it, so the PSS total is what
 the process tree costs the machine; the RSS total counts shared pages (the interpreter, shared
@@ -206,6 +212,53 @@ def measure(idle: float = 10.0, data: Path | None = None, exec_roles: bool = Fal
                 _stop(process)
 
 
+def running_supervisors() -> list[int]:
+    """Pids of the `courriel serve` supervisors on this machine (a role has `--role`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [word for word in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0") if word]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if "serve" in argv and "--role" not in argv and any(Path(word).name == "courriel" for word in argv[:2]):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def sample_tree(supervisor: int) -> list[Sample]:
+    samples = []
+    for pid, label in process_tree(supervisor):
+        sizes = smaps_rollup(pid)
+        if sizes is not None:
+            samples.append(Sample(pid, label, *sizes))
+    return samples
+
+
+def watch(seconds: float, interval: float = 1.0) -> tuple[list[Sample], list[Sample]]:
+    """Sample every running supervisor's tree until `seconds` pass, or until trees were seen and
+    are all gone. Returns (the sample set with the highest PSS total, each label's peak)."""
+    end = time.monotonic() + seconds
+    busiest: list[Sample] = []
+    peaks: dict[str, Sample] = {}
+    seen = False
+    while time.monotonic() < end:
+        supervisors = running_supervisors()
+        if seen and not supervisors:
+            break
+        samples = [sample for pid in supervisors for sample in sample_tree(pid)]
+        seen = seen or bool(samples)
+        if sum(s.pss_kib for s in samples) > sum(s.pss_kib for s in busiest):
+            busiest = samples
+        for sample in samples:
+            peak = peaks.get(sample.label)
+            if peak is None or sample.pss_kib > peak.pss_kib:
+                peaks[sample.label] = sample
+        time.sleep(interval)
+    return busiest, list(peaks.values())
+
+
 def render(samples: list[Sample]) -> str:
     lines = [f"{'process':<16} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9} {'USS MiB':>9}"]
     for s in samples:
@@ -223,7 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the samples as JSON")
     parser.add_argument("--exec", dest="exec_roles", action="store_true",
                         help="start the roles with fork + exec (COURRIEL_SERVE_EXEC=1) instead of forking them")
+    parser.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                        help="start nothing: sample running `courriel serve` trees for at most SECONDS")
     args = parser.parse_args(argv)
+    if args.watch is not None:
+        busiest, peaks = watch(args.watch)
+        if args.json:
+            print(json.dumps({"busiest": [asdict(s) for s in busiest], "peaks": [asdict(s) for s in peaks]}, indent=2))
+        else:
+            print("highest PSS total:\n" + render(busiest) + "\n\npeak of each process:\n" + render(peaks))
+        return 0
     samples = measure(args.idle, args.data, args.exec_roles)
     if args.json:
         print(json.dumps([asdict(s) for s in samples], indent=2))

@@ -103,7 +103,10 @@ def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> list[str]:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # a build without this role or library: the role imports it itself
-            log.debug("preload skipped", extra={"module": name, "error": str(exc)})
+            log.debug("preload skipped", extra={"preload_module": name, "error": str(exc)})
+            continue
+        except Exception as exc:  # a broken module breaks its role (restarted with backoff), not the supervisor
+            log.warning("preload failed", extra={"preload_module": name, "error": f"{type(exc).__name__}: {exc}"})
             continue
         loaded.append(name)
     if "sqlalchemy.orm" in sys.modules:  # build every mapper's structures here, once, not per role

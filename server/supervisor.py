@@ -558,7 +558,8 @@ class Supervisor:
             _hand_over_sockets(devnull, fds)
             for fd in fds:
                 os.close(fd)
-            os.environ.pop(EXEC_ENV, None)
+            for variable in (EXEC_ENV, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+                os.environ.pop(variable, None)
             if handed:
                 os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(handed)),
                                   LISTEN_FDNAMES=":".join(name for name, _ in handed))
@@ -567,7 +568,7 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             status = run_forked_role(self.config, process.spec)
         except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+            status = EXIT_OK if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_FAILURE
         except BaseException:
             with contextlib.suppress(BaseException):
                 traceback.print_exc()
