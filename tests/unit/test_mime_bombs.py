@@ -15,7 +15,7 @@ import pytest
 
 from courriel.mime import body_text, bodystructure_wire, parse_structure, section_bytes, summarize
 from courriel.mime_headers import MAX_HEADER_FIELDS
-from courriel.mime_search import DECODE_CHUNK, _decoded_prefix
+from courriel.mime_search import DECODE_CHUNK, MAX_DECODED_INPUT, _decoded_prefix, base_subject, decoded
 from courriel.mime_structure import MAX_DEPTH, MAX_PARTS, iter_nodes
 from courriel.rules import calendar, filters, vacation
 
@@ -199,3 +199,19 @@ def test_header_bomb_reads_the_first_fields_only():
     assert len(headers) == MAX_HEADER_FIELDS and headers["From"] == "a@example.net"
     facts = filters.facts_of(header_bomb(1_000_000) + b"")
     assert facts.sender == "a@example.net" and len(facts.headers["x-h"]) == MAX_HEADER_FIELDS - 1
+
+
+@pytest.mark.parametrize("subject", [
+    "=?utf-8?q?a?= " * 100_000,  # the stdlib decoder is quadratic in encoded words (20 s)
+    "Re: " * 100_000, "[a]" * 100_000 + "x", "x" + "(fwd)" * 100_000, "[fwd: " * 50_000 + "x" + "]" * 50_000,
+])
+def test_long_subjects_cost_bounded_time(subject):
+    """SORT/THREAD base subjects and the decoded SEARCH columns (the loops took 11-14 s on 50 KB)."""
+    _result, seconds = timed(base_subject, subject)
+    assert seconds < CEILING / 5
+    text, seconds = timed(decoded, subject)
+    assert seconds < CEILING / 5 and len(text) <= MAX_DECODED_INPUT
+    data = b"Subject: " + subject.encode() + b"\r\nTo: " + b"=?utf-8?q?a?= " * 70_000 + b"\r\n\r\nbody\r\n"
+    _result, seconds = timed(filters.facts_of, data)
+    assert seconds < CEILING / 2
+    assert timed(summarize, data)[1] < CEILING / 2
