@@ -275,6 +275,7 @@ class ImapRemote:
             with self._errors():
                 answer = self.client.fetch(batch, ["FLAGS"], modifiers=modifiers)
             result.update({int(uid): plan.normalise_flags(data.get(b"FLAGS", ())) for uid, data in answer.items()})
+        self.counts["flags_received"] += len(result)
         return result
 
     def headers(self, uids: Iterable[int]) -> list[tuple[int, str, int, frozenset[str]]]:

@@ -195,3 +195,53 @@ def test_new_mail_in_another_folder_is_picked_up_while_idling(sync_env):  # noqa
         thread.join(20)
     assert not thread.is_alive()
     assert "<Work.99@example.net>" in env.local_message_ids("Work")
+
+
+def test_without_appenduid_the_upload_is_found_by_message_id(sync_env):  # noqa: F811
+    env = sync_env
+    with env.imap() as imap:
+        fill(imap, "INBOX", 2)
+    account = env.add_account()
+    sync = AccountSync(env.db, env.store, env.data, account)
+    try:
+        sync.cycle()
+        # A server without UIDPLUS (RFC 4315): no APPENDUID, so the copy is searched by Message-ID.
+        sync.remote.capabilities.discard("UIDPLUS")
+        append = sync.remote.append
+        sync.remote.append = lambda *args: append(*args) and None
+        env.store.deliver(env.mailbox_id, _local_mail(3))
+        sync.cycle()
+        sync.cycle()
+    finally:
+        sync.close()
+    with env.imap() as imap:
+        remote = remote_message_ids(imap, "INBOX")
+    assert remote.count("<local.3@example.org>") == 1 and len(remote) == 3
+    assert len(env.local_message_ids("INBOX")) == 3
+    assert _origins(env) == {"remote": 2, "local": 1}
+
+
+def test_without_qresync_flags_come_from_changedsince_and_uid_diffing(sync_env):  # noqa: F811
+    env = sync_env
+    with env.imap() as imap:
+        fill(imap, "INBOX", 30)
+    account = env.add_account()
+    sync = AccountSync(env.db, env.store, env.data, account)
+    try:
+        sync.cycle()
+        sync.remote.qresync = False  # CONDSTORE only (RFC 7162 §3.1): no VANISHED
+        with env.imap() as imap:
+            imap.select("INBOX")
+            imap.uid("STORE", "3", "+FLAGS", "(\\Seen)")
+            imap.uid("STORE", "4", "+FLAGS", "(\\Deleted)")
+            imap.expunge()
+        before = dict(sync.remote.counts)
+        sync.cycle()
+        after = sync.remote.counts
+        assert after["search_all"] == before["search_all"] + 1  # deletions by UID diffing
+        assert after["flags_received"] - before["flags_received"] == 1  # CHANGEDSINCE
+    finally:
+        sync.close()
+    assert len(env.local_message_ids("INBOX")) == 29
+    assert "<INBOX.3@example.net>" not in env.local_message_ids("INBOX")
+    assert sum("\\Seen" in m.flags for m in env.store.list_messages(env.folder_id("INBOX"))) == 1
