@@ -679,11 +679,14 @@ class Store:
         if mode not in ("add", "remove", "replace"):
             raise StoreError(f"unknown flag mode {mode!r}")
         bits, keywords = parse_flags(flags)
-        changed: list[Message] = []
+        changes: list[tuple[object, int, tuple[str, ...]]] = []  # (row, new bits, new keywords)
         failed: list[int] = []
+        changed: list[MessageInfo] = []
         with self.db.write() as session:
             folder = self._lock(session, folder_id)[folder_id]
-            for row in self._messages(session, folder_id, uids):
+            # Columns only (never the cached summaries), and one executemany UPDATE: the write
+            # lock is held for as short a time as possible.
+            for row in self._columns(session, folder_id, uids, _INFO_COLUMNS):
                 if unchanged_since is not None and row.modseq > unchanged_since:
                     failed.append(row.uid)
                     continue
@@ -696,16 +699,17 @@ class Store:
                     new_bits = bits
                 new_keywords = _merge_keywords(current, keywords, mode)
                 if new_bits != row.flags or new_keywords != current:
-                    row.flags = new_bits
-                    row.keywords = " ".join(new_keywords)
-                    changed.append(row)
-            if changed:
+                    changes.append((row, new_bits, new_keywords))
+            if changes:
                 modseq = self._bump_modseq(session, folder_id)
-                for row in changed:
-                    row.modseq = modseq
-                session.flush()
+                session.execute(update(Message), [
+                    {"id": row.id, "flags": new_bits, "keywords": " ".join(new_keywords), "modseq": modseq}
+                    for row, new_bits, new_keywords in changes])
+                changed = [MessageInfo(uid=row.uid, modseq=modseq, flags=system_flag_names(new_bits),
+                                       keywords=tuple(new_keywords), size=row.size, internaldate=row.internaldate,
+                                       blob_id=row.blob_id, id=row.id) for row, new_bits, new_keywords in changes]
             mailbox_id = folder.mailbox_id
-            result = FlagUpdate(changed=[_message_info(r) for r in changed], failed=failed)
+            result = FlagUpdate(changed=changed, failed=failed)
         if changed:
             self._changed(mailbox_id)
         return result
@@ -729,8 +733,9 @@ class Store:
             BlobStore.add_ref(session, blob_id, count)
         return CopyResult(uidvalidity=uidvalidity, pairs=pairs)
 
-    def _remove_rows(self, session: Session, folder_id: int, rows: list[Message]) -> int:
-        """Delete messages, recording RFC 7162 expunges with one new MODSEQ; drops blob references."""
+    def _remove_rows(self, session: Session, folder_id: int, rows: Sequence) -> int:
+        """Delete messages (rows with id, uid and blob_id), recording RFC 7162 expunges with one
+        new MODSEQ; drops blob references."""
         modseq = self._bump_modseq(session, folder_id)
         now = dt.datetime.now(dt.UTC)
         session.execute(insert(Expunge), [dict(folder_id=folder_id, uid=r.uid, modseq=modseq, expunged_at=now)
@@ -797,7 +802,8 @@ class Store:
         """RFC 3501 §6.4.3 EXPUNGE / RFC 4315 UID EXPUNGE: remove \\Deleted messages; returns their UIDs."""
         with self.db.write() as session:
             folder = self._lock(session, folder_id)[folder_id]
-            rows = self._messages(session, folder_id, uids, Message.flags.op("&")(DELETED) != 0)
+            rows = self._columns(session, folder_id, uids, (Message.uid, Message.id, Message.blob_id),
+                                 Message.flags.op("&")(DELETED) != 0)
             if not rows:
                 return []
             self._remove_rows(session, folder_id, rows)
