@@ -103,13 +103,23 @@ def clean_text(text: str, limit: int = 900) -> str:
     return _UNPRINTABLE.sub(" ", text).strip()[:limit]
 
 
-def header_of(message: bytes) -> bytes:
-    """The header block of `message`, including the blank line that ends it when present."""
+HEADER_LIMIT = 1024 * 1024  # as mime_headers.MAX_HEADER_SCAN
+
+
+def header_of(message: bytes, limit: int = HEADER_LIMIT) -> bytes:
+    """The header block of `message`, including the blank line that ends it when present.
+
+    At most `limit` octets, cut after a line ending: a message without a blank line (or with a
+    huge header) is not returned whole as "headers", and the queue's From-domain lookup never
+    parses more than this."""
     for separator in (b"\r\n\r\n", b"\n\n"):
-        index = message.find(separator)
+        index = message.find(separator, 0, limit)
         if index >= 0:
             return message[:index + len(separator)]
-    return message
+    if len(message) <= limit:
+        return message
+    cut = message.rfind(b"\n", 0, limit)
+    return message[:cut + 1] if cut >= 0 else message[:limit]
 
 
 def _crlf(data: bytes) -> bytes:

@@ -320,3 +320,15 @@ def test_dsn_utf8_uses_the_global_types():
     assert b"Content-Type: message/global-delivery-status" in data
     assert "Final-Recipient: utf-8; josé@exämple.net\r\n".encode() in data
     assert_sane_lines(data)
+
+
+def test_dsn_headers_of_a_message_without_a_blank_line_are_bounded():
+    """RET=HDRS of a message that is all header (and the queue's From-domain lookup, which reads
+    dsn.header_of) take at most HEADER_LIMIT octets, cut after a line."""
+    huge = b"From: bob@example.net\r\n" + b"X-Filler: 0123456789\r\n" * 400_000  # 8.8 MB, no blank line
+    header = dsn.header_of(huge)
+    assert len(header) <= dsn.HEADER_LIMIT and header.endswith(b"\r\n") and header.startswith(b"From:")
+    assert dsn.header_of(b"A: b\r\n\r\nbody") == b"A: b\r\n\r\n"
+    data = dsn.compose(dsn_report(ret="HDRS", original=huge, rcpt=dict(diagnostic="550 no")), NOW)
+    assert len(data) < dsn.HEADER_LIMIT + 10_000
+    assert b"Content-Type: text/rfc822-headers" in data
