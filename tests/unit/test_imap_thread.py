@@ -1,11 +1,14 @@
 """THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256 §3) and the thread-list encoding (§4):
-pure tables over `courriel.imap.thread`."""
+pure tables over `courriel.imap.thread`, and a property test over random references (loops,
+duplicates, missing ids): every message appears exactly once in well-formed thread lists."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from courriel.imap.sort import SortFacts
 from courriel.imap.thread import Node, encode, thread
@@ -188,3 +191,35 @@ def test_uid_thread_uses_uids():
 def test_unknown_algorithm():
     with pytest.raises(ValueError):
         thread("XREFS", [])
+
+
+# ------------------------------------------------------------------ properties
+
+IDS = [f"id{n}" for n in range(8)]
+SUBJECTS = ["a", "Re: a", "b", "Fwd: b", "", "[x] a"]
+
+
+@st.composite
+def mailboxes(draw):
+    count = draw(st.integers(0, 12))
+    return [msg(n, draw(st.sampled_from(SUBJECTS)), day=draw(st.one_of(st.none(), st.integers(0, 3))),
+                mid=draw(st.one_of(st.none(), st.sampled_from(IDS))),
+                refs=draw(st.lists(st.sampled_from(IDS), max_size=5)), arrival=draw(st.integers(0, 3)))
+            for n in range(1, count + 1)]
+
+
+def numbers_in(text: str) -> list[int]:
+    return [int(n) for n in text.replace("(", " ").replace(")", " ").split()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(mailboxes(), st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]))
+def test_every_message_appears_once_in_balanced_threads(messages, algorithm):
+    text = threads(algorithm, messages)
+    assert sorted(numbers_in(text)) == [m.msn for m in messages]
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert "()" not in text
