@@ -303,7 +303,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("folder_id", "uid"),
         Index("ix_messages_folder_modseq", "folder_id", "modseq"),
-        Index("ix_messages_folder_size", "folder_id", "size"),  # quota sums read the index only
+        # STATUS counts and quota sums read this index only, never the wide rows.
+        Index("ix_messages_folder_flags_size", "folder_id", "flags", "size"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -295,7 +295,7 @@ def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_blob_id'), ['blob_id'], unique=False)
         batch_op.create_index('ix_messages_folder_modseq', ['folder_id', 'modseq'], unique=False)
-        batch_op.create_index('ix_messages_folder_size', ['folder_id', 'size'], unique=False)
+        batch_op.create_index('ix_messages_folder_flags_size', ['folder_id', 'flags', 'size'], unique=False)
 
     op.create_table('sync_accounts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -509,7 +509,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sync_accounts_mailbox_id'))
     op.drop_table('sync_accounts')
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_index('ix_messages_folder_size')
+        batch_op.drop_index('ix_messages_folder_flags_size')
         batch_op.drop_index('ix_messages_folder_modseq')
         batch_op.drop_index(batch_op.f('ix_messages_blob_id'))
 
