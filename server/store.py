@@ -973,7 +973,7 @@ class Store:
         """Bytes and messages stored in all folders of a mailbox, and its limit (0: none).
 
         `only_if_limited`: for quota checks (RCPT, delivery, APPEND, COPY), a mailbox without a
-        limit answers zero usage without summing. The sum reads the (folder_id, size) index only."""
+        limit answers zero usage without summing. The sum reads the (folder_id, flags, size) index only."""
         with self.db.read() as session:
             limit = session.scalar(select(Mailbox.quota_bytes).where(Mailbox.id == mailbox_id))
             if limit is None and session.get(Mailbox, mailbox_id) is None:
