@@ -825,8 +825,10 @@ class Store:
             row = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
             if row is None:
                 raise NoSuchFolder(f"no folder {name}")
-            children = session.scalar(select(func.count()).select_from(Folder).where(Folder.parent_id == row.id))
-            return _folder_info(row, bool(children))
+            # Looked up among the mailbox's folders (indexed), not by a scan of every folder.
+            children = session.scalar(select(Folder.id).where(Folder.mailbox_id == mailbox_id,
+                                                               Folder.parent_id == row.id).limit(1))
+            return _folder_info(row, children is not None)
 
     def folder(self, folder_id: int) -> FolderInfo:
         with self.db.read() as session:
@@ -887,7 +889,8 @@ class Store:
             row = self._find(session, mailbox_id, name)
             if row is None:
                 raise NoSuchFolder(f"no folder {name}")
-            if session.scalar(select(func.count()).select_from(Folder).where(Folder.parent_id == row.id)):
+            if session.scalar(select(Folder.id).where(Folder.mailbox_id == mailbox_id,
+                                                      Folder.parent_id == row.id).limit(1)) is not None:
                 raise StoreError(f"folder {name} has inferior folders; delete them first")
             self._lock(session, row.id)
             messages = self._messages(session, row.id, None)
