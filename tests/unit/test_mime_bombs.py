@@ -215,3 +215,44 @@ def test_long_subjects_cost_bounded_time(subject):
     _result, seconds = timed(filters.facts_of, data)
     assert seconds < CEILING / 2
     assert timed(summarize, data)[1] < CEILING / 2
+
+
+def calendar_message(body: bytes) -> bytes:
+    return (b"From: o@example.net\r\nMIME-Version: 1.0\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\n"
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\n" + body + b"END:VCALENDAR\r\n")
+
+
+def events(count: int, tzid: bytes = b"") -> bytes:
+    start = b"DTSTART;TZID=" + tzid + b":20261201T100000" if tzid else b"DTSTART:20261201T100000Z"
+    return b"".join(b"BEGIN:VEVENT\r\nUID:u%d\r\nSUMMARY:s\r\n%s\r\nORGANIZER:mailto:o@example.net\r\nEND:VEVENT\r\n"
+                    % (i, start) for i in range(count))
+
+
+def zones(count: int) -> bytes:
+    return b"".join(b"BEGIN:VTIMEZONE\r\nTZID:z%d\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+                    b"TZOFFSETFROM:+0000\r\nTZOFFSETTO:+0000\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n" % i
+                    for i in range(count))
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (events(20_000), 0),  # 2 MB: over MAX_ICS_BYTES (was 11 s and 20,000 stored events)
+    (events(calendar.MAX_COMPONENTS + 1), 0),  # under 1 MiB but too many components: not parsed
+    (b"BEGIN:X\r\n" * 50_000 + b"END:X\r\n" * 50_000, 0),  # nesting (was 5 s)
+    (events(calendar.MAX_COMPONENTS - 10), calendar.MAX_EVENTS),  # parsed, at most MAX_EVENTS kept
+    (zones(300) + events(390, b"z7"), calendar.MAX_EVENTS),  # zones looked up by TZID (was quadratic: 57 s)
+])
+def test_calendar_bombs(body, expected):
+    found, seconds = timed(calendar.invitations_of, calendar_message(body))
+    assert seconds < CEILING / 2 and len(found) == expected
+    if found:
+        assert all(i.ics.count("BEGIN:VTIMEZONE") <= 1 for i in found)
+
+
+def test_calendar_parts_are_bounded():
+    part = (b"--b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n"
+            + events(1) + b"END:VCALENDAR\r\n")
+    data = (b"From: o@example.net\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            + part * 1000 + b"--b--\r\n")
+    _found, seconds = timed(calendar.invitations_of, data)
+    assert seconds < CEILING / 2
+    assert len(calendar._calendar_parts(data)) == calendar.MAX_PARTS
