@@ -135,13 +135,19 @@ def reason_not_to_reply(settings: VacationSettings, *, envelope_sender: str, hea
     # RFC 3834 §2 / RFC 5230 §4.5: only mail that names one of the mailbox's addresses.
     named = {a.lower() for _, a in email.utils.getaddresses(
         [_value(headers, name) for name in RECIPIENT_FIELDS if headers.get(name) is not None]) if a}
-    if not named & owned:
+    if not {_without_detail(a) for a in named} & {_without_detail(a) for a in owned}:
         return Skip.NOT_ADDRESSED
     if already_replied:
         return Skip.ALREADY_REPLIED
     if settings.contacts_only and not sender_in_contacts:
         return Skip.NOT_IN_CONTACTS
     return None
+
+
+def _without_detail(address: str) -> str:
+    """RFC 5233 §1: "user+detail@domain" names the same mailbox as "user@domain"."""
+    local, at, domain = address.rpartition("@")
+    return f"{local.partition('+')[0]}{at}{domain}" if at else address
 
 
 def reply_subject(settings: VacationSettings, original_subject: str) -> str:

@@ -216,6 +216,7 @@ def test_rfc3834_answered_when_named_in_cc_or_resent():
     assert decide(to=b"x@example.net", extra=b"Cc: Alice <ALICE@example.org>\r\n") is None
     assert decide(to=b"x@example.net", extra=b"Resent-To: alice@example.org\r\n") is None
     assert decide(extra=b"X-Auto-Response-Suppress: DR, RN\r\n") is None  # read receipts only
+    assert decide(to=b"Alice <alice+holidays@example.org>") is None  # RFC 5233 sub-address
 
 
 # --------------------------------------------------------------------------- calendar RSVPs (RFC 6047)
