@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from courriel.mime import body_text, bodystructure_wire, parse_structure, section_bytes, summarize
+from courriel.mime import body_text, bodystructure_wire, envelope_wire, parse_structure, section_bytes, summarize
+from courriel.mime_envelope import MAX_ENVELOPE_ADDRESSES
 from courriel.mime_headers import MAX_HEADER_FIELDS
 from courriel.mime_search import DECODE_CHUNK, MAX_DECODED_INPUT, _decoded_prefix, base_subject, decoded
 from courriel.mime_structure import MAX_DEPTH, MAX_PARTS, iter_nodes
@@ -256,3 +257,18 @@ def test_calendar_parts_are_bounded():
     _found, seconds = timed(calendar.invitations_of, data)
     assert seconds < CEILING / 2
     assert len(calendar._calendar_parts(data)) == calendar.MAX_PARTS
+
+
+@pytest.mark.parametrize("to", [b"a@b.example, " * 100_000, b"g:a@b.example;, " * 60_000,
+                                b"g: " + b"a@b.example, " * 80_000])
+def test_envelope_address_lists_are_bounded(to):
+    data = b"From: x@example.net\r\nTo: " + to + b"\r\nSubject: many\r\n\r\nbody\r\n"
+    summary, seconds = timed(summarize, data)
+    assert seconds < CEILING / 2
+    envelope = json.loads(summary.envelope)
+    addresses = envelope[5]
+    assert len(addresses) <= MAX_ENVELOPE_ADDRESSES + 1  # +1: the end marker of a group left open
+    starts = sum(1 for a in addresses if a[3] is None and a[2] is not None)
+    ends = sum(1 for a in addresses if a == [None, None, None, None])
+    assert starts == ends  # RFC 3501 §7.4.2: every group marker pair is complete
+    assert len(summary.envelope) < 200_000 and balanced(envelope_wire(summary.envelope))
