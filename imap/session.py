@@ -555,7 +555,9 @@ class Session(SearchCommands):
         await self._done(command)
 
     async def _status_items(self, folder, items: Iterable[str]) -> dict[str, int]:
-        status = await self._call(self.store.status, folder.id)
+        return self._status_values(await self._call(self.store.status, folder.id), items)
+
+    def _status_values(self, status, items: Iterable[str]) -> dict[str, int]:
         values = {"MESSAGES": status.messages, "RECENT": 0, "UIDNEXT": status.uidnext,
                   "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "SIZE": status.size,
                   "DELETED": status.deleted, "HIGHESTMODSEQ": status.highestmodseq,
@@ -613,12 +615,12 @@ class Session(SearchCommands):
         await self._done(command)
 
     async def do_status(self, command: cmd.Status) -> None:
-        try:
-            folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
+        try:  # one store transaction: clients poll STATUS
+            folder, status = await self._call(self.store.status_by_name, self.mailbox_id, command.mailbox)
         except (NoSuchFolder, StoreError):
             self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
             return
-        self.send(enc.status_line(folder.name, await self._status_items(folder, command.items), utf8=self.utf8))
+        self.send(enc.status_line(folder.name, self._status_values(status, command.items), utf8=self.utf8))
         await self._done(command)
 
     async def do_append(self, command: cmd.Append) -> None:

@@ -820,15 +820,18 @@ class Store:
         return [_folder_info(row, row.id in parents) for row in rows]
 
     def get_folder(self, mailbox_id: int, name: str) -> FolderInfo:
-        name = normalise_folder_name(name)
         with self.db.read() as session:
-            row = session.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
-            if row is None:
-                raise NoSuchFolder(f"no folder {name}")
-            # Looked up among the mailbox's folders (indexed), not by a scan of every folder.
-            children = session.scalar(select(Folder.id).where(Folder.mailbox_id == mailbox_id,
-                                                               Folder.parent_id == row.id).limit(1))
-            return _folder_info(row, children is not None)
+            return self._named_folder(session, mailbox_id, name)[1]
+
+    def _named_folder(self, session: Session, mailbox_id: int, name: str) -> tuple[Folder, FolderInfo]:
+        name = normalise_folder_name(name)
+        row = self._find(session, mailbox_id, name)
+        if row is None:
+            raise NoSuchFolder(f"no folder {name}")
+        # Inferiors are looked up among the mailbox's folders (indexed), not in every folder.
+        children = session.scalar(select(Folder.id).where(Folder.mailbox_id == mailbox_id,
+                                                           Folder.parent_id == row.id).limit(1))
+        return row, _folder_info(row, children is not None)
 
     def folder(self, folder_id: int) -> FolderInfo:
         with self.db.read() as session:
@@ -961,16 +964,27 @@ class Store:
             folder = session.get(Folder, folder_id)
             if folder is None:
                 raise NoSuchFolder(f"no folder {folder_id}")
-            count, unseen, size, deleted = session.execute(
-                select(func.count(Message.id),
-                       func.coalesce(func.sum(case((Message.flags.op("&")(SEEN) == 0, 1), else_=0)), 0),
-                       func.coalesce(func.sum(Message.size), 0),
-                       func.coalesce(func.sum(case((Message.flags.op("&")(DELETED) != 0, 1), else_=0)), 0))
-                .where(Message.folder_id == folder_id)
-            ).one()
-            return FolderStatus(messages=count, unseen=int(unseen), uidnext=folder.uidnext,
-                                uidvalidity=folder.uidvalidity, highestmodseq=folder.highestmodseq,
-                                size=int(size), deleted=int(deleted))
+            return self._status(session, folder)
+
+    def status_by_name(self, mailbox_id: int, name: str) -> tuple[FolderInfo, FolderStatus]:
+        """`get_folder` and `status` in one read transaction (IMAP STATUS, which clients poll)."""
+        with self.db.read() as session:
+            row, info = self._named_folder(session, mailbox_id, name)
+            return info, self._status(session, row)
+
+    @staticmethod
+    def _status(session: Session, folder: Folder) -> FolderStatus:
+        """The counts of one folder, from the (folder_id, flags, size) index."""
+        count, unseen, size, deleted = session.execute(
+            select(func.count(Message.id),
+                   func.coalesce(func.sum(case((Message.flags.op("&")(SEEN) == 0, 1), else_=0)), 0),
+                   func.coalesce(func.sum(Message.size), 0),
+                   func.coalesce(func.sum(case((Message.flags.op("&")(DELETED) != 0, 1), else_=0)), 0))
+            .where(Message.folder_id == folder.id)
+        ).one()
+        return FolderStatus(messages=count, unseen=int(unseen), uidnext=folder.uidnext,
+                            uidvalidity=folder.uidvalidity, highestmodseq=folder.highestmodseq,
+                            size=int(size), deleted=int(deleted))
 
     def quota_usage(self, mailbox_id: int, *, only_if_limited: bool = False) -> QuotaUsage:
         """Bytes and messages stored in all folders of a mailbox, and its limit (0: none).

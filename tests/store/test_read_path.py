@@ -220,3 +220,14 @@ def test_queue_maintenance_prunes_after_the_configured_retention(store, db, inbo
 
 def test_expunge_log_days_default_is_documented(config):
     assert config.get("imap", "expunge_log_days") == 90
+
+
+def test_status_by_name_matches_get_folder_and_status(store, inbox):  # noqa: F811
+    store.set_flags(inbox.id, [1], "add", ["\\Deleted"])
+    store.create_folder(inbox.mailbox_id, "INBOX/Child")
+    info, status = store.status_by_name(inbox.mailbox_id, "inbox")
+    assert info == store.get_folder(inbox.mailbox_id, "INBOX") and info.has_children
+    assert status == store.status(inbox.id)
+    assert (status.messages, status.unseen, status.deleted) == (6, 4, 1)
+    with pytest.raises(StoreError):
+        store.status_by_name(inbox.mailbox_id, "Nowhere")
