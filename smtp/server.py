@@ -39,22 +39,16 @@ from courriel.passwords import PasswordHasher
 from courriel.smtp import policy, replies
 from courriel.smtp.esmtp import ESMTP
 from courriel.smtp.handler import SmtpHandler
+from courriel.smtp.inbound_dns import InboundResolver
 
 log = logging.getLogger("courriel.smtp")
 
 STOP_GRACE_SECONDS = 5.0
-DNS_CACHE_ENTRIES = 4096  # answers (name, type) kept by the role's resolver, least recently used dropped
 
 
 def tls_context(config: Config) -> ssl.SSLContext:
     """The server context (TLS 1.2+) from `tls.certificate` / `tls.private_key`; raises OSError/SSLError."""
     return tls.server_context(config.path("tls", "certificate"), config.path("tls", "private_key"))
-
-
-def inbound_resolver(config: Config) -> Resolver:
-    """The resolver of the SMTP role, with a cache of answers kept for their TTL: mail from one sender
-    domain arrives in runs, and each message asks the same SPF, DMARC and reverse DNS questions."""
-    return Resolver(config.get("dns", "nameservers"), config.get("dns", "timeout"), cache_size=DNS_CACHE_ENTRIES)
 
 
 def session_limits(config: Config) -> policy.SessionLimits:
@@ -85,7 +79,7 @@ class SmtpService:
         self._own_authenticator = authenticator is None
         self.authenticator = authenticator or Authenticator(db, PasswordHasher.from_config(config))
         self.handler = SmtpHandler(config, db, authenticator=self.authenticator,
-                                   resolver=resolver or inbound_resolver(config), limits=self.limits)
+                                   resolver=resolver or InboundResolver.from_config(config), limits=self.limits)
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.connections: set[ESMTP] = set()
         self.per_client: collections.Counter[str] = collections.Counter()
