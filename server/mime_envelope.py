@@ -19,6 +19,8 @@ SEARCH reads its own decoded columns, SORT the first address, so only ENVELOPE i
 
 from __future__ import annotations
 
+import re
+
 from courriel.mime_headers import HeaderField, last_values, wire_bytes
 
 Address = list  # [name, adl, mailbox, host], each str | None
@@ -206,12 +208,15 @@ def build_envelope(fields: list[HeaderField]) -> list:
 # --------------------------------------------------------------------------- wire encoding
 
 
+_LITERAL_ONLY = re.compile(rb"[\x00\x0a\x0d\x7f-\xff]")  # bytes a quoted string cannot carry
+
+
 def imap_string(value: str | None) -> bytes:
     """RFC 3501 §4.3 nstring: NIL, a quoted string, or a literal for 8-bit or CR/LF content."""
     if value is None:
         return b"NIL"
     raw = wire_bytes(value)
-    if any(byte > 0x7E or byte in (0x00, 0x0A, 0x0D) for byte in raw) or len(raw) > 1024:
+    if len(raw) > 1024 or _LITERAL_ONLY.search(raw):
         return b"{%d}\r\n%s" % (len(raw), raw)
     return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
