@@ -8,12 +8,13 @@ then reads the resident (RSS), proportional (PSS) and unique (USS) set size of t
 and each process below it from /proc/PID/smaps_rollup, prints a table and the totals, and stops it.
 
     PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py [--idle 10] [--data DIR] [--json] [--exec]
-    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py --watch 600   # while `make bench` runs
+    PYTHONSAFEPATH=1 .venv/bin/python bench/memory.py --watch 600 --match courriel-bench-  # during `make bench`
 
-`--watch SECONDS` measures memory under load instead: it starts nothing, samples every running
-`courriel serve` process tree (supervisors: a `courriel serve` command line without `--role`)
-once a second for at most SECONDS or until one was seen and all are gone, and prints the
-sample with the highest PSS total and each process's peak.
+`--watch SECONDS` measures memory under load instead: it starts nothing, samples the running
+`courriel serve` process trees (supervisors: a `courriel serve` command line without `--role`)
+whose command line contains `--match` (bench/run.py's data directories are
+/tmp/courriel-bench-*) once a second, for at most SECONDS or until one was seen and all are
+gone, and prints the sample with the highest PSS total and each process's peak.
 
 PSS divides each shared page by the number of processes that map it, so the PSS total is what
 the process tree costs the machine; the RSS total counts shared pages (the interpreter, shared
@@ -56,6 +57,7 @@ class Sample:
     rss_kib: int
     pss_kib: int
     uss_kib: int = 0  # Private_Clean + Private_Dirty
+    pss_anon_kib: int = 0  # the anonymous part of PSS: shared only within this process tree
 
 
 def free_port() -> int:
@@ -78,8 +80,8 @@ def serve_environ(exec_roles: bool = False) -> dict[str, str]:
     return environ
 
 
-def smaps_rollup(pid: int) -> tuple[int, int, int] | None:
-    """(RSS, PSS, USS) of `pid` in KiB, or None when the process is gone."""
+def smaps_rollup(pid: int) -> tuple[int, int, int, int] | None:
+    """(RSS, PSS, USS, anonymous PSS) of `pid` in KiB, or None when the process is gone."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -87,9 +89,10 @@ def smaps_rollup(pid: int) -> tuple[int, int, int] | None:
     fields = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Pss_Anon"):
             fields[key] = int(rest.split()[0])
-    return fields.get("Rss", 0), fields.get("Pss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Rss", 0), fields.get("Pss", 0), uss, fields.get("Pss_Anon", 0)
 
 
 def children_of(pid: int) -> list[int]:
@@ -212,8 +215,9 @@ def measure(idle: float = 10.0, data: Path | None = None, exec_roles: bool = Fal
                 _stop(process)
 
 
-def running_supervisors() -> list[int]:
-    """Pids of the `courriel serve` supervisors on this machine (a role has `--role`)."""
+def running_supervisors(match: str = "") -> list[int]:
+    """Pids of the `courriel serve` supervisors on this machine (a role has `--role`) whose
+    command line contains `match`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -222,7 +226,8 @@ def running_supervisors() -> list[int]:
             argv = [word for word in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0") if word]
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if "serve" in argv and "--role" not in argv and any(Path(word).name == "courriel" for word in argv[:2]):
+        if ("serve" in argv and "--role" not in argv and any(Path(word).name == "courriel" for word in argv[:2])
+                and match in " ".join(argv)):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -236,25 +241,31 @@ def sample_tree(supervisor: int) -> list[Sample]:
     return samples
 
 
-def watch(seconds: float, interval: float = 1.0) -> tuple[list[Sample], list[Sample]]:
+def watch(seconds: float, match: str = "", interval: float = 1.0) -> tuple[list[Sample], list[Sample]]:
     """Sample every running supervisor's tree until `seconds` pass, or until trees were seen and
-    are all gone. Returns (the sample set with the highest PSS total, each label's peak)."""
+    are all gone. Returns (the sample set with the highest PSS total, each label's peak), both
+    taken only while the most processes were running (a supervisor alone while its roles start
+    or stop holds every shared page: its PSS then equals its RSS)."""
     end = time.monotonic() + seconds
     busiest: list[Sample] = []
     peaks: dict[str, Sample] = {}
+    most = 0
     seen = False
     while time.monotonic() < end:
-        supervisors = running_supervisors()
+        supervisors = running_supervisors(match)
         if seen and not supervisors:
             break
         samples = [sample for pid in supervisors for sample in sample_tree(pid)]
         seen = seen or bool(samples)
-        if sum(s.pss_kib for s in samples) > sum(s.pss_kib for s in busiest):
-            busiest = samples
-        for sample in samples:
-            peak = peaks.get(sample.label)
-            if peak is None or sample.pss_kib > peak.pss_kib:
-                peaks[sample.label] = sample
+        if len(samples) > most:  # more processes than before: start over
+            most, busiest, peaks = len(samples), [], {}
+        if samples and len(samples) == most:
+            if sum(s.pss_kib for s in samples) > sum(s.pss_kib for s in busiest):
+                busiest = samples
+            for sample in samples:
+                peak = peaks.get(sample.label)
+                if peak is None or sample.pss_kib > peak.pss_kib:
+                    peaks[sample.label] = sample
         time.sleep(interval)
     return busiest, list(peaks.values())
 
@@ -264,8 +275,12 @@ def render(samples: list[Sample]) -> str:
     for s in samples:
         lines.append(f"{s.label:<16} {s.pid:>8} {s.rss_kib / 1024:>9.1f} {s.pss_kib / 1024:>9.1f} "
                      f"{s.uss_kib / 1024:>9.1f}")
-    rss, pss, uss = (sum(getattr(s, f) for s in samples) / 1024 for f in ("rss_kib", "pss_kib", "uss_kib"))
+    rss, pss, uss, anon = (sum(getattr(s, f) for s in samples) / 1024
+                           for f in ("rss_kib", "pss_kib", "uss_kib", "pss_anon_kib"))
     lines.append(f"{'total':<16} {'':>8} {rss:>9.1f} {pss:>9.1f} {uss:>9.1f}")
+    # File-backed pages (the interpreter, shared libraries) are shared with every other program
+    # that maps them, so their PSS depends on what else runs; the anonymous part does not.
+    lines.append(f"PSS {pss:.1f} MiB = {anon:.1f} anonymous (this tree only) + {pss - anon:.1f} file-backed")
     return "\n".join(lines)
 
 
@@ -278,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="start the roles with fork + exec (COURRIEL_SERVE_EXEC=1) instead of forking them")
     parser.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                         help="start nothing: sample running `courriel serve` trees for at most SECONDS")
+    parser.add_argument("--match", default="", help="with --watch: only supervisors whose command line contains this")
     args = parser.parse_args(argv)
     if args.watch is not None:
-        busiest, peaks = watch(args.watch)
+        busiest, peaks = watch(args.watch, args.match)
         if args.json:
             print(json.dumps({"busiest": [asdict(s) for s in busiest], "peaks": [asdict(s) for s in peaks]}, indent=2))
         else:
