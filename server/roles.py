@@ -31,6 +31,12 @@ A role is a module named in `ROLES` (for instance `courriel.smtp.role`) that exp
   passwords, keys or message bodies.
 - A role must not assume it is the only process of its kind: the supervisor may run
   several IMAP workers on one socket, and several hosts may share one PostgreSQL database.
+- Under `courriel serve` the role process is forked from the supervisor, which imported the
+  role modules beforehand (`courriel.prefork.PRELOAD_MODULES`) so that the roles share their
+  pages. Importing a role module must therefore have no side effect that cannot cross a
+  fork: no thread, event loop, Twisted reactor (import `twisted.internet.reactor` inside
+  `run` only), database connection or open file; `run` creates all of these itself. The
+  same module also runs in a process of its own (`--role`, systemd, `COURRIEL_SERVE_EXEC=1`).
 
 A role whose module cannot be found is not started (the supervisor logs that it skips it),
 so a build may ship without some roles.
