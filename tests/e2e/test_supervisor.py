@@ -276,3 +276,27 @@ def test_killed_forked_role_restarts_and_stops_on_sighup(served_data, tmp_path):
     assert status == 0, log
     assert f"role stopped role=queue child_pid={second}" in log
     assert not [pid for pid in children if alive(pid)]
+
+
+def test_sigterm_sent_to_each_forked_role_stops_it_cleanly(served_data, tmp_path):
+    """The roles' own stop handlers work in a forked process: each one, sent SIGTERM directly,
+    exits with status 0 (and the supervisor, not stopping, starts it again)."""
+    environ = listener_environ()
+    environ.pop(supervisor.EXEC_ENV, None)
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    names = [spec.name for spec in supervisor.ROLES.values() if spec.available()]
+    try:
+        wait_healthy(admin_port(environ), served)
+        first = {name: wait_until(lambda name=name: role_children(served.pid, name), 30, f"the {name} role")[0]
+                 for name in names}
+        for pid in first.values():
+            os.kill(pid, signal.SIGTERM)
+        for name, pid in first.items():
+            wait_until(lambda pid=pid: f"child_pid={pid} status=\"exit status 0\"" in served.log(), 30,
+                       f"the {name} role to stop cleanly")
+        for name, pid in first.items():
+            wait_until(lambda name=name, pid=pid: [p for p in role_children(served.pid, name) if p != pid], 30,
+                       f"the {name} role to be started again")
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
