@@ -20,8 +20,8 @@ command line rewritten to read `courriel serve --role NAME ...`). With
 execs `python -m courriel.cli.serve --role NAME` instead. Either way each role runs in its own
 process group (a terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with
 default signal dispositions, and with a parent-death signal (a supervisor killed with SIGKILL
-does not leave roles behind). A role that exits while the
-supervisor is not stopping is restarted after an exponential backoff. SIGTERM, SIGINT or
+does not leave roles behind). A role that exits while the supervisor is not stopping is
+started again (forked afresh from the supervisor) after an exponential backoff. SIGTERM, SIGINT or
 SIGHUP (any number of times: handling is idempotent) stop every role with SIGTERM, wait
 `stop_timeout` seconds, then SIGKILL what is left.
 
