@@ -633,12 +633,13 @@ class AccountSync:
         imap = self.protocol == "imap" and isinstance(remote, ImapRemote)
         watched = self._watched_folders() if imap else {}
         baseline: dict[str, tuple] = {}
+        if imap and remote.idle_supported:
+            remote.select(INBOX)  # RFC 3501 §6.3.10: STATUS is not meant for the selected folder
         if imap and watched and self._folders_changed(remote, watched, baseline):
             return
         polled = time.monotonic()
         checked = polled
         if imap and remote.idle_supported:
-            remote.select(INBOX)
             while not stop.is_set() and time.monotonic() < deadline:
                 remote.idle_start()
                 try:
