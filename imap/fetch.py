@@ -36,7 +36,7 @@ from courriel.store import MessageFile, MessageInfo, StoredSummary, StoreError
 
 CHUNK = 64 * 1024
 INLINE_LIMIT = 64 * 1024  # a body section up to this size is read while preparing
-BATCH_INLINE_BUDGET = 4 * 1024 * 1024  # bytes read ahead for one `prepare_batch`
+BATCH_INLINE_BUDGET = 2 * 1024 * 1024  # bytes read ahead for one `prepare_batch` (held until written)
 WRITE_BYTES = 256 * 1024  # responses held in memory are written in pieces of about this size
 
 
