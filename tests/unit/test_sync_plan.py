@@ -164,3 +164,20 @@ def test_provider_table_and_bad_address():
     assert discovery.from_table("a@unknown.example") is None
     with pytest.raises(discovery.DiscoveryError):
         discovery.split_address("no-at-sign")
+
+
+def test_size_batches_bound_count_and_bytes():
+    sized = [(1, 10), (2, 10), (3, 10), (4, 100), (5, 1), (6, 1)]
+    assert plan.size_batches(sized, count=2, limit=1000) == [[1, 2], [3, 4], [5, 6]]
+    assert plan.size_batches(sized, count=10, limit=25) == [[1, 2], [3], [4], [5, 6]]  # a large one alone
+    assert plan.size_batches([], count=10, limit=25) == []
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), max_size=60), st.integers(1, 8), st.integers(1, 80))
+def test_size_batches_keep_every_uid_in_order(sizes, count, limit):
+    sized = list(enumerate(sizes, start=1))
+    result = plan.size_batches(sized, count, limit)
+    assert [uid for batch in result for uid in batch] == [uid for uid, _ in sized]
+    for batch in result:
+        assert len(batch) <= count
+        assert len(batch) == 1 or sum(sizes[uid - 1] for uid in batch) <= limit
