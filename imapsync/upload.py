@@ -23,7 +23,7 @@ between 1 and 2 therefore re-APPENDs once, and a crash between 2 and 3 never dup
 Standards: RFC 3501 §6.3.11 (APPEND), §6.4.4 (SEARCH HEADER); RFC 4315 §3 (APPENDUID).
 Security: the bytes sent are the stored message as it is; nothing secret is logged.
 Durability: the intent row commits before the APPEND; the completed row in one transaction.
-Fault point for the crash tests: `imapsync.upload.after_append`.
+Fault points for the crash tests: `imapsync.upload.after_intent`, `imapsync.upload.after_append`.
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ def upload(db: Database, store: Store, remote: ImapRemote, sync_folder_id: int, 
                 sync_folder_id=sync_folder_id, remote_uidvalidity=uidvalidity, remote_uid=-item.local_uid,
                 local_uid=item.local_uid, flags=plan.flags_text(item.flags), message_id=item.message_id,
                 size=item.size, origin=PENDING))
+        durable.fault_point("imapsync.upload.after_intent")
         try:
             with store.open_message(local_folder_id, item.local_uid) as handle:
                 body = handle.read()

@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 
+import pytest
 from imap_server import PASSWORD, start_imap
 from sqlalchemy import select, update
-from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env  # noqa: F401
+from sync_fixtures import dovecot_pop, fill, message, remote_message_ids, sync_env, sync_env_pg  # noqa: F401
 
 from courriel.imapsync import accounts
 from courriel.imapsync.runner import AccountSync
@@ -106,8 +107,13 @@ def test_local_append_and_local_delivery_reach_the_remote_exactly_once(sync_env,
     assert sorted(env.local_message_ids("INBOX")) == [f"<local.{n}@example.org>" for n in range(3)]
 
 
-def test_kill_between_remote_append_and_map_row_duplicates_nothing(sync_env):  # noqa: F811
-    env = sync_env
+@pytest.mark.parametrize(("database", "fault", "appended"), [
+    ("sqlite", "imapsync.upload.after_append", True),
+    ("postgresql", "imapsync.upload.after_append", True),
+    ("sqlite", "imapsync.upload.after_intent", False),
+])
+def test_kill_between_remote_append_and_map_row_duplicates_nothing(request, database, fault, appended):
+    env = request.getfixturevalue("sync_env" if database == "sqlite" else "sync_env_pg")
     with env.imap() as imap:
         fill(imap, "INBOX", 2)
     account = env.add_account()
@@ -116,12 +122,12 @@ def test_kill_between_remote_append_and_map_row_duplicates_nothing(sync_env):  #
     environ = {**os.environ, "PYTHONSAFEPATH": "1"}
     assert subprocess.run(command, capture_output=True, env=environ, timeout=120).returncode == 0
     env.store.deliver(env.mailbox_id, _local_mail(7))
-    # The child is killed (SIGKILL) right after the remote APPEND, before the map row.
-    crashed = subprocess.run(command, capture_output=True, env={**environ, "COURRIEL_FAULT":
-                                                              "imapsync.upload.after_append"}, timeout=120)
+    # The child is killed (SIGKILL) right after the remote APPEND (or right before it), with
+    # the upload intent recorded and not the remote UID.
+    crashed = subprocess.run(command, capture_output=True, env={**environ, "COURRIEL_FAULT": fault}, timeout=120)
     assert crashed.returncode == -9, crashed.stderr
     with env.imap() as imap:
-        assert remote_message_ids(imap, "INBOX").count("<local.7@example.org>") == 1
+        assert remote_message_ids(imap, "INBOX").count("<local.7@example.org>") == int(appended)
     assert _origins(env) == {"remote": 2, "pending": 1}
     for _ in range(2):
         status = subprocess.run(command, capture_output=True, env=environ, timeout=120)
