@@ -266,14 +266,16 @@ def _match_files(store: Store, folder_id: int, candidates: list[int], blob_keys,
     """Read the candidates' files (only the bytes the keys need) and record which match."""
     for start in range(0, len(candidates), _BATCH):
         batch = candidates[start:start + _BATCH]
-        summaries = {s.uid: s for s in store.summaries(folder_id, batch)}
+        with store.db.read() as session:  # the cached part trees only, not the whole summaries
+            structures = dict(session.execute(select(Message.uid, Message.bodystructure).where(
+                Message.folder_id == folder_id, Message.uid.in_(batch))).all())
         files = store.open_messages(folder_id, batch)
         for uid in batch:
             message_file = files.get(uid)
-            summary = summaries.get(uid)
-            if message_file is None or summary is None:
+            structure = structures.get(uid)
+            if message_file is None or structure is None:
                 continue  # expunged meanwhile
-            tree = json.loads(summary.bodystructure) if summary.bodystructure else None
+            tree = json.loads(structure) if structure else None
             limit = _bytes_needed(blob_keys, tree)
             try:
                 with message_file.open() as handle:
