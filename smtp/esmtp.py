@@ -53,8 +53,6 @@ from courriel.smtp.replies import Reply
 log = logging.getLogger("courriel.smtp")
 
 CHUNK_READ = 64 * 1024
-DATA_LINE_LIMIT = SMTP.line_length_limit  # octets of one DATA line before its CRLF (as for a command line)
-UNBOUNDED_DATA = 1 << 31  # the reader's bound for DATA when no SIZE limit is configured
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -92,23 +90,6 @@ def _hides_end_of_data_in(content: bytes) -> bool:
     if not content.endswith(b"\r\n"):
         content += b"\r\n"  # as a relay ends the text before its own CRLF.CRLF
     return any(_hides_end_of_data(line + b"\r\n") for line in content.split(b"\r\n")[:-1])
-
-
-def data_message(text: bytes, limit: int = 0) -> tuple[bytes, Reply | None]:
-    """The message carried by the text of DATA (what came before the end of data: dot-stuffed lines,
-    each ending in CRLF), or the refusal of it, judged as a whole:
-    - longer than `limit` (RFC 1870 SIZE): 552 5.3.4;
-    - a line longer than a command line (RFC 5321 §4.5.3.1.6; aiosmtpd's bound): 500 5.5.6;
-    - a bare CR, or a "." line between bare line endings (`_hides_end_of_data`): 550 5.6.0;
-    else the text with the leading dot of each line removed (RFC 5321 §4.5.2)."""
-    if limit and len(text) > limit:
-        return b"", replies.MESSAGE_TOO_BIG
-    if len(text) > DATA_LINE_LIMIT and max(map(len, text.split(b"\r\n"))) > DATA_LINE_LIMIT:
-        return b"", replies.LINE_TOO_LONG
-    if _hides_end_of_data_in(text):
-        return b"", replies.BARE_LINE_ENDING
-    message = text.replace(b"\r\n.", b"\r\n")
-    return (message[1:] if message.startswith(b".") else message), None
 
 
 @dataclass(frozen=True)
@@ -559,82 +540,42 @@ class ESMTP(SMTP):
             await self.push(refusal)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        received = await self._read_data_text()
-        if received is None:
-            return  # the connection ended before the end of data
-        message, size, refusal = received
-        if refusal is not None:
-            await self._refuse_message(refusal, size)
-            return
-        await self._deliver(message)
-
-    async def _read_data_text(self) -> tuple[bytes, int, Reply | None] | None:
-        """The DATA text up to the end of data: (message, octets read, refusal or None), or None when the
-        connection ended first.
-
-        Reads whole pieces up to each ".CRLF" (one C-level search per piece, where a line-by-line read
-        costs a coroutine step per line: 5,000 for a 400 kB attachment), then judges the whole text with
-        `data_message`. The reader's bound (aiosmtpd sets it to one command line) is raised to the SIZE
-        limit meanwhile; a text past that limit goes on in `_read_data_lines`, which reads on to the end
-        of data line by line with bounded memory and refuses it."""
-        reader = self._reader
+        lines: list[bytes] = []
+        size, too_long, too_big, fragment, bare = 0, False, False, False, False
         limit = self.data_size_limit
-        pieces: list[bytes] = []
-        size = 0
-        too_big = False
-        saved = reader._limit  # asyncio.StreamReader's bound for readuntil (CPython attribute since 3.4)
-        reader._limit = max(saved, (limit or UNBOUNDED_DATA) + len(b"\r\n.\r\n"))
-        try:
-            while True:
-                piece = await reader.readuntil(b".\r\n")
-                if piece == b".\r\n" or piece.endswith(b"\r\n.\r\n"):
-                    # Every piece ends in CRLF, so a ".CRLF" alone or after a CRLF is the end of data.
-                    pieces.append(piece[:-3])
-                    size += len(piece) - 3
-                    break
-                pieces.append(piece)
-                size += len(piece)
-                if limit and size > limit:
-                    too_big = True
-                    break
-        except asyncio.LimitOverrunError:
-            too_big = True  # no ".CRLF" within the SIZE limit: the text is too big
-        except asyncio.IncompleteReadError:
-            if self.transport is not None:
-                self.transport.close()
-            return None
-        finally:
-            reader._limit = saved
-        if too_big:
-            return await self._read_data_lines(size)
-        message, refusal = data_message(b"".join(pieces), limit)
-        return message, size, refusal
-
-    async def _read_data_lines(self, size: int) -> tuple[bytes, int, Reply | None] | None:
-        """The rest of a DATA text already too big, read line by line to the end of data and dropped."""
-        fragment = False
         while self.transport is not None:
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as overrun:
                 # A line past RFC 5321 §4.5.3.1.6: read on, answer after the final dot (§4.2.5).
                 await self._reader.read(overrun.consumed)
-                fragment = True
+                too_long, fragment, lines = True, True, []
+                self._reset_timeout()
                 continue
             except asyncio.IncompleteReadError:
                 self.transport.close()
-                return None
+                return
+            self._reset_timeout()  # a slow but steady upload is not idle
             if fragment:  # the tail of an over-long line, never the end of data
                 fragment = False
                 continue
             if line == b".\r\n":
-                return b"", size, replies.MESSAGE_TOO_BIG
+                break
             size += len(line)
-        return None
-
-    def data_received(self, data: bytes) -> None:
-        self._reset_timeout()  # any octet from the client is activity: a slow but steady upload is not idle
-        super().data_received(data)
+            if limit and size > limit:
+                too_big, lines = True, []
+            if _hides_end_of_data(line):
+                bare, lines = True, []  # RFC 5321 §2.3.8; read on to the real end of data
+            if too_big or too_long or bare:
+                continue
+            lines.append(line[1:] if line.startswith(b".") else line)  # RFC 5321 §4.5.2
+        else:
+            return
+        if too_big or too_long or bare:
+            await self._refuse_message(replies.MESSAGE_TOO_BIG if too_big else
+                                       replies.LINE_TOO_LONG if too_long else replies.BARE_LINE_ENDING, size)
+            return
+        await self._deliver(b"".join(lines))
 
     @syntax("BDAT size [LAST]")
     async def smtp_BDAT(self, arg: str | None) -> None:
