@@ -84,6 +84,7 @@ class AccountSync:
                  poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None,
                  folder_poll: float = FOLDER_POLL):
         self.folder_poll = folder_poll
+        self.status_seen: dict[str, tuple] = {}  # remote folder → its last STATUS (the wait's baseline)
         self.moved = {"imported": 0, "uploaded": 0}  # messages copied by the last cycle, each way
         self.db = db
         self.store = store
@@ -595,27 +596,29 @@ class AccountSync:
             return False
         return any(h.payload == str(self.mailbox_id) for h in listener.receive())
 
-    def _watched_folders(self) -> dict[str, int]:
-        """Synced remote folders other than INBOX → the HIGHESTMODSEQ the last pass saw."""
+    def _watched_folders(self, with_inbox: bool) -> dict[str, int]:
+        """Synced remote folders (INBOX only `with_inbox`) → the HIGHESTMODSEQ the last pass saw."""
         with self.db.read() as session:
             rows = session.execute(select(SyncFolder.remote_name, SyncFolder.remote_modseq)
                                    .where(SyncFolder.account_id == self.account_id)).all()
-        return {name: modseq for name, modseq in rows if name.upper() != INBOX}
+        return {name: modseq for name, modseq in rows if with_inbox or name.upper() != INBOX}
 
     def _folders_changed(self, remote: ImapRemote, watched: dict[str, int],
                          baseline: dict[str, tuple]) -> bool:
-        """One STATUS round over the watched folders: True when one changed since the last pass
-        (HIGHESTMODSEQ, RFC 7162 §3.1.2.3) or since `baseline` (UIDNEXT, MESSAGES without
-        CONDSTORE). The first round fills `baseline`."""
-        status = remote.status(sorted(watched))
-        first = not baseline
-        for name, (modseq, uidnext, messages) in status.items():
-            if modseq is not None and watched[name] and modseq != watched[name]:
-                return True
-            if not first and baseline.get(name, (modseq, uidnext, messages)) != (modseq, uidnext, messages):
-                return True
-            baseline[name] = (modseq, uidnext, messages)
-        return False
+        """One STATUS round over the watched folders: True when one changed since the previous
+        round (HIGHESTMODSEQ, RFC 7162 §3.1.2.3, UIDNEXT, MESSAGES), or, for a folder not seen
+        before, since the last pass (its HIGHESTMODSEQ). `baseline` keeps what each round saw
+        (across waits: a server whose STATUS and SELECT disagree cannot start passes in a loop)."""
+        changed = False
+        remote.noop()  # Dovecot answers STATUS of the selected folder from the session's view: refresh it
+        for name, value in remote.status(sorted(watched)).items():
+            previous = baseline.get(name)
+            baseline[name] = value
+            if previous is not None:
+                changed = changed or previous != value
+            elif value[0] is not None and watched[name] and value[0] != watched[name]:
+                changed = True
+        return changed
 
     def _wait_for_change(self, stop: threading.Event, listener) -> None:
         """Wait for a change on either side; return on one, on the poll interval, or a stop.
@@ -631,15 +634,16 @@ class AccountSync:
         deadline = time.monotonic() + self.poll_interval
         remote = self.remote
         imap = self.protocol == "imap" and isinstance(remote, ImapRemote)
-        watched = self._watched_folders() if imap else {}
-        baseline: dict[str, tuple] = {}
-        if imap and remote.idle_supported:
+        idle = imap and remote.idle_supported
+        watched = self._watched_folders(with_inbox=not idle) if imap else {}
+        baseline = self.status_seen
+        if idle:
             remote.select(INBOX)  # RFC 3501 §6.3.10: STATUS is not meant for the selected folder
         if imap and watched and self._folders_changed(remote, watched, baseline):
             return
         polled = time.monotonic()
         checked = polled
-        if imap and remote.idle_supported:
+        if idle:
             while not stop.is_set() and time.monotonic() < deadline:
                 remote.idle_start()
                 try:
@@ -660,17 +664,13 @@ class AccountSync:
                     if self._folders_changed(remote, watched, baseline):
                         return
             return
-        if imap:
-            watched = {INBOX: 0, **watched}
-            baseline.clear()
-            self._folders_changed(remote, watched, baseline)
         while not stop.is_set() and time.monotonic() < deadline:
             if listener is not None:
                 if any(h.payload == str(self.mailbox_id) for h in listener.wait(IDLE_SLICE)):
                     return
             elif stop.wait(IDLE_SLICE):
                 return
-            if imap and time.monotonic() >= polled + self.folder_poll:
+            if watched and time.monotonic() >= polled + self.folder_poll:
                 polled = time.monotonic()
                 if self._folders_changed(remote, watched, baseline):
                     return

@@ -32,14 +32,15 @@ def _poll(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _wait_quiet(sync: AccountSync, cycles: list, timeout: float = 30.0, quiet: float = 2.5) -> None:
+def _wait_quiet(sync: AccountSync, cycles: list, timeout: float = 30.0, quiet: float = 2.5,
+                idle: bool = True) -> None:
     """Until the runner sits in IDLE with no new cycle for `quiet` seconds (the hints of its own
     imports start one more pass first)."""
     deadline = time.monotonic() + timeout
     since, count = None, -1
     while time.monotonic() < deadline:
-        idle = sync.remote is not None and sync.remote.client._idle_tag is not None
-        if not idle or len(cycles) != count:
+        waiting = sync.remote is not None and (not idle or sync.remote.client._idle_tag is not None)
+        if not waiting or len(cycles) != count:
             since, count = time.monotonic(), len(cycles)
         elif time.monotonic() - since >= quiet:
             return
@@ -251,3 +252,29 @@ def test_without_qresync_flags_come_from_changedsince_and_uid_diffing(sync_env):
     assert len(env.local_message_ids("INBOX")) == 29
     assert "<INBOX.3@example.net>" not in env.local_message_ids("INBOX")
     assert sum("\\Seen" in m.flags for m in env.store.list_messages(env.folder_id("INBOX"))) == 1
+
+
+def test_without_idle_status_rounds_pick_up_new_mail_in_every_folder(sync_env, monkeypatch):  # noqa: F811
+    env = sync_env
+    from courriel.imapsync.client import ImapRemote
+    monkeypatch.setattr(ImapRemote, "idle_supported", property(lambda self: False))
+    with env.imap() as imap:
+        fill(imap, "INBOX", 2)
+    account = env.add_account()
+    stop = threading.Event()
+    sync = AccountSync(env.db, env.store, env.data, account, poll_interval=600, folder_poll=1.0)
+    cycles: list[int] = []
+    cycle = sync.cycle
+    sync.cycle = lambda: (cycles.append(1), cycle())[1]
+    thread = threading.Thread(target=sync.run, args=(stop, env.data / "run"), daemon=True)
+    thread.start()
+    try:
+        _poll(lambda: env.store.status(env.folder_id("INBOX")).messages == 2, 30, "the initial import")
+        _wait_quiet(sync, cycles, idle=False)
+        with env.imap() as imap:
+            imap.append("INBOX", None, None, message(98))
+        _poll(lambda: env.store.status(env.folder_id("INBOX")).messages == 3, 20, "the pickup by STATUS")
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
