@@ -3,8 +3,9 @@
 Role contract (`courriel.roles`): `run(config, sockets) -> int` with the sockets "imap"
 (143, STARTTLS) and "imaps" (993, implicit TLS). Several worker processes may share them
 (`[imap] workers`); each process keeps its own sessions and wakes them from `notify` hints.
-The connection limits (`[imap] max_connections_per_user`, `max_connections_per_ip`) are
-counted per worker process.
+The connection limits (`[imap] max_connections_per_user`, `max_connections_per_ip`,
+`max_connections`) are counted per worker process; `[imap] login_timeout` is the silence allowed
+before login (the 30-minute autologout timer applies after it).
 
 Order matters (LIBRARIES.md, Twisted notes): the asyncio reactor is installed before anything
 imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported only inside
@@ -63,14 +64,17 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     context = ServerContext(config=config, store=store, authenticator=authenticator)
     listener = notify.Listener(config.run_dir, [notify.MAILBOX])
     listener.attach(loop, context.on_hints)
-    counts: dict[str, int] = {}
+    counts = transport.ConnectionCounts(max_per_ip=int(config.get("imap", "max_connections_per_ip")),
+                                        max_total=int(config.get("imap", "max_connections")))
+    login_timeout = float(config.get("imap", "login_timeout"))
     ports = []
     factories = []
     for name, sock in sockets.items():
         implicit = name == "imaps"
         factory = transport.IMAPFactory(
             lambda connection, implicit=implicit: Session(context, connection, implicit_tls=implicit),
-            tls, implicit, max_per_ip=int(config.get("imap", "max_connections_per_ip")), counts=counts)
+            tls, implicit, counts=counts, login_timeout=login_timeout,
+            login_deadline=3 * login_timeout)
         factories.append(factory)
         ports.append(transport.listen(reactor, sock, factory))
         log.info("imap listening", extra={"listener": name})

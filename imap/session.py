@@ -35,9 +35,15 @@ QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Exp
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.
 Security: every command comes from an untrusted client; mailbox names and flags are
-validated by the store; passwords never reach a log; failed logins are throttled by
-`courriel.logins`; LOGIN/AUTHENTICATE before TLS are refused on the STARTTLS port unless
-`tls.allow_plaintext_auth`.
+validated by the store; passwords never reach a log, and the client's user name is logged only
+printable and bounded (`loggable`); failed logins are throttled by `courriel.logins`, and after
+`[imap] max_login_failures` failed LOGIN/AUTHENTICATE in one connection the session answers BYE
+and closes (like Dovecot's and Cyrus's per-connection limits); LOGIN/AUTHENTICATE before TLS are
+refused on the STARTTLS port unless `tls.allow_plaintext_auth`. Before login the parser takes
+only small literals (`authenticated=False`, switched on login and back on UNAUTHENTICATE) and the
+transport's short login timeout applies (`set_authenticated`); after login an APPEND literal is
+held to the APPENDLIMIT and spooled to a temporary file past `Limits.spool_threshold`
+(`courriel.imap.append_spool`), never buffered whole in memory while it arrives.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from collections.abc import Iterable
 
 from courriel import metrics, notify
 from courriel.imap import fetch as fetch_mod
+from courriel.imap.append_spool import SpooledLiteral, spool_directory
 from courriel.imap.protocol import commands as cmd
 from courriel.imap.protocol import encoder as enc
 from courriel.imap.protocol.capabilities import CapabilityOptions, capabilities
@@ -80,6 +87,15 @@ INPUT_HIGH_WATER = 1024 * 1024  # unparsed client bytes before the transport sto
 PERMANENT_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 PROTECTED_FOLDERS = frozenset(name for name, _ in DEFAULT_FOLDERS)
 SPECIAL_USE = frozenset(str(use) for use in SpecialUse)  # what the store can mark (RFC 6154 §3 USEATTR otherwise)
+LOGGED_NAME_LENGTH = 128  # characters of a client-supplied user name that reach a log line
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e\u00a1-\uffff]|[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def loggable(text: str, limit: int = LOGGED_NAME_LENGTH) -> str:
+    """A client-supplied name made safe for a log line: control characters, spaces, line and
+    bidirectional separators become "?", and at most `limit` characters are kept ("..." marks a cut)."""
+    cut = text[:limit]
+    return _UNPRINTABLE.sub("?", cut) + ("..." if len(text) > limit else "")
 
 
 class ServerContext:
@@ -94,6 +110,8 @@ class ServerContext:
         self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
         self.max_per_user = int(config.get("imap", "max_connections_per_user"))
         self.append_limit = int(config.get("smtp", "max_message_size"))
+        self.max_login_failures = int(config.get("imap", "max_login_failures"))
+        self.spool_dir = spool_directory(config.data_dir)
         self._recheck: asyncio.Task | None = None
 
     def start(self, loop) -> None:
@@ -157,7 +175,10 @@ class Session(SearchCommands):
         self.store = context.store
         self.connection = connection
         self.implicit_tls = implicit_tls
-        self.parser = Parser(Limits(max_message_size=context.append_limit))
+        # Small literals only until login (`_set_authenticated`); large APPEND literals go to a file.
+        self.parser = Parser(Limits(max_message_size=context.append_limit), authenticated=False,
+                             spool=self._spool)
+        self._failed_logins = 0
         self.state = NOT_AUTHENTICATED
         self.mailbox_id: int | None = None
         self.account = ""
@@ -228,6 +249,16 @@ class Session(SearchCommands):
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
             names.insert(names.index("QUOTA") + 1, "QUOTA=RES-STORAGE")
         return names
+
+    def _spool(self, size: int) -> SpooledLiteral:
+        return SpooledLiteral(self.context.spool_dir)
+
+    def _set_authenticated(self, authenticated: bool) -> None:
+        """Switch the parser's literal limits and the transport's idle timeout (login ↔ logout)."""
+        self.parser.authenticated = authenticated
+        switch = getattr(self.connection, "set_authenticated", None)
+        if switch is not None:
+            switch(authenticated)
 
     def auth_allowed(self) -> bool:
         return self.tls_active or self.context.allow_plaintext_auth
@@ -383,15 +414,22 @@ class Session(SearchCommands):
             self.tagged(command.tag, "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
             return
         result = await self.context.authenticator.authenticate(username, password, self.connection.peer_ip, "imap")
-        log.info("imap login", extra={"account": username[:320], "client": self.connection.peer_ip,
+        log.info("imap login", extra={"account": loggable(username), "client": self.connection.peer_ip,
                                       "result": str(result.status)})
         if not result.ok:
             metrics.auth_failure("imap")
+            self._failed_logins += 1
         if result.status is LoginStatus.THROTTLED:
             self.tagged(command.tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE")
-            return
-        if not result.ok:
+        elif not result.ok:
             self.tagged(command.tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED")
+        if not result.ok:
+            limit = self.context.max_login_failures
+            if limit and self._failed_logins >= limit:
+                # One connection may not go on guessing: BYE after the tagged NO (RFC 9051 §7.1.5).
+                self.send(enc.untagged_status("BYE", "Too many failed logins"))
+                self.state = LOGOUT
+                self.connection.close()
             return
         self.mailbox_id = result.mailbox_id
         if not self.context.register(self, result.mailbox_id):
@@ -400,6 +438,7 @@ class Session(SearchCommands):
             return
         self.account = result.account or username
         self.state = AUTHENTICATED
+        self._set_authenticated(True)
         self.tagged(command.tag, "OK", "Logged in", ("CAPABILITY", *self.capabilities()))
 
     async def do_login(self, command: cmd.Login) -> None:
@@ -624,6 +663,19 @@ class Session(SearchCommands):
         await self._done(command)
 
     async def do_append(self, command: cmd.Append) -> None:
+        spooled = [m.message for m in command.messages if isinstance(m.message, SpooledLiteral)]
+        cancelled = False
+        try:
+            await self._append(command)
+        except asyncio.CancelledError:
+            cancelled = True  # the store's thread may still read the files: they close when it lets go
+            raise
+        finally:
+            if not cancelled:
+                for spool in spooled:
+                    spool.close()
+
+    async def _append(self, command: cmd.Append) -> None:
         try:
             folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
         except (NoSuchFolder, StoreError):
@@ -640,8 +692,11 @@ class Session(SearchCommands):
         try:
             # RFC 3502 §6.3.11: MULTIAPPEND is all or nothing: one store transaction (one commit)
             # for every message; each file is durable before it, the commit before the OK.
+            contents = [m.message.rewind() if isinstance(m.message, SpooledLiteral) else m.message
+                        for m in command.messages]
             delivered = await self._call(self.store.append_batch, self.mailbox_id, folder.name,
-                                         [(m.message, m.flags, m.internaldate) for m in command.messages])
+                                         [(content, m.flags, m.internaldate)
+                                          for content, m in zip(contents, command.messages, strict=True)])
         except StoreError as exc:
             self.tagged(command.tag, "NO", str(exc), "CANNOT")
             return
@@ -716,6 +771,7 @@ class Session(SearchCommands):
         self.account = ""
         self.condstore = self.qresync = self.rev2 = self.utf8 = self.parser.utf8 = False
         self.state = NOT_AUTHENTICATED
+        self._set_authenticated(False)
         self.tagged(command.tag, "OK", "UNAUTHENTICATE completed")
 
     async def do_compress(self, command: cmd.Compress) -> None:

@@ -2,10 +2,12 @@
 
 Owns the sockets of the IMAP role: the STARTTLS listener (143) and the implicit-TLS
 listener (993), adopted from the sockets the role receives; TLS through pyOpenSSL from the
-data directory's certificate, TLS 1.2 minimum; STARTTLS; the 30-minute idle timeout; the
-per-address connection limit; and the streaming of large literals from blob files with
-flow control (the connection's push producer pauses the reading of the file while the
-peer is slow).
+data directory's certificate, TLS 1.2 minimum; STARTTLS; the timeouts (before login: 60 s of
+silence or 180 s in all without a successful login, like Dovecot's fixed login timeout; after
+login the 30-minute autologout timer; the session switches them with `set_authenticated`); the
+connection limits of a process (`ConnectionCounts`: per client address and in all); and the
+streaming of large literals from blob files with flow control (the connection's push producer
+pauses the reading of the file while the peer is slow).
 
 The session is transport-agnostic asyncio code: it sees a `Connection` (write, stream a
 literal, start TLS, close). Twisted runs on the asyncio reactor installed by
@@ -15,13 +17,15 @@ literal, start TLS, close). Twisted runs on the asyncio reactor installed by
 Standards: RFC 3501 §6.2.1 and RFC 2595 §3.1 (STARTTLS: the TLS negotiation starts right
 after the tagged OK; plaintext pipelined after the command is discarded, never executed
 inside TLS — the command injection of CVE-2011-0411 and its IMAP siblings), RFC 8314 §3.3
-(implicit TLS on 993), RFC 3501 §5.4 (autologout timer of at least 30 minutes), RFC 9051
-§7.1 (BYE), RFC 4978 (COMPRESS=DEFLATE: after the tagged OK both directions are raw deflate, RFC 1951,
-each write ending in a sync flush; inside TLS when TLS is on).
+(implicit TLS on 993), RFC 3501 §5.4 / RFC 9051 §5.4 (autologout timer of at least 30 minutes
+once authenticated; a shorter one is allowed before login), RFC 9051 §7.1.5 (BYE), RFC 4978
+(COMPRESS=DEFLATE: after the tagged OK both directions are raw deflate, RFC 1951, each write
+ending in a sync flush; inside TLS when TLS is on).
 Security: reads untrusted bytes from the network and hands them to the session's parser;
-limits per address; TLS versions below 1.2 refused. Compressed input is inflated in bounded pieces
-and only while the session reads (a small deflate bomb cannot expand past the session's input
-high-water mark); a corrupt stream closes the connection.
+limits per address and in all (a client over either limit gets BYE and is closed at once);
+unauthenticated connections are short-lived; TLS versions below 1.2 refused. Compressed input
+is inflated in bounded pieces and only while the session reads (a small deflate bomb cannot
+expand past the session's input high-water mark); a corrupt stream closes the connection.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from zope.interface import implementer
 log = logging.getLogger("courriel.imap")
 
 IDLE_TIMEOUT = 30 * 60  # RFC 3501 §5.4: at least 30 minutes
+LOGIN_TIMEOUT = 60.0  # RFC 9051 §5.4: silence allowed before login
+LOGIN_DEADLINE = 180.0  # time to log in at all, activity or not (Dovecot's login timeout is 3 minutes)
 _HIGH_WATER = 256 * 1024
 _INFLATE_PIECE = 64 * 1024  # bytes of inflated input handed to the session at a time
 
@@ -73,20 +79,22 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
         self._inflate = None
         self._compressed_input = b""
         self._reading_paused = False
+        self._login_deadline = None  # IDelayedCall closing a connection that never logs in
 
     # ------------------------------------------------------------------ Twisted side
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.peer_ip = getattr(peer, "host", "")
-        if not self.factory.admit(self.peer_ip):
-            self.transport.write(b"* BYE Too many connections from your address\r\n")
+        refused = self.factory.admit(self.peer_ip)
+        if refused is not None:
+            self.transport.write(b"* BYE " + refused.encode("ascii") + b"\r\n")  # RFC 9051 §7.1.5
             self._closed = True
             self.transport.loseConnection()
             return
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
-        self.setTimeout(self.factory.idle_timeout)
+        self.set_authenticated(False)
         self.session = self.factory.session_factory(self)
         self.session.start()
 
@@ -113,6 +121,23 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
                 return
             self.session.data_received(plain)
 
+    def set_authenticated(self, authenticated: bool) -> None:
+        """Login timers before authentication, the autologout timer after (the session calls this)."""
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._login_deadline = None
+        if authenticated:
+            self.setTimeout(self.factory.idle_timeout)
+            return
+        self.setTimeout(self.factory.login_timeout)
+        if self.factory.login_deadline and not self._closed:
+            self._login_deadline = self.callLater(self.factory.login_deadline, self._login_expired)
+
+    def _login_expired(self) -> None:
+        self._login_deadline = None
+        self.write(b"* BYE Login timeout\r\n")
+        self.close()
+
     def timeoutConnection(self) -> None:
         # RFC 3501 §5.4 autologout: a BYE, then close.
         self.write(b"* BYE Autologout; idle for too long\r\n")
@@ -120,6 +145,9 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._login_deadline = None
         self._closed = True
         if self._resumed is not None:
             self._resumed.set()
@@ -220,17 +248,48 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
             self.transport.loseConnection()
 
 
+class ConnectionCounts:
+    """Open connections of one process, shared by its listeners: per client address and in all.
+    0 for a limit means no limit."""
+
+    def __init__(self, max_per_ip: int = 100, max_total: int = 0):
+        self.max_per_ip = max_per_ip
+        self.max_total = max_total
+        self.per_ip: dict[str, int] = {}
+        self.total = 0
+
+    def admit(self, ip: str) -> str | None:
+        """Count one more connection from `ip`, or the BYE text that refuses it."""
+        if self.max_total and self.total >= self.max_total:
+            return "Too many connections; try again later"
+        if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip:
+            return "Too many connections from your address"
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.total += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        left = self.per_ip.get(ip, 0) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+        self.total = max(0, self.total - 1)
+
+
 class IMAPFactory(protocol.Factory):
     """Connections of one listener; `session_factory(connection)` makes the session."""
 
     def __init__(self, session_factory, tls: ssl.CertificateOptions | None, implicit_tls: bool,
-                 max_per_ip: int = 100, idle_timeout: float = IDLE_TIMEOUT, counts: dict | None = None):
+                 counts: ConnectionCounts | None = None, idle_timeout: float = IDLE_TIMEOUT,
+                 login_timeout: float = LOGIN_TIMEOUT, login_deadline: float = LOGIN_DEADLINE):
         self.session_factory = session_factory
         self.tls = tls
         self.implicit_tls = implicit_tls
-        self.max_per_ip = max_per_ip
+        self.counts = counts if counts is not None else ConnectionCounts()  # shared by the listeners
         self.idle_timeout = idle_timeout
-        self.counts = counts if counts is not None else {}  # shared by the listeners of a process
+        self.login_timeout = login_timeout
+        self.login_deadline = login_deadline
         self.connections: set[IMAPConnection] = set()
 
     def buildProtocol(self, addr) -> IMAPConnection:
@@ -238,18 +297,11 @@ class IMAPFactory(protocol.Factory):
         connection.factory = self
         return connection
 
-    def admit(self, ip: str) -> bool:
-        if self.max_per_ip and self.counts.get(ip, 0) >= self.max_per_ip:
-            return False
-        self.counts[ip] = self.counts.get(ip, 0) + 1
-        return True
+    def admit(self, ip: str) -> str | None:
+        return self.counts.admit(ip)
 
     def release(self, ip: str) -> None:
-        left = self.counts.get(ip, 0) - 1
-        if left > 0:
-            self.counts[ip] = left
-        else:
-            self.counts.pop(ip, None)
+        self.counts.release(ip)
 
 
 def listen(reactor, sock: socket.socket, factory: IMAPFactory):

@@ -104,6 +104,19 @@ SCHEMA: list[Setting] = [
     Setting("imap", "max_connections_per_user", 50, "Concurrent IMAP sessions per user."),
     Setting("imap", "max_connections_per_ip", 100, "Concurrent IMAP sessions per client address."),
     Setting(
+        "imap", "max_connections", 1000,
+        "Concurrent IMAP connections per worker process, from all addresses (0: no limit); past it BYE.",
+    ),
+    Setting(
+        "imap", "login_timeout", 60.0,
+        "Seconds a client may stay silent before logging in (RFC 9051 §5.4); it must log in within 3 × this "
+        "many seconds of connecting (180 s by default). After login the 30-minute autologout timer applies.",
+    ),
+    Setting(
+        "imap", "max_login_failures", 3,
+        "Failed LOGIN/AUTHENTICATE in one IMAP connection before BYE and disconnection (0: no limit).",
+    ),
+    Setting(
         "imap", "expunge_log_days", 90,
         "Days the expunge log keeps expunged UIDs for QRESYNC (RFC 7162); a client that resyncs from an "
         "older state gets every missing UID as VANISHED. Pruned hourly by the queue role; 0: keep forever.",

@@ -5,15 +5,25 @@ Owns the decision "may this client log in as this account now": password verific
 mailboxes, the upgrade of legacy or weaker hashes to argon2id on success, and throttling of
 failures.
 
-Throttling: failures are counted per client network (IPv4 address or IPv6 /64) and per
-account in the `login_failures` table, so every process and every role (SMTP, IMAP workers,
-admin) sees the same counts. After a few free failures each further failure blocks the
-scope for a delay that doubles up to a ceiling; past a larger count the scope is locked for
-a while. While a scope is blocked no password is verified (the attempt is answered
-`THROTTLED` at once, without costing a hash). An account lockout only blocks that
-account; a network block only blocks that network: other accounts and other clients log in
-as usual. Counts are forgotten after a quiet window; a success clears the account's count
-(not the network's, so one valid account cannot launder guesses against others).
+Throttling: failures are counted per client network (IPv4 address or IPv6 /64), per account,
+and per (account, network) in the `login_failures` table, so every process and every role
+(SMTP, IMAP workers, admin) sees the same counts. After a few free failures each further
+failure blocks the scope for a delay that doubles up to a ceiling; past a larger count the
+scope is locked for a while. While a scope is blocked no password is verified (the attempt is
+answered `THROTTLED` at once, without costing a hash). A network block only blocks that
+network; other clients log in as usual. Counts are forgotten after a quiet window; a success
+clears the account's counts (not the network's, so one valid account cannot launder guesses
+against others).
+
+Account lockout without a denial of service (the choice, after OWASP's "Slow down online
+guessing attacks with device cookies" and the per-source penalty of Dovecot's auth_penalty and
+fail2ban): a lock on the account alone would let anyone who knows an address keep its owner
+out. So the account-wide count (which still slows a botnet guessing one account from many
+addresses) does not block a network that logged in to that account successfully within
+`trusted_seconds` (30 days): such a network is held only by its own (account, network) count
+and its network count. A new network, the attacker's included, is held by all three. The
+"trusted" marks are rows of the same table (scope `trusted`, key `account|network`, expiry in
+`blocked_until`), so every process sees them too.
 
 Standards: RFC 4954 §6 (SMTP AUTH failure replies are the caller's: 535 5.7.8, 454 4.7.0
 for temporary refusals), RFC 9051 §6.2.3 (IMAP LOGIN NO [AUTHENTICATIONFAILED] /
@@ -53,6 +63,8 @@ log = logging.getLogger("courriel.logins")
 
 SCOPE_IP = "ip"
 SCOPE_ACCOUNT = "account"
+SCOPE_ACCOUNT_NETWORK = "account_ip"  # key "account|network": one account guessed from one network
+SCOPE_TRUSTED = "trusted"  # key "account|network": a network that logged in to the account
 
 
 class LoginStatus(StrEnum):
@@ -92,6 +104,7 @@ class ThrottlePolicy:
     max_delay: float = 120.0
     lockout_seconds: float = 900.0
     window_seconds: float = 3600.0  # failures older than this are forgotten
+    trusted_seconds: float = 30 * 86400.0  # a network stays exempt from the account-wide block this long
 
     def delay_after(self, failures: int, limits: ScopeLimits) -> float:
         """Seconds the scope stays blocked after its `failures`-th failure."""
@@ -166,7 +179,7 @@ def record_failure(db: Database, keys: list[tuple[str, str]], now: dt.datetime,
                 row.failures, row.first_failure_at = 0, now
             row.failures += 1
             row.last_failure_at = now
-            limits = policy.account if scope == SCOPE_ACCOUNT else policy.network
+            limits = policy.network if scope == SCOPE_IP else policy.account
             delay = policy.delay_after(row.failures, limits)
             if delay:
                 row.blocked_until = now + dt.timedelta(seconds=delay)
@@ -177,6 +190,28 @@ def record_failure(db: Database, keys: list[tuple[str, str]], now: dt.datetime,
 def clear_failures(db: Database, scope: str, key: str) -> None:
     with db.write() as session:
         session.execute(delete(LoginFailure).where(LoginFailure.scope == scope, LoginFailure.key == key))
+
+
+def _is_trusted(session: Session, key: str, now: dt.datetime) -> bool:
+    """Did this (account, network) log in successfully within the trust period?"""
+    until = session.scalar(
+        select(LoginFailure.blocked_until).where(LoginFailure.scope == SCOPE_TRUSTED, LoginFailure.key == key)
+    )
+    return until is not None and until > now
+
+
+def _succeeded(db: Database, account_key: str, pair_key: str, now: dt.datetime, policy: ThrottlePolicy) -> None:
+    """A success: clear the account's counts, mark the network trusted for the account (until
+    `now + trusted_seconds`; the failure cleanup keeps a row whose `blocked_until` is ahead)."""
+    until = now + dt.timedelta(seconds=policy.trusted_seconds)
+    with db.write() as session:
+        session.execute(delete(LoginFailure).where(
+            ((LoginFailure.scope == SCOPE_ACCOUNT) & (LoginFailure.key == account_key))
+            | ((LoginFailure.scope == SCOPE_ACCOUNT_NETWORK) & (LoginFailure.key == pair_key))))
+        insert = _insert_ignore(db).values(scope=SCOPE_TRUSTED, key=pair_key, failures=0, first_failure_at=now,
+                                           last_failure_at=now, blocked_until=until)
+        session.execute(insert.on_conflict_do_update(  # concurrent successes: one row, the latest expiry
+            index_elements=["scope", "key"], set_={"last_failure_at": now, "blocked_until": until}))
 
 
 # --------------------------------------------------------------------------- authentication
@@ -205,11 +240,15 @@ def _load_user(session: Session, name: str) -> _Account | None:
 def _authenticate(db, hasher, model, loader, account_key: str | None, name: str | None, password: str,
                   client_ip: str | None, protocol: str, policy: ThrottlePolicy, now: dt.datetime | None) -> LoginResult:
     now = now or utcnow()
-    keys = [(SCOPE_IP, network_key(client_ip))]
+    network = network_key(client_ip)
+    keys = [(SCOPE_IP, network)]
+    pair_key = f"{account_key}|{network}"[:320] if account_key else ""
     if account_key:
-        keys.append((SCOPE_ACCOUNT, account_key))
+        keys += [(SCOPE_ACCOUNT, account_key), (SCOPE_ACCOUNT_NETWORK, pair_key)]
     with db.read() as session:
-        blocked = _blocked_for(session, keys, now)
+        # A network with a successful history is not held by the account-wide count (module docstring).
+        held = [k for k in keys if k[0] != SCOPE_ACCOUNT or not _is_trusted(session, pair_key, now)]
+        blocked = _blocked_for(session, held, now)
         account = loader(session, name) if (name and not blocked) else None
     if blocked:
         log.info("login throttled protocol=%s account=%s client=%s retry_after=%.0fs",
@@ -228,7 +267,7 @@ def _authenticate(db, hasher, model, loader, account_key: str | None, name: str 
         log.info("login refused (disabled) protocol=%s account=%s client=%s", protocol, name, client_ip)
         return LoginResult(LoginStatus.DISABLED, account_id=account.id, account=name)
     if account_key:
-        clear_failures(db, SCOPE_ACCOUNT, account_key)
+        _succeeded(db, account_key, pair_key, now, policy)
     if hasher.needs_rehash(account.password_hash):
         new_hash = hasher.hash(password)
         with db.write() as session:

@@ -51,7 +51,7 @@ class Literal:
 
     __slots__ = ("binary", "data")
 
-    def __init__(self, data: bytes, binary: bool):
+    def __init__(self, data, binary: bool):  # bytes, or a parser's spool sink (large APPEND literals)
         self.data = data
         self.binary = binary
 
@@ -185,6 +185,8 @@ class Cursor:
             value = self.literal()
             if value.binary:
                 raise GrammarError("literal8 not allowed here")
+            if not isinstance(value.data, bytes):  # a spooled APPEND-sized literal where a string goes
+                raise GrammarError("literal too large here")
             return value.data
         raise GrammarError(f"expected a string at offset {self.pos}")
 

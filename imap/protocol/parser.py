@@ -14,8 +14,15 @@ Use (the session/transport):
 
 `next_event` returns one event at a time so the session can switch modes between commands:
 - it creates the parser with `authenticated=False` and sets `parser.authenticated = True` after
-  a successful login: before, every literal, APPEND's too, is held to `max_literal` (left at
-  None, the parser does not track login and APPEND literals may reach `max_message_size`);
+  a successful login (False again after UNAUTHENTICATE): before, every literal, APPEND's too, is
+  held to `max_unauthenticated_literal` (a few KiB: enough for LOGIN, RFC 7888 §4 LITERAL- has
+  the same 4096), and a refused non-synchronising literal over `max_unauthenticated_discard`
+  closes the connection instead of being read; left at None, the parser does not track login
+  and APPEND literals may reach `max_message_size`;
+- with `spool=factory`, an APPEND literal larger than `spool_threshold` is written as it
+  arrives into `factory(size)` (any object with `write`, e.g. a temporary file; the session's
+  has `__len__`), and that object, not bytes, is the `Literal`'s data: a large message is
+  never held in memory while a slow client sends it;
 - after an `Authenticate` it sends a challenge and calls `expect_authenticate_response(tag)`
   (lines then arrive as `AuthenticateResponse`) and `expect_command()` when the exchange ends;
 - after `Idle` it sends "+ idling" and calls `expect_idle_done(tag)` (the DONE line arrives as
@@ -29,10 +36,13 @@ Use (the session/transport):
 Limits and resynchronisation: a line longer than `max_line` (or a command whose lines together
 are, literal data not counted) → BAD [TOOBIG], the rest of the line (and of the command) is
 skipped; a literal larger than allowed → NO [TOOBIG] for APPEND (RFC 7889 APPENDLIMIT),
-BAD [TOOBIG] otherwise. The server never sends "+" for a refused synchronising literal, so
-the client abandons the command (RFC 3501 §7.5); a refused non-synchronising literal is read
-and discarded (RFC 7888 §4) and the rest of the command skipped (one over `max_discard` gives
-`close=True`: the session answers, then closes the connection). Too many literals or too
+BAD [TOOBIG] otherwise; the literals of one command together are held to `max_command_size`,
+by default `max_message_size` (a MULTIAPPEND larger than one message's limit is refused with
+NO [TOOBIG]; the client can append the messages one by one). The server never sends "+" for a
+refused synchronising literal, so the client abandons the command (RFC 3501 §7.5); a refused
+non-synchronising literal is read and discarded (RFC 7888 §4) and the rest of the command
+skipped (one over `max_discard` gives `close=True`: the session answers, then closes the
+connection). Too many literals or too
 much nesting → BAD [LIMIT]. Each error is a `CommandError` naming the tag, status and response
 code; parsing then continues with the next command.
 
@@ -71,9 +81,16 @@ class Limits:
     max_literal: int = 65536  # any literal outside APPEND (login, search strings, names)
     max_message_size: int = 50 * 1024 * 1024
     max_literals: int = 1000  # literals in one command (MULTIAPPEND, long search programs)
-    max_command_size: int = 256 * 1024 * 1024  # all literal data of one command together
+    max_command_size: int | None = None  # all literal data of one command together; None: max_message_size
     max_depth: int = 16
     max_discard: int = 64 * 1024 * 1024  # a refused LITERAL+ larger than this closes the connection
+    max_unauthenticated_literal: int = 4096  # any literal before login (RFC 7888 §4, RFC 9051 §2.2.2)
+    max_unauthenticated_discard: int = 65536  # before login a larger refused LITERAL+ closes the connection
+    spool_threshold: int = 256 * 1024  # APPEND literals larger than this go to `Parser.spool` when set
+
+    @property
+    def command_size(self) -> int:
+        return self.max_message_size if self.max_command_size is None else self.max_command_size
 
 
 _LITERAL_HEADER = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
@@ -85,9 +102,12 @@ COMMAND, AUTHENTICATE, IDLE = "command", "authenticate", "idle"
 class Parser:
     """See the module docstring. Not thread-safe: one per connection."""
 
-    def __init__(self, limits: Limits | None = None, *, utf8: bool = False, authenticated: bool | None = None):
+    def __init__(self, limits: Limits | None = None, *, utf8: bool = False, authenticated: bool | None = None,
+                 spool=None):
         self.limits = limits or Limits()
         self.utf8 = utf8
+        self.spool = spool  # factory(size) -> writable sink for large APPEND literals (module docstring)
+        self._sink = None
         # False: before login every literal, APPEND's too, is held to `max_literal`, so an
         # unauthenticated client cannot make the server buffer a message; the session sets True
         # after LOGIN/AUTHENTICATE. None: not tracked (APPEND literals up to max_message_size always).
@@ -130,13 +150,20 @@ class Parser:
                 continue
             if self._literal_remaining:
                 cut = min(self._literal_remaining, len(self._buffer))
-                self._literal_data += self._buffer[:cut]
+                if self._sink is not None:
+                    self._sink.write(bytes(self._buffer[:cut]))
+                else:
+                    self._literal_data += self._buffer[:cut]
                 del self._buffer[:cut]
                 self._literal_remaining -= cut
                 if self._literal_remaining:
                     return None
-                self._literals.append(Literal(bytes(self._literal_data), self._literal_binary))
-                self._literal_data = bytearray()
+                if self._sink is not None:
+                    self._literals.append(Literal(self._sink, self._literal_binary))
+                    self._sink = None
+                else:
+                    self._literals.append(Literal(bytes(self._literal_data), self._literal_binary))
+                    self._literal_data = bytearray()
                 continue
             line = self._take_line()
             if line is None:
@@ -166,6 +193,7 @@ class Parser:
         if self._literal_remaining and not self._literal_data:
             self._literal_remaining = 0
             self._literal_binary = False
+            self._drop_sink()
             self._reset_command()
 
     def discard_buffered(self) -> int:
@@ -178,7 +206,14 @@ class Parser:
         self._discard_tail = b""
         self._skip_literal = self._literal_remaining = 0
         self._literal_data = bytearray()
+        self._drop_sink()
         return count
+
+    def _drop_sink(self) -> None:
+        sink, self._sink = self._sink, None
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
 
     @property
     def buffered(self) -> int:
@@ -274,7 +309,7 @@ class Parser:
         refusal = self._refuse_literal(size, first)
         if refusal is not None:
             if plus:  # RFC 7888 §4: read and discard the data, then the rest of the command
-                if size > self.limits.max_discard:  # RFC 7888 §4: or close the connection
+                if size > self._discard_limit():  # RFC 7888 §4: or close the connection
                     return c.CommandError(refusal.tag, refusal.status, refusal.text, refusal.code,
                                           refusal.command, close=True)
                 self._skip_literal = size
@@ -283,6 +318,8 @@ class Parser:
         self._literal_remaining = size
         self._literal_binary = binary
         self._literal_total += size
+        if self.spool is not None and self._command_name == "APPEND" and size > self.limits.spool_threshold:
+            self._sink = self.spool(size)
         if size == 0:
             self._literals.append(Literal(b"", binary))
         if plus:
@@ -296,12 +333,17 @@ class Parser:
             return self._abort("BAD", f"unknown command {(name or '')[:40]}".strip())
         if len(self._literals) >= self.limits.max_literals:
             return self._abort("BAD", "too many literals in one command", "LIMIT")
-        if name == "APPEND" and self.authenticated is not False:
+        if self.authenticated is False:
+            # Before login: only small literals (LOGIN, AUTHENTICATE); RFC 9051 §2.2.2 and RFC 7888 §4
+            # let the server refuse any literal it will not take.
+            if size > min(self.limits.max_literal, self.limits.max_unauthenticated_literal):
+                return self._abort("BAD", "literal too large before login", "TOOBIG")
+        elif name == "APPEND":
             if size > self.limits.max_message_size:
                 return self._abort("NO", "message too large", "TOOBIG")  # RFC 7889 §4
         elif size > self.limits.max_literal:
             return self._abort("BAD", "literal too large", "TOOBIG")
-        if self._literal_total + size > self.limits.max_command_size:
+        if self._literal_total + size > self.limits.command_size:
             return self._abort("NO", "command too large", "TOOBIG")
         return None
 
@@ -309,7 +351,7 @@ class Parser:
         header = _LITERAL_HEADER.search(line)
         if header is not None and header.group(3) == b"+":
             size = int(header.group(2))
-            if size > self.limits.max_discard:
+            if size > self._discard_limit():
                 self._discarding = False
                 return c.CommandError(self._tag if event is None else event.tag, "BAD", "literal too large",
                                       "TOOBIG", close=True)
@@ -317,6 +359,11 @@ class Parser:
         else:
             self._discarding = False  # end of the command (or a sync literal the client will not send)
         return event
+
+    def _discard_limit(self) -> int:
+        if self.authenticated is False:
+            return min(self.limits.max_discard, self.limits.max_unauthenticated_discard)
+        return self.limits.max_discard
 
     def _complete(self) -> c.Event:
         text, literals = bytes(self._text), self._literals

@@ -221,3 +221,30 @@ def test_case_and_idn_variants_share_one_account_throttle(accounts):
     assert statuses[:free + 1] == [LoginStatus.BAD_CREDENTIALS] * (free + 1)
     assert statuses[free + 1:] == [LoginStatus.THROTTLED] * 2
     assert login(db, "anna@bücher.example", GOOD, "203.0.113.77", T0).status is LoginStatus.THROTTLED
+
+
+def test_locked_account_still_admits_a_network_that_logged_in_before(accounts):
+    """An attacker who knows the address locks the account for new networks only: the owner's
+    network, trusted by an earlier success, is held by its own counts, not the account-wide one."""
+    db = accounts
+    policy = logins.DEFAULT_THROTTLE
+    assert login(db, "victim@example.com", GOOD, "203.0.113.20", T0).ok  # the owner's home network
+    now = T0 + dt.timedelta(minutes=5)
+    for i in range(policy.account.lockout_failures):  # a patient botnet: a new address each time
+        result = login(db, "victim@example.com", f"bad {i}", f"10.2.{i}.1", now)
+        if result.status is LoginStatus.THROTTLED:
+            now += dt.timedelta(seconds=result.retry_after + 0.1)
+            result = login(db, "victim@example.com", f"bad {i}", f"10.2.{i}.1", now)
+        assert result.status is LoginStatus.BAD_CREDENTIALS
+    assert result.retry_after == policy.lockout_seconds
+    assert login(db, "victim@example.com", GOOD, "198.51.100.30", now).status is LoginStatus.THROTTLED
+    assert login(db, "victim@example.com", GOOD, "203.0.113.20", now).ok
+    # The trusted network guessing on its own is still held by its (account, network) count.
+    for i in range(policy.account.free_failures + 1):
+        assert login(db, "victim@example.com", f"typo {i}", "203.0.113.20", now).status is LoginStatus.BAD_CREDENTIALS
+    assert login(db, "victim@example.com", GOOD, "203.0.113.20", now).status is LoginStatus.THROTTLED
+    # Trust fades: past `trusted_seconds` without a success the network is a stranger again.
+    with db.read() as session:
+        row = session.scalars(select(LoginFailure).where(LoginFailure.scope == logins.SCOPE_TRUSTED)).one()
+    assert row.key == "victim@example.com|203.0.113.20"
+    assert row.blocked_until == now + dt.timedelta(seconds=policy.trusted_seconds)
