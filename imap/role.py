@@ -11,6 +11,9 @@ Order matters (LIBRARIES.md, Twisted notes): the asyncio reactor is installed be
 imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported only inside
 `run`. A stop signal closes the listeners, says BYE to every session, and stops the loop; a
 second signal changes nothing.
+SIGHUP (`courriel.reload`) reads the configuration again and swaps in new TLS settings from the
+certificate files (`courriel.imap.certificates`): the next handshakes on 993 and STARTTLS on 143
+use them, sessions already open are untouched; a bad pair is logged and the old one stays.
 
 Security: loads the TLS private key (mode 0600, readable by the service user only).
 Durability: none here (the store commits).
@@ -23,13 +26,14 @@ import logging
 import signal
 import socket
 
-from courriel import notify
+from courriel import notify, reload
 from courriel.blobs import BlobStore
 from courriel.config import Config
 from courriel.db import Database
 from courriel.logins import Authenticator
 from courriel.passwords import PasswordHasher
 from courriel.store import Store
+from courriel.tls import CertificateError
 
 log = logging.getLogger("courriel.imap")
 
@@ -49,13 +53,14 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     from twisted.internet import reactor
 
     from courriel.imap import transport
+    from courriel.imap.certificates import ReloadableTLS
     from courriel.imap.session import ServerContext, Session
 
     db = Database(config.database_url)
     store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
     authenticator = Authenticator(db, PasswordHasher.from_config(config))
     try:
-        tls = transport.tls_options(config.path("tls", "certificate"), config.path("tls", "private_key"))
+        tls = ReloadableTLS(config.path("tls", "certificate"), config.path("tls", "private_key"))
     except (OSError, ValueError) as exc:
         log.error("cannot load the TLS certificate: %s", exc)
         for sock in sockets.values():
@@ -95,8 +100,20 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
                 connection.close()
         loop.call_later(0.2 if not any(f.connections for f in factories) else STOP_GRACE, reactor.stop)
 
+    def reload_settings() -> None:  # SIGHUP (`courriel.reload`): new handshakes get the new certificate
+        fresh = reload.reread(config, "imap") or config
+        certificate = fresh.path("tls", "certificate")
+        try:
+            summary = tls.reload(certificate, fresh.path("tls", "private_key"))
+        except CertificateError as exc:
+            log.error("TLS certificate reload failed; the previous certificate stays in use",
+                      extra={"certificate": str(certificate), "error": str(exc)})
+            return
+        log.info("reloaded", extra={"role": "imap", "certificate": str(certificate), **summary.log_fields()})
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload_settings)
     try:
         reactor.run(installSignalHandlers=False)
     except Exception:

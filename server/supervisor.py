@@ -21,9 +21,21 @@ execs `python -m courriel.cli.serve --role NAME` instead. Either way each role r
 process group (a terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with
 default signal dispositions, and with a parent-death signal (a supervisor killed with SIGKILL
 does not leave roles behind). A role that exits while the supervisor is not stopping is
-started again (forked afresh from the supervisor) after an exponential backoff. SIGTERM, SIGINT or
-SIGHUP (any number of times: handling is idempotent) stop every role with SIGTERM, wait
-`stop_timeout` seconds, then SIGKILL what is left.
+started again (forked afresh from the supervisor) after an exponential backoff. SIGTERM or SIGINT
+(any number of times: handling is idempotent) stop every role with SIGTERM, wait `stop_timeout`
+seconds, then SIGKILL what is left; each role stops gracefully within that time (stops
+accepting, finishes the SMTP transactions and IMAP commands in flight, then says 421 or BYE).
+
+Reload: SIGHUP reloads without dropping a connection. The supervisor reads its configuration
+again (a file that no longer parses is logged and the running settings stay; `[log] level`
+applies at once; a changed listener address or IMAP worker count is logged as needing a
+restart, since the sockets stay bound) and forwards SIGHUP to every running role. Each role
+handles it in its own process (`courriel.reload`): every role re-reads the configuration and
+applies `[log] level`; the smtp and imap roles also load the certificate and key again for the
+TLS handshakes that follow (465/993, and STARTTLS on 25/587/143), while connections already in
+TLS keep theirs; a bad new pair (unreadable, a key that is not the certificate's, expired) is
+refused with one error line and the old certificate keeps serving. A forked role ignores
+SIGHUP until its handler is installed (it reads the fresh files as it starts anyway).
 
 Security: reads the operator's configuration and environment only; never logs the
 environment or the database URL (it may hold a password).
@@ -58,7 +70,7 @@ from pathlib import Path
 # Light imports only: SQLAlchemy, Alembic and prometheus-client are imported where they are
 # used (the schema child, the preload after PROMETHEUS_MULTIPROC_DIR is set).
 from courriel import config as config_mod
-from courriel import datadir, prefork
+from courriel import datadir, prefork, reload
 from courriel.roles import ROLES, RoleSpec, instances
 
 log = logging.getLogger("courriel.supervisor")
@@ -373,6 +385,7 @@ def spawn(argv: list[str], environ: Mapping[str, str], sockets: list[tuple[str, 
     try:
         _enter_role_process_group(parent)
         _hand_over_sockets(devnull, fds)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # kept across exec: a reload until run_role's handler
         if sockets:
             env["LISTEN_PID"] = str(os.getpid())
         os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
@@ -435,7 +448,7 @@ def backoff(failures: int) -> float:
 
 
 class Supervisor:
-    """Runs the roles of one data directory until SIGTERM or SIGINT."""
+    """Runs the roles of one data directory until SIGTERM or SIGINT; SIGHUP reloads."""
 
     def __init__(self, config: config_mod.Config, roles: Mapping[str, RoleSpec] = ROLES,
                  stop_timeout: float = STOP_TIMEOUT):
@@ -445,6 +458,7 @@ class Supervisor:
         self.processes: list[RoleProcess] = []
         self.sockets: dict[str, socket.socket] = {}
         self.stop_signal: int | None = None
+        self.reload_requested = False
         self.killed = False
         self._wake_read: socket.socket | None = None
         self._wake_write: socket.socket | None = None
@@ -483,13 +497,33 @@ class Supervisor:
         if self.stop_signal is None:  # idempotent: the first signal decides, repeats are no-ops
             self.stop_signal = signum
 
+    def _on_reload_signal(self, _signum, _frame) -> None:
+        self.reload_requested = True  # handled by the loop; several SIGHUPs before it runs make one reload
+
+    def _reload(self) -> None:
+        """SIGHUP: read the configuration again, then forward SIGHUP to every running role."""
+        self.reload_requested = False
+        fresh = reload.reread(self.config, "supervisor")
+        if fresh is not None:
+            needs_restart = [f"listeners.{name}" for name in config_mod.LISTENER_PORTS
+                             if fresh.listener(name) != self.config.listener(name)]
+            if fresh.get("imap", "workers") != self.config.get("imap", "workers"):
+                needs_restart.append("imap.workers")
+            if needs_restart:
+                log.warning("changed settings apply at the next restart", extra={"settings": ",".join(needs_restart)})
+            self.config = fresh
+        roles = [p.label for p in self.processes if p.pid is not None]
+        self._signal_all(signal.SIGHUP)
+        log.info("reload forwarded", extra={"roles": ",".join(roles) or "-", "configuration": (
+            "reloaded" if fresh is not None else "unchanged")})
+
     def _install_signals(self) -> None:
         self._wake_read, self._wake_write = socket.socketpair()
         self._wake_read.setblocking(False)
         self._wake_write.setblocking(False)
         signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
         for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
-                                (signal.SIGHUP, self._on_stop_signal), (signal.SIGCHLD, lambda *_: None)):
+                                (signal.SIGHUP, self._on_reload_signal), (signal.SIGCHLD, lambda *_: None)):
             self._previous_handlers[signum] = signal.signal(signum, handler)
 
     def _restore_signals(self) -> None:
@@ -585,6 +619,7 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         for signum in ROLE_SIGNALS:  # the role contract: Python's defaults
             signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload, never a kill: until run_role's handler
         self._previous_handlers.clear()
         for sock in (self._wake_read, self._wake_write, *self.sockets.values()):
             if sock is not None:
@@ -676,6 +711,8 @@ class Supervisor:
         while True:
             self._reap()
             now = time.monotonic()
+            if self.reload_requested and self.stop_signal is None:
+                self._reload()
             if self.stop_signal is not None:
                 if kill_deadline is None:
                     log.info("stopping", extra={"signal": signal.Signals(self.stop_signal).name})
@@ -715,6 +752,7 @@ def run_role(config: config_mod.Config, spec: RoleSpec) -> int:
         sock.close()
     try:
         run = spec.load()
+        reload.install_default(config, spec.name)  # SIGHUP: re-read the settings; the role may install its own
         log.info("role running", extra={"role": spec.name, "listeners": ",".join(
             f"{name}={_address(sock)}" for name, sock in sockets.items()) or "-"})
         status = run(config, sockets)

@@ -1,10 +1,14 @@
-"""The smtp role process: serves MX, submission and submissions until SIGTERM/SIGINT.
+"""The smtp role process: serves MX, submission and submissions until SIGTERM/SIGINT; SIGHUP reloads.
 
 Role contract (`courriel.roles`): `run(config, sockets) -> int` with listening sockets named
 "mx", "submission", "submissions" (any subset). When called with `sockets=None` (the module
 run on its own) it binds the enabled listeners of `config.listener(name)` itself.
 Exit status: 0 after a clean stop, 1 after an internal failure, 2 when the TLS certificate or
 key cannot be loaded (a restart cannot fix that).
+
+SIGHUP (`courriel.reload`): the configuration is read again and the certificate and key are
+loaded into the same TLS context, so the next handshakes on 465 and STARTTLS on 25/587 use them
+and no connection is dropped; a bad pair is logged and the old one keeps serving.
 
 Security: the TLS private key is read here; its path may be logged, never its content.
 Durability: through the handler's `spool.accept`; a stop never acknowledges a message that
@@ -19,6 +23,7 @@ import signal
 import socket
 import ssl
 
+from courriel import reload, tls
 from courriel.config import Config
 from courriel.db import Database
 from courriel.smtp import policy
@@ -78,6 +83,7 @@ async def _serve(config: Config, db: Database, sockets: dict[str, socket.socket]
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)  # idempotent: a second signal changes nothing
     service = SmtpService(config, db, context=context)
+    loop.add_signal_handler(signal.SIGHUP, _reload, config, service)
     try:
         await service.start(sockets)
         log.info("smtp role started", extra={"listeners": ",".join(service.servers) or "-"})
@@ -88,7 +94,21 @@ async def _serve(config: Config, db: Database, sockets: dict[str, socket.socket]
         log.exception("smtp role failed")
         return EXIT_FAILURE
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        reload.install_default(config, "smtp")  # asyncio restored SIGHUP's default action, a kill
     log.info("smtp role stopped")
     return EXIT_OK
+
+
+def _reload(config: Config, service: SmtpService) -> None:
+    """SIGHUP: the settings again, then the certificate and key for the handshakes that follow."""
+    fresh = reload.reread(config, "smtp") or config
+    certificate = fresh.path("tls", "certificate")
+    try:
+        summary = tls.reload_context(service.context, certificate, fresh.path("tls", "private_key"))
+    except tls.CertificateError as exc:
+        log.error("TLS certificate reload failed; the previous certificate stays in use",
+                  extra={"certificate": str(certificate), "error": str(exc)})
+        return
+    log.info("reloaded", extra={"role": "smtp", "certificate": str(certificate), **summary.log_fields()})

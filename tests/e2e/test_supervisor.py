@@ -255,26 +255,44 @@ def test_roles_started_with_exec_when_asked(served_data, tmp_path):
     assert served.process.returncode == 0, served.log()
 
 
-def test_killed_forked_role_restarts_and_stops_on_sighup(served_data, tmp_path):
+def test_killed_forked_role_restarts_and_sighup_reloads_every_role(served_data, tmp_path):
     """A crash of a forked role forks a fresh one from the supervisor; SIGHUP sent to the
-    supervisor still stops every role (a stop signal, like SIGTERM)."""
+    supervisor is a reload, not a stop: it is forwarded to every role (the restarted one too),
+    each logs its reload and keeps running; SIGTERM then stops them all."""
     environ = listener_environ()
     environ.pop(supervisor.EXEC_ENV, None)
     served = serve(served_data, environ, tmp_path / "serve.log")
+    names = [spec.name for spec in supervisor.ROLES.values() if spec.available()]
     try:
         wait_healthy(admin_port(environ), served)
         (first,) = wait_until(lambda: role_children(served.pid, "queue"), 10, "the queue role process")
         serve_process.kill_quietly(first)
         (second,) = wait_until(lambda: [p for p in role_children(served.pid, "queue") if p != first], 30,
                                "a restarted queue role process")
-        children = descendants_of(served.pid)
+        pids = {name: wait_until(lambda name=name: role_children(served.pid, name), 30, f"the {name} role")
+                for name in names}
+        for name, found in pids.items():  # each role's SIGHUP handler is installed before this line
+            for pid in found:
+                wait_until(lambda name=name, pid=pid: f"{name}[{pid}] courriel.supervisor: role running"
+                           in served.log(), 30, f"the {name} role to run")
+        mark = len(served.log())
         served.process.send_signal(signal.SIGHUP)
+        served.process.send_signal(signal.SIGHUP)  # repeated: one or two reloads, never a stop
+        for name in names:
+            wait_until(lambda name=name: f"reloaded role={name}" in served.log()[mark:], 30, f"the {name} reload")
+        assert "reload forwarded" in served.log()[mark:]
+        assert served.process.poll() is None
+        assert {name: role_children(served.pid, name) for name in names} == pids
+        assert "stopping" not in served.log()[mark:]
+        children = descendants_of(served.pid)
+        served.process.send_signal(signal.SIGTERM)
         status = served.wait_exit(STOP_DEADLINE)
     finally:
         served.stop()
     log = served.log()
     assert status == 0, log
     assert f"role stopped role=queue child_pid={second}" in log
+    assert "role exited" not in log[mark:]
     assert not [pid for pid in children if alive(pid)]
 
 
