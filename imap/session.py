@@ -84,6 +84,7 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = (State.NOT_AUTHENTICATED, S
                                                       State.LOGOUT)
 RECHECK_SECONDS = 5.0  # hints can be lost: idle sessions also look on this timer
 INPUT_HIGH_WATER = 1024 * 1024  # unparsed client bytes before the transport stops reading
+LOGIN_INPUT_HIGH_WATER = 128 * 1024  # the same before login: one longest line (64 KiB) fits
 PERMANENT_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 PROTECTED_FOLDERS = frozenset(name for name, _ in DEFAULT_FOLDERS)
 SPECIAL_USE = frozenset(str(use) for use in SpecialUse)  # what the store can mark (RFC 6154 §3 USEATTR otherwise)
@@ -208,7 +209,8 @@ class Session(SearchCommands):
     def data_received(self, data: bytes) -> None:
         self.parser.receive(data)
         self._input.set()
-        if self.parser.buffered > INPUT_HIGH_WATER and not self._reading_paused:
+        high_water = INPUT_HIGH_WATER if self.parser.authenticated else LOGIN_INPUT_HIGH_WATER
+        if self.parser.buffered > high_water and not self._reading_paused:
             # The client sends faster than commands run: stop reading instead of buffering.
             self._reading_paused = True
             self.connection.pause_reading()

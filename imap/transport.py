@@ -229,6 +229,7 @@ class IMAPConnection(protocol.Protocol, TimeoutMixin):
 
     def resume_reading(self) -> None:
         self._reading_paused = False
+        self.resetTimeout()  # the pause was the server's: its time is not the client's silence
         resume = getattr(self.transport, "resumeProducing", None)
         if resume is not None and not self._closed:
             resume()

@@ -164,6 +164,17 @@ def test_before_login_big_literals_are_refused_without_continuation(server, raw)
     assert re.match(rb"a7 BAD \[TOOBIG\]", client.read_until(rb"^a7 "))
 
 
+def test_before_login_pipelined_commands_past_the_input_mark_are_all_answered(server, raw):
+    """Before login the server stops reading at 128 KiB of unparsed input (1 MiB after): a client
+    that pipelines more is slowed down, and every command is still answered, in order."""
+    client = raw()
+    count = 15_000  # ~165 kB of NOOPs in one write
+    client.send(b"".join(b"p%05d NOOP\r\n" % number for number in range(count)))
+    answers = client.read_until(rb"^p%05d " % (count - 1), deadline=60)
+    tags = re.findall(rb"^(p\d{5}) OK", answers, re.MULTILINE)
+    assert len(tags) == count and tags[0] == b"p00000" and tags[-1] == b"p%05d" % (count - 1)
+
+
 def test_before_login_a_huge_non_sync_literal_closes_the_connection(server, raw):
     client = raw()
     client.send(b"a1 APPEND INBOX {30000000+}\r\n")
