@@ -9,8 +9,11 @@ before login (the 30-minute autologout timer applies after it).
 
 Order matters (LIBRARIES.md, Twisted notes): the asyncio reactor is installed before anything
 imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported only inside
-`run`. A stop signal closes the listeners, says BYE to every session, and stops the loop; a
-second signal changes nothing.
+`run`. A stop signal closes the listeners and says BYE to every session: at once to a session
+with no command running (or in IDLE), after the tagged response to a session running one (at most
+`STOP_GRACE` seconds, then BYE regardless); the loop stops once every connection is closed. A
+command whose literal is still arriving has not started: it gets BYE and is not run. A second
+signal changes nothing.
 SIGHUP (`courriel.reload`) reads the configuration again and swaps in new TLS settings from the
 certificate files (`courriel.imap.certificates`): the next handshakes on 993 and STARTTLS on 143
 use them, sessions already open are untouched; a bad pair is logged and the old one stays.
@@ -37,7 +40,7 @@ from courriel.tls import CertificateError
 
 log = logging.getLogger("courriel.imap")
 
-STOP_GRACE = 3.0  # seconds for BYE and close before the loop stops
+STOP_GRACE = 5.0  # seconds for the commands in flight to finish (then BYE regardless) before the loop stops
 
 
 def run(config: Config, sockets: dict[str, socket.socket]) -> int:
@@ -94,11 +97,25 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         stopping = True
         for port in ports:
             port.stopListening()
-        for factory in factories:
+        for factory in factories:  # idle sessions (IDLE too) say BYE now, the others after their command
             for connection in list(factory.connections):
-                connection.write(b"* BYE Server shutting down\r\n")
-                connection.close()
-        loop.call_later(0.2 if not any(f.connections for f in factories) else STOP_GRACE, reactor.stop)
+                if connection.session is not None:
+                    connection.session.shutdown()
+                else:
+                    connection.close()
+        deadline = loop.time() + STOP_GRACE
+
+        def stop_when_closed() -> None:
+            if any(f.connections for f in factories) and loop.time() < deadline:
+                loop.call_later(0.05, stop_when_closed)
+                return
+            for factory in factories:  # commands still running at the deadline: BYE all the same
+                for connection in list(factory.connections):
+                    connection.write(b"* BYE Server shutting down\r\n")
+                    connection.close()
+            loop.call_later(0.2, reactor.stop)  # time for the last close_notify and FIN to go out
+
+        stop_when_closed()
 
     def reload_settings() -> None:  # SIGHUP (`courriel.reload`): new handshakes get the new certificate
         fresh = reload.reread(config, "imap") or config

@@ -195,6 +195,8 @@ class Session(SearchCommands):
         self.utf8 = False  # RFC 6855 §3: UTF-8 mailbox names after ENABLE UTF8=ACCEPT
         self._saved_uids: list[int] = []  # RFC 5182 SEARCHRES `$`
         self._status = "OK"  # the last tagged status sent (`tagged`), for the command metrics
+        self._running: str | None = None  # the command being run (a server stop lets it finish)
+        self._stopping = False
 
     # ------------------------------------------------------------------ transport side
 
@@ -226,6 +228,18 @@ class Session(SearchCommands):
         self._release()
         if self._runner is not None:
             self._runner.cancel()
+
+    def shutdown(self) -> None:
+        """Server stop: BYE and close now when no command runs (IDLE waits for the client, so it
+        counts as none), else right after the running command's tagged response. RFC 9051 §7.1.5."""
+        self._stopping = True
+        if self._running in (None, "IDLE"):
+            self._say_bye()
+
+    def _say_bye(self) -> None:
+        if not self.connection.closed:
+            self.send(enc.untagged_status("BYE", "Server shutting down"))
+            self.connection.close()
 
     def poke(self) -> None:
         """Something may have changed in this user's mailbox (hint or timer)."""
@@ -305,9 +319,13 @@ class Session(SearchCommands):
         """Run one command and record its completion and latency (`courriel.metrics.imap_command`)."""
         started = time.monotonic()
         self._status = "BAD"  # what is recorded when the handler fails without a tagged answer
+        self._running = command.name
         try:
             await self._dispatch_command(command)
         finally:
+            self._running = None
+            if self._stopping:
+                self._say_bye()
             uid = getattr(command, "uid", False) or getattr(command, "uids", None) is not None
             metrics.imap_command(("UID " if uid else "") + command.name, self._status,
                                  time.monotonic() - started)

@@ -153,6 +153,7 @@ class ESMTP(SMTP):
         self.allow_plaintext_auth = allow_plaintext_auth
         self.counters = ConnectionCounters()
         self.busy = False  # True while a message is being accepted (shutdown waits for it)
+        self.receiving = False  # True from DATA's 354 to the end of data (shutdown lets the client finish)
         self._raw_replies = False
         self._closing = False
         self._session_timer: asyncio.TimerHandle | None = None
@@ -481,6 +482,7 @@ class ESMTP(SMTP):
         """The end of one mail transaction (a reply to the end of data): its metrics and its one log line,
         grep-able by queue id like Postfix's ("NOQUEUE" when nothing was queued). Envelope and verdicts
         only: never a password, never message text."""
+        self.receiving = False
         envelope = self.envelope
         text = str(status)
         accepted = text.startswith("2") and envelope.queue_id is not None
@@ -540,6 +542,7 @@ class ESMTP(SMTP):
             await self.push(refusal)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self.receiving = True  # until `_transaction_done`, or the connection is gone
         lines: list[bytes] = []
         size, too_long, too_big, fragment, bare = 0, False, False, False, False
         limit = self.data_size_limit

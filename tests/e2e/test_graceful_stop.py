@@ -1,0 +1,175 @@
+"""SIGTERM to `courriel serve` stops gracefully: no mail lost, none duplicated, sessions told.
+
+- SMTP: a client half-way through DATA when the stop begins finishes sending and gets 250; the
+  message then is delivered exactly once (by a server started again on the same data directory,
+  if the stopping queue role did not get to it).
+- IMAP: a client in IDLE gets `* BYE` and a clean TLS close (close_notify, then EOF) while the
+  role stops; the role and the supervisor then exit with status 0.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import signal
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+from serve_process import (
+    STOP_DEADLINE,
+    admin_port,
+    initialised_template,
+    listener_environ,
+    serve,
+    served_data,
+    wait_healthy,
+    wait_until,
+)
+
+from courriel import config as config_mod
+from courriel import passwords
+from courriel.admin import services
+from courriel.db import Database
+
+__all__ = ["initialised_template", "served_data"]
+
+pytestmark = pytest.mark.timeout(180)
+
+ADDRESS = "box@stop.test"
+PASSWORD = "correct horse battery staple"
+
+
+def make_mailbox(data) -> None:
+    config = config_mod.load(data, dev=True)
+    db = Database(config.database_url)
+    try:
+        services.add_domain(db, "stop.test")
+        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
+                             passwords.PasswordPolicy.from_config(config), ADDRESS, password=PASSWORD)
+    finally:
+        db.dispose()
+
+
+def port_of(environ, listener: str) -> int:
+    return int(environ[f"COURRIEL_LISTENERS_{listener.upper()}"].rpartition(":")[2])
+
+
+def client_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the self-signed certificate of `courriel init`
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def messages_with_subject(environ, subject: str) -> int:
+    client = imaplib.IMAP4_SSL("127.0.0.1", port_of(environ, "imaps"), ssl_context=client_context(), timeout=10)
+    try:
+        client.login(ADDRESS, PASSWORD)
+        client.select("INBOX", readonly=True)
+        typ, data = client.search(None, "SUBJECT", f'"{subject}"')
+        assert typ == "OK"
+        return len(data[0].split())
+    finally:
+        client.logout()
+
+
+def test_sigterm_during_smtp_data_lets_the_client_finish_and_the_message_arrives_once(served_data, tmp_path):
+    make_mailbox(served_data)
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    subject = f"graceful-{time.monotonic_ns()}"
+    text = (f"From: {ADDRESS}\r\nTo: {ADDRESS}\r\nSubject: {subject}\r\n\r\n" + "line of the body\r\n" * 2000).encode()
+    try:
+        wait_healthy(admin_port(environ), served)
+        smtp = wait_until(lambda: smtplib.SMTP_SSL("127.0.0.1", port_of(environ, "submissions"),
+                                                   context=client_context(), timeout=10), 30, "the 465 listener")
+        smtp.ehlo("client.stop.test")
+        smtp.login(ADDRESS, PASSWORD)
+        assert smtp.mail(ADDRESS)[0] == 250
+        assert smtp.rcpt(ADDRESS)[0] == 250
+        assert smtp.docmd("DATA")[0] == 354
+        half = len(text) // 2
+        smtp.sock.sendall(text[:half])
+        served.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "smtp role stopping" in served.log(), 10, "the smtp role to begin its stop")
+        smtp.sock.sendall(text[half:] + b".\r\n")
+        code, reply = smtp.getreply()
+        assert code == 250, reply  # the transaction in flight was finished, not cut
+        assert b"queued as" in reply
+        closing = smtp.getreply()  # then the stop goes on: 421, and the connection closes
+        assert closing[0] in (421, -1), closing
+        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
+    finally:
+        served.stop()
+    assert "message queued" in served.log()
+
+    again = serve(served_data, environ, tmp_path / "again.log")
+    try:
+        wait_healthy(admin_port(environ), again)
+        wait_until(lambda: messages_with_subject(environ, subject) >= 1, 60, "the delivery of the message")
+        assert messages_with_subject(environ, subject) == 1
+    finally:
+        again.stop()
+    assert again.process.returncode == 0, again.log()
+
+
+class TLSLines:
+    """A line reader on an implicit-TLS IMAP connection that tells a clean close from a cut one."""
+
+    def __init__(self, port: int):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = client_context().wrap_socket(raw, suppress_ragged_eofs=False)
+        self.buffer = b""
+
+    def line(self) -> bytes | None:
+        """The next line, or None at a clean end of the connection (TLS close_notify, then EOF)."""
+        deadline = time.monotonic() + 10
+        while b"\r\n" not in self.buffer:
+            assert time.monotonic() < deadline, self.buffer
+            data = self.sock.recv(65536)  # an unclean end raises SSLEOFError here
+            if not data:
+                return None
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def command(self, tag: bytes, text: bytes) -> bytes:
+        self.sock.sendall(tag + b" " + text + b"\r\n")
+        for _ in range(100):
+            line = self.line()
+            assert line is not None, "connection closed"
+            if line.startswith(tag + b" "):
+                return line
+        raise AssertionError("no tagged response")
+
+
+def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_path):
+    make_mailbox(served_data)
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        client = wait_until(lambda: TLSLines(port_of(environ, "imaps")), 30, "the 993 listener")
+        assert client.line().startswith(b"* OK")
+        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        assert client.command(b"b", b"SELECT INBOX").startswith(b"b OK")
+        client.sock.sendall(b"c IDLE\r\n")
+        assert client.line().startswith(b"+ ")
+        served.process.send_signal(signal.SIGTERM)
+        lines = []
+        for _ in range(20):
+            line = client.line()
+            if line is None:
+                break
+            lines.append(line)
+        assert lines and lines[-1].startswith(b"* BYE"), lines
+        assert line is None  # close_notify then EOF: not a cut connection
+        client.sock.close()
+        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
+    finally:
+        served.stop()
+    log = served.log()
+    assert "imap role stopped" in log
+    assert [line for line in log.splitlines() if "role stopped role=imap" in line and "exit status 0" in line]
