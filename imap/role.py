@@ -97,12 +97,15 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         stopping = True
         for port in ports:
             port.stopListening()
+        sessions = finishing = 0
         for factory in factories:  # idle sessions (IDLE too) say BYE now, the others after their command
             for connection in list(factory.connections):
+                sessions += 1
                 if connection.session is not None:
-                    connection.session.shutdown()
+                    finishing += connection.session.shutdown()
                 else:
                     connection.close()
+        log.info("imap role stopping", extra={"sessions": sessions, "finishing": finishing})
         deadline = loop.time() + STOP_GRACE
 
         def stop_when_closed() -> None:

@@ -229,12 +229,15 @@ class Session(SearchCommands):
         if self._runner is not None:
             self._runner.cancel()
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
         """Server stop: BYE and close now when no command runs (IDLE waits for the client, so it
-        counts as none), else right after the running command's tagged response. RFC 9051 §7.1.5."""
+        counts as none), else right after the running command's tagged response. RFC 9051 §7.1.5.
+        True when a command is still running."""
         self._stopping = True
         if self._running in (None, "IDLE"):
             self._say_bye()
+            return False
+        return True
 
     def _say_bye(self) -> None:
         if not self.connection.closed:

@@ -4,7 +4,8 @@
   message then is delivered exactly once (by a server started again on the same data directory,
   if the stopping queue role did not get to it).
 - IMAP: a client in IDLE gets `* BYE` and a clean TLS close (close_notify, then EOF) while the
-  role stops; the role and the supervisor then exit with status 0.
+  role stops; the role and the supervisor then exit with status 0. A FETCH in flight (a large
+  body the client reads slowly) is answered in full with its tagged OK, then BYE.
 """
 
 from __future__ import annotations
@@ -118,8 +119,12 @@ def test_sigterm_during_smtp_data_lets_the_client_finish_and_the_message_arrives
 class TLSLines:
     """A line reader on an implicit-TLS IMAP connection that tells a clean close from a cut one."""
 
-    def __init__(self, port: int):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, receive_buffer: int | None = None):
+        raw = socket.socket()
+        if receive_buffer is not None:  # before connect: the window the server may fill
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", port))
         self.sock = client_context().wrap_socket(raw, suppress_ragged_eofs=False)
         self.buffer = b""
 
@@ -134,6 +139,14 @@ class TLSLines:
             self.buffer += data
         line, _, self.buffer = self.buffer.partition(b"\r\n")
         return line
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            data = self.sock.recv(min(1 << 20, size - len(self.buffer)))
+            assert data, "connection closed inside a literal"
+            self.buffer += data
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
 
     def command(self, tag: bytes, text: bytes) -> bytes:
         self.sock.sendall(tag + b" " + text + b"\r\n")
@@ -173,3 +186,40 @@ def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_p
     log = served.log()
     assert "imap role stopped" in log
     assert [line for line in log.splitlines() if "role stopped role=imap" in line and "exit status 0" in line]
+
+
+def test_sigterm_lets_an_imap_fetch_in_flight_finish_then_says_bye(served_data, tmp_path):
+    make_mailbox(served_data)
+    environ = listener_environ()
+    body = b"".join(b"%07d the body of a large message, read slowly by its client\r\n" % n for n in range(180_000))
+    message = f"From: {ADDRESS}\r\nTo: {ADDRESS}\r\nSubject: large\r\n\r\n".encode() + body  # ~12 MB
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        client = wait_until(lambda: TLSLines(port_of(environ, "imaps"), receive_buffer=32 * 1024), 30,
+                            "the 993 listener")
+        assert client.line().startswith(b"* OK")
+        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        client.sock.sendall(b"b APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
+        for _ in range(100):
+            line = client.line()
+            if line.startswith(b"b "):
+                break
+        assert line.startswith(b"b OK"), line
+        assert client.command(b"c", b"SELECT INBOX").startswith(b"c OK")
+        client.sock.sendall(b"d FETCH 1 BODY.PEEK[]\r\n")
+        head = client.line()  # the response has begun; the rest waits for this client to read
+        assert head.startswith(b"* 1 FETCH") and head.endswith(b"{%d}" % len(message)), head
+        served.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "imap role stopping" in served.log(), 10, "the imap role to begin its stop")
+        (stopping,) = [line for line in served.log().splitlines() if "imap role stopping" in line]
+        assert "finishing=1" in stopping, stopping
+        assert client.read_exactly(len(message)) == message
+        assert client.line() == b")"
+        assert client.line().startswith(b"d OK")
+        assert client.line().startswith(b"* BYE")
+        assert client.line() is None  # then a clean close
+        client.sock.close()
+        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
+    finally:
+        served.stop()
