@@ -92,6 +92,7 @@ SCHEMA: list[Setting] = [
         "smtp", "max_errors", 20,
         "4xx/5xx replies in one SMTP session before 421 (like Postfix's smtpd_hard_error_limit).",
     ),
+    Setting("smtp", "max_auth_failures", 3, "Failed AUTH attempts in one SMTP session before 421 and disconnection."),
     Setting("smtp", "max_connections_per_ip", 20, "Concurrent SMTP sessions from one client address."),
     Setting(
         "smtp", "tls_handshake_timeout", 30.0, "Seconds allowed for the TLS handshake on the implicit-TLS port (465).",

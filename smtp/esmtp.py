@@ -130,6 +130,7 @@ class TransactionEnvelope(Envelope):
 class ConnectionCounters:
     commands: int = 0
     errors: int = 0
+    auth_failures: int = 0
     transactions: list[str] = field(default_factory=list)
 
 
@@ -241,6 +242,10 @@ class ESMTP(SMTP):
             self.counters.errors += 1
             if self.counters.errors >= self.limits.max_errors:
                 self.disconnect(replies.TOO_MANY_ERRORS)
+        if text.startswith("535"):  # RFC 4954 §6: credentials refused; a guesser is cut off early
+            self.counters.auth_failures += 1
+            if self.counters.auth_failures >= self.limits.max_auth_failures:
+                self.disconnect(replies.TOO_MANY_AUTH_FAILURES)
 
     def disconnect(self, reply: Reply) -> None:
         """Send a final 421 and close the connection (sync: usable from timers)."""

@@ -49,6 +49,7 @@ class SessionLimits:
     session_seconds: float = 1800.0
     max_commands: int = 2000
     max_errors: int = 20  # like Postfix's smtpd_hard_error_limit
+    max_auth_failures: int = 3  # failed AUTH exchanges (RFC 4954 §4: 535) before 421
     max_recipients: int = 100  # RFC 5321 §4.5.3.1.8: at least 100
     max_connections_per_ip: int = 20  # concurrent sessions from one client address
 

@@ -98,6 +98,7 @@ IDLE_TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
 SESSION_TOO_LONG = Reply(421, "4.4.2", "Session time limit exceeded, closing connection")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentications, closing connection")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try again later")
 
 

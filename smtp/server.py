@@ -8,7 +8,7 @@ connections and the bound on concurrent sessions per client address, and the sto
 time, then 421 and close the rest: an unacknowledged message is simply not acknowledged).
 
 Limits (config `[smtp]`): max_message_size (SIZE), max_recipients, idle_timeout,
-session_timeout, max_commands, max_errors, max_connections_per_ip, tls_handshake_timeout.
+session_timeout, max_commands, max_errors, max_auth_failures, max_connections_per_ip, tls_handshake_timeout.
 
 Listener roles (config `listeners.*`):
 - "mx": inbound mail from the Internet; STARTTLS offered; no AUTH; no relaying;
@@ -58,6 +58,7 @@ def session_limits(config: Config) -> policy.SessionLimits:
         session_seconds=float(config.get("smtp", "session_timeout")),
         max_commands=int(config.get("smtp", "max_commands")),
         max_errors=int(config.get("smtp", "max_errors")),
+        max_auth_failures=int(config.get("smtp", "max_auth_failures")),
         max_recipients=int(config.get("smtp", "max_recipients")),
         max_connections_per_ip=int(config.get("smtp", "max_connections_per_ip")),
     )

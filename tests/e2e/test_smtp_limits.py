@@ -66,5 +66,5 @@ def test_defaults_and_documented_settings(tmp_path):
     assert (limits.idle_seconds, limits.max_commands) == (60.0, 50)
     rendered = config_mod.render_file()
     for key in ("max_message_size", "max_recipients", "idle_timeout", "session_timeout", "max_commands",
-                "max_errors", "max_connections_per_ip", "tls_handshake_timeout"):
+                "max_errors", "max_auth_failures", "max_connections_per_ip", "tls_handshake_timeout"):
         assert f"# {key} = " in rendered.partition("[smtp]")[2].partition("\n[")[0], key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import smtplib
 import socket
@@ -226,6 +227,17 @@ def auth_attempt(client: smtplib.SMTP, user: str, password: str) -> int:
         return client.auth("PLAIN", client.auth_plain)[0]
     except smtplib.SMTPAuthenticationError as failure:
         return failure.smtp_code
+
+
+def test_third_failed_auth_in_one_session_closes_it(registry_world):
+    """`[smtp] max_auth_failures` (3): the third 535 is followed by 421 and the end of the session."""
+    with registry_world.raw("submissions") as client:
+        assert client.command("EHLO client.example")[0] == 250
+        wrong = base64.b64encode(b"\0alice@example.org\0wrong password").decode("ascii")
+        for _ in range(3):
+            assert client.command(f"AUTH PLAIN {wrong}") == (535, "5.7.8 Authentication credentials invalid")
+        assert client.reply() == (421, "4.7.0 Too many failed authentications, closing connection")
+        assert client.closed()
 
 
 def test_brute_force_is_throttled_and_other_accounts_still_log_in(registry_world):
