@@ -9,7 +9,21 @@ expunged, recorded for QRESYNC); disabling it stops the sync and keeps them.
 
 Security: passwords are encrypted with `courriel.imapsync.credentials` before they reach the
 database and are never returned (`AccountView` has no secret). Host names, ports, protocol,
-security and auth values are validated before anything is written (`AccountError`).
+security and auth values are validated before anything is written (`AccountError`); security
+"none" (plain text, password in the clear) is allowed for loopback hosts only (127.0.0.0/8,
+::1, localhost: a local bridge such as Proton Mail Bridge), never for a host on the network.
+Server text stored as `last_error` is cleaned of control characters and bounded.
+
+Threat model of the stored passwords (they must be usable unattended, so they cannot be hashed):
+the Fernet key is `DATA/keys/sync.key` (mode 0600, directory 0700), next to the database.
+- Protected: a copy of the database alone. A PostgreSQL dump, a replica, a stolen SQLite
+  file or a database backup made without the data directory's `keys/` gives tokens that
+  cannot be decrypted.
+- Not protected: anyone who can read the data directory (the service user, root, a copy
+  of the whole directory) or a `courriel backup`, which holds the database AND `keys/` (it
+  says so in its manifest and output; keep backups as private as the server itself).
+- Not protected: a compromised sync process (it decrypts the password to log in).
+There is no key rotation command: a new key file means removing and re-adding the accounts.
 Durability: one transaction per change; removal expunges per folder, then deletes the row,
 so a crash in between leaves an account whose remaining imports are removed on a rerun.
 """
@@ -17,6 +31,7 @@ so a crash in between leaves an account whose remaining imports are removed on a
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,6 +49,7 @@ SECURITIES = ("ssl", "starttls", "none")
 AUTHS = ("plain", "cram-md5")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 _ERROR_LIMIT = 1000
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
 class AccountError(ValueError):
@@ -99,8 +115,22 @@ def validate(protocol: str, host: str, port: int, security: str, auth: str) -> N
         raise AccountError(f"{port!r} is not a port")
     if security not in SECURITIES:
         raise AccountError(f"security must be one of {', '.join(SECURITIES)}")
+    if security == "none" and not is_loopback(host):
+        raise AccountError(f"security 'none' sends the password in clear text: it is allowed only for a loopback "
+                           f"host (127.0.0.0/8, ::1, localhost), not {host!r}; use ssl or starttls")
     if auth not in AUTHS:
         raise AccountError(f"auth must be one of {', '.join(AUTHS)}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (also in brackets) and the usual names of the local host."""
+    name = host.strip().lower().rstrip(".")
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def find_mailbox(db: Database, mailbox: str | int) -> int:
@@ -203,13 +233,22 @@ def record_failure(db: Database, account_id: int, message: str) -> AccountView:
         if row is None:
             raise AccountError(f"no sync account {account_id}")
         row.failures += 1
-        row.last_error = message[:_ERROR_LIMIT]
+        row.last_error = plan.printable(message, _ERROR_LIMIT)
         row.last_error_at = now
         row.next_attempt_at = now + dt.timedelta(seconds=plan.retry_delay(row.failures))
         if plan.should_pause(row.failures) and row.state == SyncAccountState.ACTIVE:
             row.state = SyncAccountState.PAUSED
         session.flush()
         return _view(session, row, False)
+
+
+def record_skip(db: Database, account_id: int, message: str) -> None:
+    """Show why a remote message was not imported (too large) on the account, as `last_error`,
+    without counting a failure: the run goes on and the account is not backed off."""
+    with db.write() as session:
+        session.execute(update(SyncAccount).where(SyncAccount.id == account_id)
+                        .values(last_error=plan.printable(message, _ERROR_LIMIT), last_error_at=dt.datetime.now(dt.UTC))
+                        .execution_options(synchronize_session=False))
 
 
 def record_success(db: Database, account_id: int) -> None:

@@ -11,8 +11,16 @@ attributes), RFC 2195 (CRAM-MD5), RFC 4616 (PLAIN); RFC 1939 (POP3: USER/PASS, U
 DELE), RFC 2595 §4 (STLS), RFC 8314 (implicit TLS).
 Security: everything received is untrusted: message bytes go to the store as they are, flags
 and names are filtered by `courriel.imapsync.plan`. TLS verifies the server certificate and
-host name (ssl.create_default_context) unless security is "none". The password is passed
-to the library and never logged.
+host name (ssl.create_default_context) unless security is "none" (loopback hosts only,
+`courriel.imapsync.accounts.validate`). The password is passed to the library and never logged.
+Bounds on what a server can make us hold: an IMAP literal larger than `max_message_size` is
+read in chunks and thrown away (the message is refused, `FetchedMessage.refused`), one larger
+than LITERAL_DRAIN_FACTOR times that ends the connection; a POP3 RETR is read by our own line
+reader up to `max_message_size` (poplib's 2,048-octet line limit does not apply, RFC 1939
+§3 lines in real mail are longer), the rest drained, `MessageTooLarge` raised; uid-sets
+(VANISHED, COPYUID) are kept as ranges (`plan.parse_uid_ranges`), never expanded by the
+server's say; server text in errors is stripped of control characters and bounded
+(`plan.printable`) before it reaches a log line or the account record.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import datetime as dt
 import hashlib
 import hmac
 import imaplib
+import logging
 import poplib
 import re
 import ssl
@@ -35,6 +44,11 @@ from imapclient.response_parser import parse_fetch_response
 from courriel.imapsync import plan
 
 TIMEOUT = 60.0
+MAX_MESSAGE_SIZE = 35 * 1024 * 1024  # the default of config `[smtp] max_message_size`
+LITERAL_DRAIN_FACTOR = 4  # a literal over max_message_size × this ends the connection instead of being drained
+_DRAIN_CHUNK = 64 * 1024
+ERROR_TEXT_LIMIT = 300
+log = logging.getLogger("courriel.imapsync")
 _COPYUID = re.compile(rb"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.IGNORECASE)
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -42,6 +56,25 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(.*?)\s*$", re.IGNORECASE | re.MULTIL
 
 class RemoteError(RuntimeError):
     """The remote server refused or failed; the text is the server's own message when it sent one."""
+
+
+class MessageTooLarge(RemoteError):
+    """One message is over the size limit; it was skipped and the connection is still usable."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"message of {size} octets is over the {limit}-octet limit")
+        self.size = size
+        self.limit = limit
+
+
+class OversizeLiteral(bytes):
+    """What an IMAP literal over the limit reads as: empty bytes that remember the announced
+    size (and report it as their length, which imapclient's parser checks against `{n}`)."""
+
+    size = 0
+
+    def __len__(self) -> int:
+        return self.size
 
 
 @dataclass(frozen=True)
@@ -69,25 +102,43 @@ class FetchedMessage:
     internaldate: dt.datetime | None
     size: int
     message_id: str
+    refused: str = ""  # non-empty: not imported, and why (over the size limit)
 
 
 def _text(exc: BaseException) -> str:
+    """The server's text of an error, safe to log and store (no control characters, bounded)."""
     text = str(exc)
     if text.startswith(("b'", 'b"')) and len(text) > 3:
         text = text[2:-1]
-    return text[:500] or exc.__class__.__name__
+    return plan.printable(text, ERROR_TEXT_LIMIT) or exc.__class__.__name__
 
 
-def parse_uid_set(text: bytes | str) -> list[int]:
-    """RFC 3501 §9 uid-set ("1:3,7") → [1, 2, 3, 7] (used for COPYUID, RFC 4315 §3)."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii")
-    result: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition(":")
-        a, b = int(low), int(high or low)
-        result.extend(range(min(a, b), max(a, b) + 1))
-    return result
+def _bound_literals(imap: imaplib.IMAP4, limit: int) -> None:
+    """Make imaplib refuse literals over `limit` (it reads `{n}` octets whatever n the server says).
+
+    imaplib reads every literal with `IMAP4.read(size)` (RFC 3501 §4.3). Over the limit, the
+    octets are read in chunks and dropped, so the response stream stays in step and the other
+    messages of the FETCH still arrive; the literal reads as an empty `OversizeLiteral`. Over
+    LITERAL_DRAIN_FACTOR × the limit the connection is ended (IMAP4.abort): no point in
+    reading gigabytes from a server that lies that much."""
+    read = imap.read
+
+    def bounded_read(size: int) -> bytes:
+        if size <= limit:
+            return read(size)
+        if size > limit * LITERAL_DRAIN_FACTOR:
+            raise imaplib.IMAP4.abort(f"the server sent a literal of {size} octets (limit {limit})")
+        remaining = size
+        while remaining > 0:
+            chunk = read(min(_DRAIN_CHUNK, remaining))
+            if not chunk:
+                raise imaplib.IMAP4.abort("connection closed inside a literal")
+            remaining -= len(chunk)
+        marker = OversizeLiteral()
+        marker.size = size
+        return marker
+
+    imap.read = bounded_read
 
 
 def message_id_of(header: bytes) -> str:
@@ -116,12 +167,15 @@ def _cram_md5(username: str, password: str):
 class ImapRemote:
     """One logged-in IMAP connection."""
 
-    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT):
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT,
+                 max_message_size: int = MAX_MESSAGE_SIZE):
         self.endpoint = endpoint
+        self.max_message_size = max_message_size
         try:
             context = ssl.create_default_context() if endpoint.security != "none" else None
             self.client = imapclient.IMAPClient(endpoint.host, port=endpoint.port, ssl=endpoint.security == "ssl",
                                                 ssl_context=context, timeout=timeout, use_uid=True)
+            _bound_literals(self.client._imap, max_message_size)
             self.client.normalise_times = False
             if endpoint.security == "starttls":
                 self.client.starttls(context)
@@ -196,12 +250,14 @@ class ImapRemote:
         with self._errors():
             return sorted(int(u) for u in self.client.search(["ALL"]))
 
-    def changes_since(self, modseq: int) -> tuple[dict[int, frozenset[str]], list[int]]:
+    def changes_since(self, modseq: int) -> tuple[dict[int, frozenset[str]], list[tuple[int, int]] | None]:
         """RFC 7162 §3.2.6 (QRESYNC enabled): `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)`.
 
-        Returns (flags of the messages changed or added since `modseq`, UIDs expunged since).
+        Returns (flags of the messages changed or added since `modseq`, UID ranges expunged
+        since, or None when a VANISHED response was malformed: the caller diffs UIDs instead).
         VANISHED (EARLIER) may name UIDs that never existed or were reported before (§3.2.10):
-        callers intersect it with what they know."""
+        the ranges are never expanded; callers intersect them with the UIDs they know
+        (`plan.uids_within`)."""
         imap = self.client._imap
         with self._errors():
             imap.untagged_responses.pop("VANISHED", None)
@@ -215,13 +271,17 @@ class ImapRemote:
             parsed = parse_fetch_response(fetched, False, True) if fetched else {}
         flags = {int(uid): plan.normalise_flags(item.get(b"FLAGS", ())) for uid, item in parsed.items()}
         self.counts["flags_received"] += len(flags)
-        vanished: list[int] = []
+        vanished: list[tuple[int, int]] = []
         for line in vanished_lines:
             text = line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)
             text = re.sub(r"^\s*\(EARLIER\)\s*", "", text, flags=re.IGNORECASE).strip()
             if text:
-                vanished.extend(parse_uid_set(text))
-        return flags, sorted(set(vanished))
+                try:
+                    vanished.extend(plan.parse_uid_ranges(text))
+                except plan.UidSetError as exc:
+                    log.warning("%s: malformed VANISHED response ignored: %s", self.endpoint.host, exc)
+                    return flags, None
+        return flags, vanished
 
     def sizes(self, uids: list[int]) -> dict[int, int]:
         """RFC822.SIZE of messages (to cut imports into batches of bounded memory)."""
@@ -303,6 +363,12 @@ class ImapRemote:
             body = data.get(b"BODY[]")
             if body is None:
                 continue  # expunged meanwhile
+            if isinstance(body, OversizeLiteral) or len(body) > self.max_message_size:
+                size = body.size if isinstance(body, OversizeLiteral) else len(body)
+                result.append(FetchedMessage(uid=int(uid), body=b"", flags=frozenset(), internaldate=None, size=size,
+                                             message_id="", refused=f"{size} octets, over the "
+                                                                   f"{self.max_message_size}-octet limit"))
+                continue
             date = data.get(b"INTERNALDATE")
             if isinstance(date, dt.datetime) and date.tzinfo is None:
                 date = date.replace(tzinfo=dt.UTC)
@@ -335,7 +401,9 @@ class ImapRemote:
                 self.client.expunge()
 
     def copy(self, uids: list[int], folder: str) -> dict[int, int]:
-        """COPY; returns source UID → destination UID from COPYUID (RFC 4315 §3), {} without it."""
+        """COPY; returns source UID → destination UID from COPYUID (RFC 4315 §3), {} without it
+        or when it cannot be trusted (`plan.copyuid_pairs`: sets of unequal sizes, UIDs we did
+        not copy); the caller then looks the copy up by Message-ID."""
         with self._errors():
             # imapclient drops the tagged response text where COPYUID is: ask imaplib directly.
             imap = self.client._imap
@@ -347,7 +415,12 @@ class ImapRemote:
         match = _COPYUID.search(answer)
         if not match:
             return {}
-        return dict(zip(parse_uid_set(match.group(2)), parse_uid_set(match.group(3)), strict=False))
+        pairs = plan.copyuid_pairs(match.group(2), match.group(3), uids)
+        if pairs is None:
+            log.warning("%s: COPYUID %s ignored (RFC 4315 §3: sets must match what was copied)", self.endpoint.host,
+                        plan.printable(match.group(0).decode("ascii", "replace"), 120))
+            return {}
+        return pairs
 
     def append(self, folder: str, body: bytes, flags: Iterable[str],
                internaldate: dt.datetime | None) -> tuple[int, int] | None:
@@ -383,8 +456,10 @@ class ImapRemote:
 class PopRemote:
     """One logged-in POP3 connection (RFC 1939)."""
 
-    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT):
+    def __init__(self, endpoint: Endpoint, password: str, timeout: float = TIMEOUT,
+                 max_message_size: int = MAX_MESSAGE_SIZE):
         self.endpoint = endpoint
+        self.max_message_size = max_message_size
         try:
             context = ssl.create_default_context() if endpoint.security != "none" else None
             if endpoint.security == "ssl":
@@ -416,11 +491,57 @@ class PopRemote:
                 result[uidl.strip()] = int(number)
         return result
 
-    def retrieve(self, number: int) -> bytes:
+    def sizes(self) -> dict[int, int]:
+        """RFC 1939 §5 LIST: message number → size in octets, as the server states it."""
         with self._errors():
-            _, lines, _ = self.client.retr(number)
-        # RFC 1939 §3: byte-stuffed lines; poplib strips the stuffing and the line ends.
-        return b"\r\n".join(lines) + b"\r\n"
+            _, lines, _ = self.client.list()
+        result = {}
+        for line in lines:
+            number, _, size = line.decode("ascii", "replace").partition(" ")
+            size = size.strip().split(" ")[0]
+            if number.isdigit() and size.isdigit():
+                result[int(number)] = int(size)
+        return result
+
+    def retrieve(self, number: int) -> bytes:
+        """RETR with our own bounded reader (not poplib's: its 2,048-octet line limit fails on
+        real mail, and it holds any number of lines).
+
+        RFC 1939 §3: the answer is byte-stuffed lines ending with "." alone on a line; the
+        stuffing is removed and line ends become CRLF. At most `max_message_size` octets are
+        kept; past it the rest is read and dropped up to the final "." (so the session stays
+        usable) and `MessageTooLarge` is raised."""
+        limit = self.max_message_size
+        with self._errors():
+            self.client._putcmd(f"RETR {int(number)}")
+            self.client._getresp()  # -ERR raises poplib.error_proto
+            handle = self.client.file
+            parts: list[bytes] = []
+            kept = 0
+            received = 0
+            at_line_start = True
+            while True:
+                chunk = handle.readline(_DRAIN_CHUNK)
+                if not chunk:
+                    raise RemoteError("connection closed during RETR")
+                received += len(chunk)
+                if received > limit * LITERAL_DRAIN_FACTOR + _DRAIN_CHUNK:
+                    raise RemoteError(f"RETR answer over {limit * LITERAL_DRAIN_FACTOR} octets: connection dropped")
+                complete = chunk.endswith(b"\n")
+                if at_line_start:
+                    if chunk in (b".\r\n", b".\n"):
+                        break
+                    if chunk.startswith(b"."):
+                        chunk = chunk[1:]  # RFC 1939 §3 byte-stuffing
+                if complete:
+                    chunk = chunk[:-2] + b"\r\n" if chunk.endswith(b"\r\n") else chunk[:-1] + b"\r\n"
+                at_line_start = complete
+                if kept + len(chunk) <= limit:
+                    parts.append(chunk)
+                kept += len(chunk)
+        if kept > limit:
+            raise MessageTooLarge(kept, limit)
+        return b"".join(parts)
 
     def delete(self, number: int) -> None:
         with self._errors():

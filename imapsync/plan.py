@@ -22,6 +22,7 @@ rules by the runner (the store refuses bad ones), flags are filtered here.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -273,6 +274,99 @@ def size_batches(sized: Iterable[tuple[int, int]], count: int, limit: int) -> li
 
 def batches(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+# RFC 3501 §2.3.1.1: a UID is a non-zero unsigned 32-bit number.
+UID_MAX = 2**32 - 1
+UID_SET_PARTS = 100_000  # ranges accepted in one uid-set from a server (the text is bounded by the line anyway)
+
+
+class UidSetError(ValueError):
+    """A uid-set from the server that is not RFC 3501 §9 syntax or names UIDs out of range."""
+
+
+def parse_uid_ranges(text: bytes | str) -> list[tuple[int, int]]:
+    """RFC 3501 §9 uid-set ("1:3,7") → [(1, 3), (7, 7)], in the order given, NEVER expanded.
+
+    Security: the set comes from the server (VANISHED, COPYUID): `1:4294967295` is one range, not
+    four billion integers. Each range is (low, high) whatever order the server wrote it in
+    (RFC 3501 §9: "n:m" and "m:n" are the same). `*` is refused (it has no meaning in a
+    response)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    parts = text.strip().split(",")
+    if len(parts) > UID_SET_PARTS:
+        raise UidSetError("uid-set has too many ranges")
+    result: list[tuple[int, int]] = []
+    for part in parts:
+        low, colon, high = part.partition(":")
+        if not low.isdigit() or (colon and not high.isdigit()) or not low.isascii() or not high.isascii():
+            raise UidSetError(f"bad uid-set part {part[:40]!r}")
+        a, b = int(low), int(high) if colon else int(low)
+        if not (0 < a <= UID_MAX and 0 < b <= UID_MAX):
+            raise UidSetError(f"UID out of range in {part[:40]!r}")
+        result.append((min(a, b), max(a, b)))
+    return result
+
+
+def uid_count(ranges: Iterable[tuple[int, int]]) -> int:
+    """How many UIDs the ranges name (counting overlaps twice: a set with overlaps is malformed)."""
+    return sum(high - low + 1 for low, high in ranges)
+
+
+def uids_within(ranges: Iterable[tuple[int, int]], candidates: Iterable[int]) -> set[int]:
+    """The `candidates` (UIDs we know) that fall in `ranges`: the expansion is bounded by what we
+    know, never by what the server claims (RFC 7162 §3.2.10: VANISHED (EARLIER) may name UIDs
+    that never existed)."""
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    lows = [low for low, _ in merged]
+    result = set()
+    for uid in candidates:
+        index = bisect.bisect_right(lows, uid) - 1
+        if index >= 0 and uid <= merged[index][1]:
+            result.add(uid)
+    return result
+
+
+def copyuid_pairs(source_text: bytes | str, dest_text: bytes | str, sent: Iterable[int]) -> dict[int, int] | None:
+    """RFC 4315 §3 COPYUID: source UID → destination UID, or None when the answer cannot be
+    trusted: bad syntax, source and destination sets of different sizes (§3: "the source UID
+    set and the destination UID set ... MUST have the same number of UIDs"), more UIDs than we
+    copied, or source UIDs we did not copy. Pairing is in the order the server listed them
+    (§3: the n-th source UID was copied to the n-th destination UID)."""
+    sent = set(sent)
+    try:
+        source, dest = parse_uid_ranges(source_text), parse_uid_ranges(dest_text)
+    except UidSetError:
+        return None
+    count = uid_count(source)
+    if count != uid_count(dest) or count > len(sent):
+        return None  # bounded: only now is expanding safe (at most len(sent) UIDs)
+    source_uids = [uid for low, high in source for uid in range(low, high + 1)]
+    dest_uids = [uid for low, high in dest for uid in range(low, high + 1)]
+    if not set(source_uids) <= sent or len(set(source_uids)) != count or len(set(dest_uids)) != count:
+        return None
+    return dict(zip(source_uids, dest_uids, strict=True))
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """Server text made safe for a log line or an account record: control characters (CR, LF,
+    ESC, NUL, DEL, C1, bidi overrides...) replaced by a space, runs of space collapsed, at most
+    `limit` characters. Security: the text comes from a remote server."""
+    cleaned = []
+    for char in text[:limit * 4]:
+        code = ord(char)
+        if code < 32 or 127 <= code < 160 or 0x200B <= code <= 0x200F or 0x202A <= code <= 0x202E \
+                or 0x2066 <= code <= 0x2069 or 0xD800 <= code <= 0xDFFF:
+            char = " "
+        cleaned.append(char)
+    text = " ".join("".join(cleaned).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def uid_ranges(uids: Iterable[int]) -> str:

@@ -31,13 +31,16 @@ STOP_JOIN_SECONDS = 10.0
 
 
 def supervise(db: Database, store: Store, data_dir: Path, run_dir: Path | None, stop: threading.Event,
-              rescan: float = RESCAN_SECONDS, poll_interval: float | None = None) -> None:
+              rescan: float = RESCAN_SECONDS, poll_interval: float | None = None,
+              max_message_size: int | None = None) -> None:
     """Run account threads until `stop` is set."""
     threads: dict[int, threading.Thread] = {}
 
     def work(account_id: int) -> None:
         try:
             kwargs = {"poll_interval": poll_interval} if poll_interval is not None else {}
+            if max_message_size is not None:
+                kwargs["max_message_size"] = max_message_size
             AccountSync(db, store, data_dir, account_id, **kwargs).run(stop, run_dir)
         except Exception:
             log.exception("sync account %s: unexpected failure", account_id)
@@ -71,7 +74,9 @@ def run(config, sockets: dict) -> int:
     try:
         store = Store(db, BlobStore(config.blob_dir, db), run_dir=config.run_dir)
         log.info("sync role started")
-        supervise(db, store, config.data_dir, config.run_dir, stop)
+        # The largest message imported is the largest the local server accepts (ESMTP SIZE).
+        supervise(db, store, config.data_dir, config.run_dir, stop,
+                  max_message_size=int(config.get("smtp", "max_message_size")))
         log.info("sync role stopped")
         return 0
     except Exception:

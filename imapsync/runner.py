@@ -37,9 +37,17 @@ incrementally. NOTIFY (RFC 5465) would save the rounds but is rare on servers an
 from the client library; one IDLE connection per folder would multiply connections. Without
 IDLE the same STATUS rounds cover INBOX too.
 
+Size limit: a remote message over `max_message_size` (config `[smtp] max_message_size`, the
+size the local server accepts at all) is not imported: skipped before the download when its
+RFC822.SIZE / POP3 LIST size says so, refused by the client's literal bound when the server
+understated it. A skip is logged, shown on the account (`accounts.record_skip`: last_error
+without counting a failure) and counted as done; the rest of the run goes on. Skipped POP3
+messages are never deleted from the server.
+
 Standards: see `courriel.imapsync.client`, `plan` and `upload`.
 Security: remote data is untrusted; folder names the store refuses are skipped with a log
-line; nothing secret is logged.
+line; server text is cleaned (`plan.printable`) before it is logged or stored; nothing
+secret is logged.
 Durability: the store's batch transaction is the import commit point (map rows included);
 uploads: see `courriel.imapsync.upload`. A pass interrupted by a stop records neither its
 MODSEQs nor its UIDNEXT watermark, so the next pass redoes what is left.
@@ -61,7 +69,15 @@ from sqlalchemy import delete, insert, select, update
 from courriel import metrics, notify
 from courriel.db import Database
 from courriel.imapsync import accounts, plan, upload
-from courriel.imapsync.client import Endpoint, FetchedMessage, ImapRemote, PopRemote, RemoteError
+from courriel.imapsync.client import (
+    MAX_MESSAGE_SIZE,
+    Endpoint,
+    FetchedMessage,
+    ImapRemote,
+    MessageTooLarge,
+    PopRemote,
+    RemoteError,
+)
 from courriel.models import Folder, SyncAccount, SyncAccountState, SyncFolder, SyncMessage, SyncPopMessage
 from courriel.store import INBOX, Store, StoreError
 
@@ -82,8 +98,9 @@ class AccountSync:
 
     def __init__(self, db: Database, store: Store, data_dir: Path, account_id: int,
                  poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None,
-                 folder_poll: float = FOLDER_POLL):
+                 folder_poll: float = FOLDER_POLL, max_message_size: int = MAX_MESSAGE_SIZE):
         self.folder_poll = folder_poll
+        self.max_message_size = max_message_size
         self.status_seen: dict[str, tuple] = {}  # remote folder → its last STATUS (the wait's baseline)
         self.moved = {"imported": 0, "uploaded": 0}  # messages copied by the last cycle, each way
         self.db = db
@@ -108,7 +125,8 @@ class AccountSync:
     def connect(self) -> None:
         self.close()
         secret = accounts.password(self.db, self.data_dir, self.account_id)
-        self.remote = (ImapRemote if self.protocol == "imap" else PopRemote)(self.endpoint, secret)
+        self.remote = (ImapRemote if self.protocol == "imap" else PopRemote)(
+            self.endpoint, secret, max_message_size=self.max_message_size)
 
     def close(self) -> None:
         if self.remote is not None:
@@ -231,9 +249,11 @@ class AccountSync:
             # RFC 7162 §3.2.6: only the messages changed or added since the last pass, and the
             # UIDs expunged since (VANISHED (EARLIER)); no UID SEARCH, no FLAGS of the others.
             remote_flags, vanished = remote.changes_since(remote_modseq)
-            candidate = (known_remote - set(vanished)) | set(remote_flags)
-            if len(candidate) == selected.exists:
-                remote_uids = sorted(candidate)
+            if vanished is not None:
+                # The ranges are intersected with the UIDs we know, never expanded (RFC 7162 §3.2.10).
+                candidate = (known_remote - plan.uids_within(vanished, known_remote)) | set(remote_flags)
+                if len(candidate) == selected.exists:
+                    remote_uids = sorted(candidate)
             # else the map and the remote disagree on the count: fall back to UID diffing
         if remote_uids is None:
             remote_uids = remote.uids()
@@ -324,7 +344,11 @@ class AccountSync:
                 copied = remote.copy([remote_uid], dest.sf.remote_name)
                 new_uid = copied.get(remote_uid)
                 if new_uid is None:
-                    continue  # no COPYUID: left as delete + re-import
+                    # No COPYUID we can trust (RFC 4315 §3): find the copy by Message-ID and size
+                    # among the destination's UIDs the map does not know.
+                    new_uid = self._find_copy(remote, dest, message_id, size)
+                if new_uid is None:
+                    continue  # not found: left as delete + re-import
                 with self.db.write() as session:
                     session.add(SyncMessage(sync_folder_id=dest.sf.id, remote_uidvalidity=dest.uidvalidity,
                                             remote_uid=new_uid, local_uid=local_uid, flags=plan.flags_text(flags),
@@ -332,6 +356,16 @@ class AccountSync:
                                             origin=scan.origin.get(remote_uid, upload.REMOTE)))
                 dest.moved_in.add(new_uid)
                 dest.moved_local.add(local_uid)
+
+    def _find_copy(self, remote: ImapRemote, dest: _Scan, message_id: str, size: int) -> int | None:
+        """The remote UID of a message just copied into `dest` (RFC 3501 §6.4.4 SEARCH HEADER
+        Message-ID, confirmed by RFC822.SIZE), or None."""
+        remote.select(dest.sf.remote_name)
+        found = [uid for uid in remote.search_message_id(message_id)
+                 if uid not in dest.known_remote and uid not in dest.moved_in]
+        sizes = remote.sizes(found) if found else {}
+        matching = [uid for uid in found if sizes.get(uid) == size]
+        return max(matching) if matching else None
 
     def _replay_remote_moves(self, remote: ImapRemote, scans: list[_Scan]) -> None:
         """A remote message gone from folder A and new in folder B (same Message-ID and size) was
@@ -462,13 +496,31 @@ class AccountSync:
             return True
         folder_name = self.store.folder(sf.local_folder_id).name
         sizes = remote.sizes(uids)  # UIDs missing here were expunged meanwhile
-        groups = plan.size_batches([(uid, sizes[uid]) for uid in uids if uid in sizes], FETCH_BATCH, FETCH_BYTES)
+        too_large = [uid for uid in uids if sizes.get(uid, 0) > self.max_message_size]
+        for uid in too_large:
+            self._skipped(sf, uid, f"{sizes[uid]} octets (RFC822.SIZE), over the {self.max_message_size}-octet limit")
+        # The batches are planned from the server's RFC822.SIZE; a server that understates it
+        # still cannot make a batch hold more than FETCH_BATCH × max_message_size (client bound).
+        groups = plan.size_batches([(uid, sizes[uid]) for uid in uids if uid in sizes and uid not in too_large],
+                                   FETCH_BATCH, FETCH_BYTES)
         with _Prefetch(remote, groups) as fetched:
             for messages in fetched:
                 if self.stop is not None and self.stop.is_set():
                     return False  # resumable: the UID map says what is left
-                self._deliver_batch(sf, folder_name, uidvalidity, messages)
+                for message in messages:
+                    if message.refused:
+                        self._skipped(sf, message.uid, message.refused)
+                self._deliver_batch(sf, folder_name, uidvalidity, [m for m in messages if not m.refused])
         return True
+
+    def _skipped(self, sf: SyncFolder, uid: int | str, reason: str) -> None:
+        """A remote message that is not imported (too large): logged, shown on the account,
+        counted as done so that the progress completes. It is looked at again next pass."""
+        text = f"skipped remote message {uid} in {plan.printable(sf.remote_name, 100)!r}: {reason}"
+        log.warning("account %s: %s", self.account_id, text)
+        accounts.record_skip(self.db, self.account_id, text)
+        with self.db.write() as session:
+            session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(done=SyncFolder.done + 1))
 
     def _deliver_batch(self, sf: SyncFolder, folder_name: str, uidvalidity: int,
                        messages: list[FetchedMessage]) -> None:
@@ -505,6 +557,7 @@ class AccountSync:
         inbox = self.store.get_folder(self.mailbox_id, INBOX)
         [sf] = self._sync_folders([plan.FolderTarget(INBOX, INBOX, None)])
         listing = remote.uidls()
+        sizes = remote.sizes()
         with self.db.read() as session:
             known = dict(session.execute(select(SyncPopMessage.uidl, SyncPopMessage.deleted_on_server)
                                          .where(SyncPopMessage.account_id == self.account_id)).all())
@@ -513,10 +566,19 @@ class AccountSync:
             session.execute(update(SyncFolder).where(SyncFolder.id == sf.id).values(
                 total=len(listing), done=len(listing) - len(new),
                 **({"import_started_at": dt.datetime.now(dt.UTC), "imported_since_start": 0} if new else {})))
+        stored: set[str] = set()
         for number, uidl in new:
             if self.stop is not None and self.stop.is_set():
                 break
-            body = remote.retrieve(number)
+            if sizes.get(number, 0) > self.max_message_size:
+                self._skipped(sf, f"UIDL {plan.printable(uidl, 70)}",
+                              f"{sizes[number]} octets (LIST), over the {self.max_message_size}-octet limit")
+                continue
+            try:
+                body = remote.retrieve(number)
+            except MessageTooLarge as exc:
+                self._skipped(sf, f"UIDL {plan.printable(uidl, 70)}", str(exc))
+                continue
 
             def record(session, uidl=uidl) -> None:
                 uidnext = session.scalar(select(Folder.uidnext).where(Folder.id == inbox.id))
@@ -526,11 +588,14 @@ class AccountSync:
                     done=SyncFolder.done + 1, imported_since_start=SyncFolder.imported_since_start + 1))
 
             self.store.deliver(self.mailbox_id, body, folder=INBOX, in_transaction=record)
+            stored.add(uidl)
         if self.leave_on_server:
             remote.quit()
             return
         # RFC 1939 §6: DELE takes effect at QUIT; only then are the rows marked.
-        imported = [uidl for uidl in listing if uidl in known or any(uidl == u for _, u in new)]
+        # Only what was imported is deleted: never a skipped (too large) message, nor one a stop
+        # left unread.
+        imported = [uidl for uidl in listing if uidl in known or uidl in stored]
         for uidl in imported:
             remote.delete(listing[uidl])
         remote.quit()
@@ -574,6 +639,7 @@ class AccountSync:
                 listener.close()
 
     def _failed(self, message: str) -> None:
+        message = plan.printable(message, 500)  # server text: no control characters in logs and records
         self.close()
         try:
             view = accounts.record_failure(self.db, self.account_id, message)

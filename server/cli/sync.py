@@ -116,6 +116,9 @@ def _add(args, context: _Context) -> int:
             settings = discovery.discover(args.email, Resolver.from_config(context.config))
         except discovery.DiscoveryError as exc:
             raise CommandError(str(exc)) from None
+        if settings.confirm:  # RFC 6186 §6: the user confirms a server outside their domain by naming it
+            raise CommandError(f"{settings.confirm}; to use it, add the account with --host {settings.host} "
+                               f"--port {settings.port} --security {settings.security}")
         settings = discovery.ServerSettings(
             args.protocol or settings.protocol, settings.host, args.port or settings.port,
             args.security or settings.security, args.user or settings.username, args.auth or settings.auth,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from courriel.imapsync import discovery, plan
-from courriel.imapsync.client import message_id_of, parse_uid_set
+from courriel.imapsync.client import message_id_of
 
 F = frozenset
 SEEN, FLAGGED, ANSWERED = "\\Seen", "\\Flagged", "\\Answered"
@@ -110,8 +110,8 @@ def test_map_folders_special_use_then_names():
 
 def test_uid_ranges_and_parse():
     assert plan.uid_ranges([5, 1, 2, 3, 9, 12, 13]) == "1:3,5,9,12:13"
-    assert parse_uid_set(b"1:3,7") == [1, 2, 3, 7]
-    assert parse_uid_set("9:7") == [7, 8, 9]
+    assert plan.parse_uid_ranges(b"1:3,7") == [(1, 3), (7, 7)]
+    assert plan.parse_uid_ranges("9:7") == [(7, 9)]
 
 
 def test_message_id_header():
