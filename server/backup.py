@@ -23,8 +23,12 @@ PostgreSQL: the database is not copied. Run `pg_dump --format=custom` first, the
 `pg_restore` into an empty database, then `courriel restore` for the files. The manifest
 records `database.kind = "postgresql"` and the restore prints that reminder.
 
-Security: the backup holds private keys and password hashes: DEST is created mode 0700 and
-files keep their modes. Nothing secret is logged (the database URL is never printed).
+Security: the backup holds secrets: private keys (DKIM, TLS), password hashes, and the
+credential key `keys/sync.key` together with the database whose external-account passwords
+it decrypts (the key protects a database that leaks alone, not a backup: see
+`courriel.imapsync.accounts`). DEST is created mode 0700, the manifest 0600, files keep their
+modes; the manifest's `contains_secrets` and the command's output say so. Nothing secret is
+logged (the database URL is never printed).
 Durability: every file written is fsynced and so is its directory (`courriel.durable`); the
 manifest is written atomically after everything else. A restore writes into a directory that
 must be empty and verifies sizes and SHA-256 digests before reporting success.
@@ -76,6 +80,11 @@ class BackupReport:
     copied: int = 0
     files: list[str] = field(default_factory=list)
     missing_blobs: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # what in the backup must be kept private
+
+
+SECRETS = {"keys": "private keys (DKIM) and the key that decrypts external-account passwords in the database",
+           "tls": "TLS private keys", DATABASE_FILE: "password hashes and encrypted external-account passwords"}
 
 
 @dataclass
@@ -269,6 +278,8 @@ def backup(config: config_mod.Config, destination: Path | str) -> BackupReport:
         durable.fsync_dir(directory)
     durable.fsync_dir(destination)
     report.files = files
+    report.secrets = [f"{name}: {what}" for name, what in SECRETS.items()
+                      if any(f == name or f.startswith(name + "/") for f in files)]
 
     manifest = {
         "format": FORMAT,
@@ -282,6 +293,7 @@ def backup(config: config_mod.Config, destination: Path | str) -> BackupReport:
             "file": DATABASE_FILE if sqlite_path else None,
             "note": None if sqlite_path else "restore the pg_dump taken before this backup with pg_restore",
         },
+        "contains_secrets": report.secrets,
         "blobs": {"count": report.blobs, "bytes": report.blob_bytes, "missing": report.missing_blobs},
         "files": [{"path": name, "size": (destination / name).stat().st_size,
                    "sha256": _sha256(destination / name)} for name in files],

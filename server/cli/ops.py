@@ -87,6 +87,9 @@ def _backup(args) -> int:
              f"  message files: {report.blobs} ({report.blob_bytes} bytes; {report.linked} hard links, "
              f"{report.copied} copies)",
              f"  other files: {len(report.files)}"]
+    if report.secrets:
+        lines.append("  CONTAINS SECRETS (directory mode 0700; keep it as private as the server): "
+                     + "; ".join(report.secrets))
     if report.database == "postgresql":
         lines.append("  PostgreSQL is not copied: keep the `pg_dump --format=custom` taken just before this backup.")
     if report.missing_blobs:
@@ -94,7 +97,8 @@ def _backup(args) -> int:
                      "directory")
     emit(args, {"destination": str(report.destination), "database": report.database, "blobs": report.blobs,
                 "blob_bytes": report.blob_bytes, "linked": report.linked, "copied": report.copied,
-                "files": report.files, "missing_blobs": report.missing_blobs}, "\n".join(lines))
+                "files": report.files, "missing_blobs": report.missing_blobs,
+                "contains_secrets": report.secrets}, "\n".join(lines))
     return 1 if report.missing_blobs else 0
 
 
