@@ -250,6 +250,12 @@ def test_roles_started_with_exec_when_asked(served_data, tmp_path):
         assert "courriel.cli.serve" in serve_process.command_line(admin)
         log = served.log()
         assert "start=exec" in log and "start=fork" not in log and "role modules preloaded" not in log
+        # An exec'd role reloads on SIGHUP too (ignored across the exec until its handler is set).
+        wait_until(lambda: f"admin[{admin}] courriel.supervisor: role running" in served.log(), 30, "the admin role")
+        mark = len(served.log())
+        served.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded role=admin" in served.log()[mark:], 30, "the admin role's reload")
+        assert role_children(served.pid, "admin") == [admin]
     finally:
         served.stop()
     assert served.process.returncode == 0, served.log()
