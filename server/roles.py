@@ -26,6 +26,10 @@ A role is a module named in `ROLES` (for instance `courriel.smtp.role`) that exp
   close the sockets and return 0 within a few seconds. The supervisor sends SIGKILL after
   its stop timeout. A role installs its own handlers for these signals (the runner leaves
   them at Python's defaults: SIGINT raises KeyboardInterrupt, SIGTERM kills).
+- SIGHUP asks for a reload without dropping a connection. The runner installs a handler before
+  `run` (`courriel.reload.install_default`: the configuration is read again, `[log] level`
+  applied, one "reloaded" line); a role that can reload more installs its own and calls
+  `courriel.reload.reread` from it (the smtp and imap roles reload their TLS certificate).
 - Logging goes through the standard `logging` module (logger names under "courriel.");
   the runner has configured the handler and format (text or JSON) already. Never log
   passwords, keys or message bodies.
