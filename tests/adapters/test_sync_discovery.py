@@ -34,3 +34,13 @@ def test_table_wins_before_dns(dns_server):  # noqa: F811
     resolver = Resolver([dns_server.nameserver], timeout=1.0)
     assert discovery.discover("x@gmail.com", resolver, autoconfig=False).source == "table"
     assert dns_server.queries == []
+
+
+def test_srv_target_outside_the_domain_needs_confirmation(dns_server):  # noqa: F811
+    # RFC 6186 §6: an SRV answer may point anywhere; inside the domain it is taken as is.
+    resolver = Resolver([dns_server.nameserver], timeout=1.0)
+    dns_server.add("_imaps._tcp.own.test", "SRV", "0 1 993 imap.own.test")
+    assert discovery.from_srv("jo@own.test", resolver).confirm == ""
+    dns_server.add("_imaps._tcp.elsewhere.test", "SRV", "0 1 993 mail.attacker.test")
+    found = discovery.discover("jo@elsewhere.test", resolver, autoconfig=False)
+    assert found.host == "mail.attacker.test" and "not within elsewhere.test" in found.confirm
