@@ -136,7 +136,8 @@ def test_systemd_units_verify(tmp_path):
         if unit.suffix == ".service":
             for line in ("ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
                          "ReadWritePaths=/var/lib/courriel", "Environment=PYTHONSAFEPATH=1",
-                         "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
+                         "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                         "ExecReload=/bin/kill -HUP $MAINPID"):
                 assert line in text, f"{unit.name} lacks {line}"
         # Verify a copy whose ExecStart points at this checkout's console script.
         (tmp_path / unit.name).write_text(text.replace("/usr/bin/courriel", str(COURRIEL)))
