@@ -109,6 +109,7 @@ class Mailbox(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # 0: unlimited
+    quota_messages: Mapped[int] = mapped_column(BigInteger, default=0)  # RFC 9208 §5.2 MESSAGE; 0: unlimited
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -305,13 +305,26 @@ class FolderStatus:
 
 @dataclass(frozen=True)
 class QuotaUsage:
+    """RFC 9208 §5.1 STORAGE (bytes) and §5.2 MESSAGE (count) usage of one mailbox and its limits."""
     used_bytes: int
     messages: int
     limit_bytes: int  # 0: unlimited
+    limit_messages: int = 0  # 0: unlimited
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.limit_bytes or self.limit_messages)
 
     @property
     def over(self) -> bool:
-        return bool(self.limit_bytes) and self.used_bytes >= self.limit_bytes
+        """At or past a limit: nothing more fits (the RCPT check)."""
+        return ((bool(self.limit_bytes) and self.used_bytes >= self.limit_bytes)
+                or (bool(self.limit_messages) and self.messages >= self.limit_messages))
+
+    def would_exceed(self, added_bytes: int, added_messages: int) -> bool:
+        """Adding this much would pass a limit (delivery, APPEND, COPY)."""
+        return ((bool(self.limit_bytes) and self.used_bytes + added_bytes > self.limit_bytes)
+                or (bool(self.limit_messages) and self.messages + added_messages > self.limit_messages))
 
 
 def _folder_info(row: Folder, has_children: bool = False) -> FolderInfo:
@@ -987,21 +1000,24 @@ class Store:
                             size=int(size), deleted=int(deleted))
 
     def quota_usage(self, mailbox_id: int, *, only_if_limited: bool = False) -> QuotaUsage:
-        """Bytes and messages stored in all folders of a mailbox, and its limit (0: none).
+        """Bytes and messages stored in all folders of a mailbox, and its limits (0: none).
 
         `only_if_limited`: for quota checks (RCPT, delivery, APPEND, COPY), a mailbox without a
         limit answers zero usage without summing. The sum reads the (folder_id, flags, size) index only."""
         with self.db.read() as session:
-            limit = session.scalar(select(Mailbox.quota_bytes).where(Mailbox.id == mailbox_id))
-            if limit is None and session.get(Mailbox, mailbox_id) is None:
+            limits = session.execute(select(Mailbox.quota_bytes, Mailbox.quota_messages)
+                                     .where(Mailbox.id == mailbox_id)).one_or_none()
+            if limits is None:
                 raise NoSuchMailbox(f"no mailbox {mailbox_id}")
-            if only_if_limited and not limit:
+            limit_bytes, limit_messages = limits[0] or 0, limits[1] or 0
+            if only_if_limited and not (limit_bytes or limit_messages):
                 return QuotaUsage(used_bytes=0, messages=0, limit_bytes=0)
             used, count = session.execute(
                 select(func.coalesce(func.sum(Message.size), 0), func.count(Message.id))
                 .join(Folder, Folder.id == Message.folder_id).where(Folder.mailbox_id == mailbox_id)
             ).one()
-            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=limit or 0)
+            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=limit_bytes,
+                              limit_messages=limit_messages)
 
     def prune_expunges(self, older_than: dt.datetime, max_folders: int = 1000) -> int:
         """Drop expunge log entries recorded before `older_than` (RFC 7162 retention), folder by

@@ -271,6 +271,20 @@ def test_quota_usage(store, db):
     assert store.quota_usage(mailbox).over
 
 
+def test_quota_usage_counts_messages_against_the_message_limit(store, db):
+    """RFC 9208 §5.2 MESSAGE: the count alone can fill a mailbox; an unlimited one is not summed."""
+    mailbox = make_mailbox(db, quota_messages=2)
+    store.deliver(mailbox, b"Subject: a\r\n\r\na")
+    usage = store.quota_usage(mailbox, only_if_limited=True)
+    assert usage.limited and usage.messages == 1 and usage.limit_messages == 2 and usage.limit_bytes == 0
+    assert not usage.over and not usage.would_exceed(10**9, 1) and usage.would_exceed(0, 2)
+    store.append(mailbox, "Sent", b"Subject: b\r\n\r\nb")
+    usage = store.quota_usage(mailbox, only_if_limited=True)
+    assert usage.over and usage.would_exceed(0, 1) and not usage.would_exceed(0, 0)
+    both = store.quota_usage(make_mailbox(db, quota_bytes=100, quota_messages=5))
+    assert both.would_exceed(101, 0) and both.would_exceed(0, 6) and not both.would_exceed(100, 5)
+
+
 def test_commit_sends_mailbox_hint(store, mailbox_id, data_dir):
     with notify.Listener(data_dir / "run", topics=[notify.MAILBOX]) as listener:
         store.deliver(mailbox_id, sample_message(1))

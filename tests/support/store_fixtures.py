@@ -14,7 +14,7 @@ from courriel.store import Store, create_default_folders
 
 
 def make_mailbox(db: Database, local_part: str | None = None, quota_bytes: int = 0,
-                 domain: str = "example.org") -> int:
+                 domain: str = "example.org", quota_messages: int = 0) -> int:
     """A mailbox with the default folders; returns its id."""
     local_part = local_part or "u" + secrets.token_hex(4)
     with db.write() as session:
@@ -24,7 +24,7 @@ def make_mailbox(db: Database, local_part: str | None = None, quota_bytes: int =
             session.add(row)
             session.flush()
         mailbox = Mailbox(domain_id=row.id, local_part=local_part, address=f"{local_part}@{domain}",
-                          quota_bytes=quota_bytes)
+                          quota_bytes=quota_bytes, quota_messages=quota_messages)
         session.add(mailbox)
         session.flush()
         create_default_folders(session, mailbox.id)

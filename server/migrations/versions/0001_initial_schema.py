@@ -160,6 +160,7 @@ def upgrade() -> None:
     sa.Column('display_name', sa.String(length=200), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('quota_bytes', sa.BigInteger(), nullable=False),
+    sa.Column('quota_messages', sa.BigInteger(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['domain_id'], ['domains.id'], ondelete='RESTRICT'),
