@@ -24,8 +24,8 @@ RFC 3516 (BINARY), RFC 4731 (ESEARCH result form), RFC 5182 (SEARCHRES), RFC 553
 (CONDSTORE: HIGHESTMODSEQ, MODSEQ in FETCH, CHANGEDSINCE, UNCHANGEDSINCE and MODIFIED, SEARCH
 MODSEQ), RFC 7162 §3.2 (QRESYNC: ENABLE QRESYNC, SELECT/EXAMINE (QRESYNC ...), VANISHED, UID FETCH
 (CHANGEDSINCE n VANISHED), [CLOSED]), RFC 5032 (OLDER/YOUNGER search keys), RFC 9208 (QUOTA: one
-quota root "" per user with the STORAGE resource in KiB when the mailbox has a limit; SETQUOTA is
-refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside the user's quota root
+quota root "" per user with the STORAGE (KiB) and MESSAGE (count) resources that have a limit; SETQUOTA
+is refused; APPEND and COPY past the limit answer NO [OVERQUOTA]; MOVE stays inside the user's quota root
 and never grows it, so it is allowed even over quota, which lets a user move mail to Trash), RFC 8438
 (STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport), RFC 9051 (IMAP4rev2 advertised next to
 IMAP4rev1; after ENABLE IMAP4rev2: no \\Recent and no RECENT, SEARCH answers in the ESEARCH form, SELECT
@@ -266,7 +266,8 @@ class Session(SearchCommands):
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports
-            names.insert(names.index("QUOTA") + 1, "QUOTA=RES-STORAGE")
+            at = names.index("QUOTA") + 1
+            names[at:at] = ["QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]
         return names
 
     def _spool(self, size: int) -> SpooledLiteral:
@@ -709,7 +710,7 @@ class Session(SearchCommands):
             self.tagged(command.tag, "NO", "Message too large", "TOOBIG")
             return
         usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
-        if usage.limit_bytes and usage.used_bytes + total > usage.limit_bytes:
+        if usage.would_exceed(total, len(command.messages)):
             self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
             return
         try:
@@ -754,13 +755,19 @@ class Session(SearchCommands):
     QUOTA_ROOT = ""  # one quota root per user, covering all of its folders
 
     async def _quota_line(self) -> bytes | None:
-        """RFC 9208 §5.1 `* QUOTA "" (STORAGE used limit)` in KiB, or None without a limit."""
+        """RFC 9208 §5.1 `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, or None without a limit.
+
+        RFC 9208 §4.1: only the resources that have a limit are listed; STORAGE in KiB (§5.1),
+        MESSAGE in messages (§5.2)."""
         usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
-        if not usage.limit_bytes:
+        if not usage.limited:
             return None
-        used_kib = (usage.used_bytes + 1023) // 1024
-        return enc.untagged("QUOTA", enc.Raw(enc.quoted(self.QUOTA_ROOT)),
-                            [enc.Atom("STORAGE"), used_kib, usage.limit_bytes // 1024])
+        resources: list = []
+        if usage.limit_bytes:
+            resources += [enc.Atom("STORAGE"), (usage.used_bytes + 1023) // 1024, usage.limit_bytes // 1024]
+        if usage.limit_messages:
+            resources += [enc.Atom("MESSAGE"), usage.messages, usage.limit_messages]
+        return enc.untagged("QUOTA", enc.Raw(enc.quoted(self.QUOTA_ROOT)), resources)
 
     async def do_getquota(self, command: cmd.GetQuota) -> None:
         line = await self._quota_line() if command.root == self.QUOTA_ROOT else None
@@ -1028,10 +1035,10 @@ class Session(SearchCommands):
         if dest is None:
             return
         usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
-        if usage.limit_bytes:
-            # RFC 9208 §5.1: a COPY that would pass the limit fails and copies nothing.
-            added = sum(m.size for m in await self._call(self.store.list_messages, view.folder_id, uids))
-            if usage.used_bytes + added > usage.limit_bytes:
+        if usage.limited:
+            # RFC 9208 §5.1, §5.2: a COPY that would pass a limit fails and copies nothing.
+            copied = await self._call(self.store.list_messages, view.folder_id, uids)
+            if usage.would_exceed(sum(m.size for m in copied), len(copied)):
                 self.tagged(command.tag, "NO", "Mailbox is over quota", "OVERQUOTA")
                 return
         result = await self._call(self.store.copy, view.folder_id, uids, dest.id)

@@ -2,7 +2,8 @@
 
 A user with a 10 KiB limit sees its usage in GETQUOTA / GETQUOTAROOT, cannot APPEND or COPY past the
 limit (NO [OVERQUOTA], nothing stored), can still MOVE (usage does not grow), and cannot SETQUOTA.
-A user without a limit has no quota root.
+A user without a limit has no quota root. A user with a MESSAGE limit (RFC 9208 §5.2) sees the count,
+cannot APPEND or COPY past it, can still MOVE; with both limits GETQUOTA lists both resources.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ pytestmark = pytest.mark.timeout(60)
 LIMIT = 10 * 1024
 
 
-@pytest.fixture
-def quota_user(imap_server):  # noqa: F811
+MESSAGE_LIMIT = 2
+
+
+def _empty_user(imap_server, local, **limits):  # noqa: F811
     imap_server.clear()
-    local = "quota-user"
     mailbox_id = imap_server.extra_mailboxes.get(local) or imap_server.add_mailbox(local)
     for folder in imap_server.store.list_folders(mailbox_id):
         uids = [m.uid for m in imap_server.store.list_messages(folder.id)]
@@ -32,8 +34,18 @@ def quota_user(imap_server):  # noqa: F811
             imap_server.store.set_flags(folder.id, uids, "add", ["\\Deleted"])
             imap_server.store.expunge(folder.id)
     with imap_server.db.write() as session:
-        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(quota_bytes=LIMIT))
+        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**limits))
     return imap_server, mailbox_id, f"{local}@{imap_server.address.split('@', 1)[1]}"
+
+
+@pytest.fixture
+def quota_user(imap_server):  # noqa: F811
+    return _empty_user(imap_server, "quota-user", quota_bytes=LIMIT, quota_messages=0)
+
+
+@pytest.fixture
+def message_quota_user(imap_server):  # noqa: F811
+    return _empty_user(imap_server, "count-user", quota_bytes=0, quota_messages=MESSAGE_LIMIT)
 
 
 def _login(server, address):
@@ -46,7 +58,7 @@ def test_quota_capability_and_unlimited_user(imap_server):  # noqa: F811
     imap_server.clear()
     client = imap_server.login()
     caps = client.capabilities
-    assert "QUOTA" in caps and "QUOTA=RES-STORAGE" in caps
+    assert "QUOTA" in caps and "QUOTA=RES-STORAGE" in caps and "QUOTA=RES-MESSAGE" in caps
     typ, _ = client._simple_command("GETQUOTAROOT", "INBOX")
     assert typ == "OK"
     assert client.untagged_responses.pop("QUOTAROOT") == [b"INBOX"]  # no limit: no quota root
@@ -95,4 +107,42 @@ def test_quota_usage_limits_and_status_size(quota_user):
     assert server.store.quota_usage(mailbox_id).used_bytes == used + len(small)
     typ, data = client.copy("1", "Trash")
     assert typ == "OK"  # a small copy still fits
+    client.logout()
+
+
+def test_message_limit_refuses_append_and_copy_allows_move(message_quota_user):
+    server, mailbox_id, address = message_quota_user
+    server.store.deliver(mailbox_id, sample_message(1))
+    client = _login(server, address)
+    typ, _ = client._simple_command("GETQUOTAROOT", "INBOX")
+    assert typ == "OK" and client.untagged_responses.pop("QUOTAROOT") == [b'INBOX ""']
+    # RFC 9208 §4.1: only the resources with a limit are listed; MESSAGE counts messages (§5.2).
+    assert client.untagged_responses.pop("QUOTA") == [f'"" (MESSAGE 1 {MESSAGE_LIMIT})'.encode()]
+    typ, data = client._simple_command("SETQUOTA", '""', "(MESSAGE 100)")
+    assert typ == "NO" and b"[NOPERM]" in data[0]
+
+    assert client.append("INBOX", None, None, sample_message(2))[0] == "OK"  # the limit is reached
+    typ, data = client.append("INBOX", None, None, sample_message(3))
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    assert len(server.store.list_messages(server.inbox_id(mailbox_id))) == MESSAGE_LIMIT
+
+    client.select("INBOX")
+    typ, data = client.copy("1", "Trash")
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0]
+    trash = server.store.get_folder(mailbox_id, "Trash").id
+    assert server.store.list_messages(trash) == []
+    # RFC 9208 §5: MOVE within the quota root does not change usage, so it stays allowed.
+    typ, _ = client._simple_command("MOVE", "1", "Trash")
+    assert typ == "OK" and len(server.store.list_messages(trash)) == 1
+    assert server.store.quota_usage(mailbox_id).messages == MESSAGE_LIMIT
+    typ, data = client.status("INBOX", "(MESSAGES DELETED SIZE)")
+    size = sum(m.size for m in server.store.list_messages(server.inbox_id(mailbox_id)))
+    assert typ == "OK" and re.search(rb"MESSAGES 1 DELETED 0 SIZE (\d+)", data[0]).group(1) == str(size).encode()
+
+    with server.db.write() as session:
+        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(quota_bytes=LIMIT))
+    used = server.store.quota_usage(mailbox_id).used_bytes
+    typ, _ = client._simple_command("GETQUOTA", '""')
+    expected = f'"" (STORAGE {(used + 1023) // 1024} {LIMIT // 1024} MESSAGE {MESSAGE_LIMIT} {MESSAGE_LIMIT})'
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [expected.encode()]
     client.logout()
