@@ -71,7 +71,7 @@ class LocalDelivery:
         try:
             for mailbox_id in mailbox_ids:
                 usage = self.store.quota_usage(mailbox_id, only_if_limited=True)
-                if usage.limit_bytes and usage.used_bytes + message.size > usage.limit_bytes:
+                if usage.would_exceed(message.size, 1):  # RFC 9208 §5.1 STORAGE, §5.2 MESSAGE
                     return LocalResult(RecipientState.DEFERRED, "4.2.2", "452 4.2.2 mailbox full")
             result = LocalResult(RecipientState.DELIVERED, "2.0.0", "250 2.0.0 delivered")
             stored = False

@@ -182,6 +182,19 @@ def test_local_over_quota_is_temporary_and_unknown_local_bounces(world):
     assert [r["Final-Recipient"] for r in recipients] == ["rfc822; ghost@example.org"]
 
 
+def test_local_at_message_limit_is_temporary_like_over_bytes(world):
+    """RFC 9208 §5.2 MESSAGE: a mailbox holding its limit of messages is full (4.2.2, deferred)."""
+    counted = world.add_mailbox("counted@example.org", quota_messages=1)
+    world.store.deliver(counted, b"Subject: the one message allowed\r\n\r\nx\r\n")
+    world.submit("alice@example.org", ["counted@example.org"], MESSAGE)
+    with world.running():
+        entry = poll(lambda: [e for e in world.queue() if e.recipients[0].state == "deferred"],
+                     "entry deferred for the full mailbox")[0]
+    state, reply = entry.recipients[0].state, entry.recipients[0].last_reply
+    assert state == "deferred" and "4.2.2" in reply
+    assert len(world.inbox(counted)) == 1
+
+
 def test_delay_warning_once_then_delivery(data_dir, monkeypatch):
     with make_world(data_dir, f"sqlite:///{data_dir / 'courriel.db'}", monkeypatch, delay_warning=1) as world:
         alice = world.add_mailbox("alice@example.org")

@@ -42,6 +42,7 @@ def registry_world(smtp_world):
         "bob": world.add_mailbox("bob@example.org", password=BOB_PASSWORD),
         "carol": world.add_mailbox("carol@example.org", enabled=False),
         "full": world.add_mailbox("full@example.org", quota_bytes=100),
+        "counted": world.add_mailbox("counted@example.org", quota_messages=1),  # RFC 9208 §5.2 MESSAGE
     }
     world.add_alias("sales@example.org", ["alice@example.org"])
     world.add_alias("postmaster@example.org", ["alice@example.org"])
@@ -51,6 +52,7 @@ def registry_world(smtp_world):
     world.set_catch_all("catchall.test", "bob@example.org")
     store = Store(world.db, BlobStore(world.config.blob_dir, world.db), world.config.run_dir)
     store.deliver(world.ids["full"], b"Subject: filler\r\n\r\n" + b"x" * 200 + b"\r\n")
+    store.deliver(world.ids["counted"], b"Subject: the one message allowed\r\n\r\nx\r\n")
     return world
 
 
@@ -66,6 +68,7 @@ RCPT_OUTCOMES = [
     ("nobody@example.org", 550, "5.1.1", None),
     ("carol@example.org", 550, "5.2.1", None),
     ("full@example.org", 452, "4.2.2", None),
+    ("counted@example.org", 452, "4.2.2", None),  # at its message limit: full, like the byte limit
     ("someone@remote.test", 554, "5.7.1", None),
     ("not-an-address", 553, "5.1.3", None),
 ]

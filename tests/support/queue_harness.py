@@ -153,11 +153,12 @@ class QueueWorld:
             found = session.query(Domain).filter_by(name=name).one_or_none()
             return found.id if found else self.add_domain(name)
 
-    def add_mailbox(self, address: str, quota_bytes: int = 0) -> int:
+    def add_mailbox(self, address: str, quota_bytes: int = 0, quota_messages: int = 0) -> int:
         local, _, domain = address.partition("@")
         domain_id = self.domain_id(domain)
         with self.db.write() as session:
-            mailbox = Mailbox(domain_id=domain_id, local_part=local, address=address.lower(), quota_bytes=quota_bytes)
+            mailbox = Mailbox(domain_id=domain_id, local_part=local, address=address.lower(), quota_bytes=quota_bytes,
+                              quota_messages=quota_messages)
             session.add(mailbox)
             session.flush()
             return mailbox.id

@@ -115,12 +115,12 @@ class Registry:
             return domain.id
 
     def add_mailbox(self, address: str, password: str | None = None, quota_bytes: int = 0,
-                    enabled: bool = True) -> int:
+                    enabled: bool = True, quota_messages: int = 0) -> int:
         local, _, domain = address.partition("@")
         domain_id = self.domain_id(domain)
         with self.db.write() as session:
             mailbox = Mailbox(domain_id=domain_id, local_part=local.lower(), address=address.lower(),
-                              quota_bytes=quota_bytes, enabled=enabled,
+                              quota_bytes=quota_bytes, quota_messages=quota_messages, enabled=enabled,
                               password_hash=self.hasher.hash(password) if password else None)
             session.add(mailbox)
             session.flush()
