@@ -97,10 +97,11 @@ def add_mailbox(body: schemas.MailboxCreate, request: Request, principal: Admin)
     ctx = context(request, principal)
     info, generated = services.add_mailbox(
         ctx.db, ctx.hasher, ctx.policy, body.address, user=body.user or None, password=body.password,
-        quota_bytes=body.quota_bytes, display_name=body.display_name,
+        quota_bytes=body.quota_bytes, quota_messages=body.quota_messages, display_name=body.display_name,
         max_per_user=services.max_per_user_per_domain(ctx.config), notifier=ctx.notifier,
     )
     ctx.audit("mailbox.add", info.address, user=info.user, quota_bytes=info.quota_bytes,
+              quota_messages=info.quota_messages,
               generated=generated is not None)
     return {"mailbox": info.as_dict(), "password": generated}
 
@@ -120,9 +121,9 @@ def update_mailbox(address: AddressPath, body: schemas.MailboxUpdate, request: R
         if not info.enabled:
             auth.end_sessions_of(ctx.db, auth.KIND_MAILBOX, info.address)
         ctx.audit("mailbox.enable" if body.enabled else "mailbox.disable", info.address)
-    if body.quota_bytes is not None:
-        info = services.set_mailbox_quota(ctx.db, address, body.quota_bytes)
-        ctx.audit("mailbox.quota", info.address, quota_bytes=info.quota_bytes)
+    if body.quota_bytes is not None or body.quota_messages is not None:
+        info = services.set_mailbox_quota(ctx.db, address, body.quota_bytes, body.quota_messages)
+        ctx.audit("mailbox.quota", info.address, quota_bytes=info.quota_bytes, quota_messages=info.quota_messages)
     return info.as_dict()
 
 

@@ -85,12 +85,14 @@ class MailboxCreate(Body):
     user: Text | None = None
     password: Password | None = Field(default=None, description="omit to generate one (returned once)")
     quota_bytes: int = Field(default=0, ge=0, le=MAX_QUOTA)
+    quota_messages: int = Field(default=0, ge=0, le=MAX_QUOTA, description="RFC 9208 MESSAGE limit; 0: unlimited")
     display_name: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
 
 
 class MailboxUpdate(Body):
     enabled: bool | None = None
     quota_bytes: int | None = Field(default=None, ge=0, le=MAX_QUOTA)
+    quota_messages: int | None = Field(default=None, ge=0, le=MAX_QUOTA)
 
 
 class Mailbox(BaseModel):
@@ -101,6 +103,7 @@ class Mailbox(BaseModel):
     display_name: str
     quota_bytes: int
     enabled: bool
+    quota_messages: int
 
 
 class MailboxCreated(BaseModel):

@@ -1,5 +1,8 @@
 """Mailboxes: add (with its default folders), list, set password, quota, enable/disable, remove.
 
+Standards: RFC 9208 §5.1 (STORAGE: the byte limit `quota_bytes`), §5.2 (MESSAGE: the message
+count limit `quota_messages`); 0 is unlimited for both.
+
 Security: passwords are checked against the policy and stored as argon2id hashes only; a
 generated password is returned once to the caller and never stored in clear.
 Durability: each call is one database transaction; a new mailbox and its folders
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_PER_USER_PER_DOMAIN = 2
 MAX_QUOTA_BYTES = 2**62
+MAX_QUOTA_MESSAGES = 2**62
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class MailboxInfo:
     display_name: str
     quota_bytes: int
     enabled: bool
+    quota_messages: int = 0  # RFC 9208 §5.2 MESSAGE limit; 0: unlimited
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +48,8 @@ class MailboxInfo:
 
 def _info(session, row: Mailbox) -> MailboxInfo:
     owner = session.scalar(select(User.name).where(User.id == row.user_id)) if row.user_id else None
-    return MailboxInfo(row.id, row.address, row.domain.name, owner, row.display_name, row.quota_bytes, row.enabled)
+    return MailboxInfo(row.id, row.address, row.domain.name, owner, row.display_name, row.quota_bytes, row.enabled,
+                       row.quota_messages)
 
 
 def max_per_user_per_domain(config) -> int:
@@ -54,6 +60,21 @@ def _quota(quota_bytes: int) -> int:
     if isinstance(quota_bytes, bool) or not isinstance(quota_bytes, int) or not 0 <= quota_bytes <= MAX_QUOTA_BYTES:
         raise InvalidInput("quota must be a whole number of bytes, 0 for unlimited", "invalid_quota")
     return quota_bytes
+
+
+def _message_quota(quota_messages: int) -> int:
+    if (isinstance(quota_messages, bool) or not isinstance(quota_messages, int)
+            or not 0 <= quota_messages <= MAX_QUOTA_MESSAGES):
+        raise InvalidInput("message quota must be a whole number of messages, 0 for unlimited", "invalid_quota")
+    return quota_messages
+
+
+def parse_message_count(text: str) -> int:
+    """`1000`, `0` → a message quota (for the CLI and forms)."""
+    value = (text or "").strip()
+    if not value.isdigit() or not value.isascii():
+        raise InvalidInput(f"invalid message count {text!r}: use a whole number, 0 for unlimited", "invalid_quota")
+    return _message_quota(int(value))
 
 
 def parse_size(text: str) -> int:
@@ -78,6 +99,7 @@ def add_mailbox(
     user: str | None = None,
     password: str | None = None,
     quota_bytes: int = 0,
+    quota_messages: int = 0,
     display_name: str | None = None,
     max_per_user: int = DEFAULT_MAX_PER_USER_PER_DOMAIN,
     notifier: Notifier | None = None,
@@ -92,6 +114,7 @@ def add_mailbox(
     owner_name = user_name(user) if user is not None else None
     shown = clean_display_name(display_name)
     quota = _quota(quota_bytes)
+    message_quota = _message_quota(quota_messages)
     clear, generated = chosen_password(password, policy)
     key = str(parsed)
     with lookups.writing(db) as session:
@@ -111,7 +134,8 @@ def add_mailbox(
             shown = owner.display_name or owner.name
         row = Mailbox(
             domain_id=domain.id, local_part=parsed.local, address=key, user_id=owner.id if owner else None,
-            display_name=shown, password_hash=hasher.hash(clear), quota_bytes=quota, enabled=True,
+            display_name=shown, password_hash=hasher.hash(clear), quota_bytes=quota,
+            quota_messages=message_quota, enabled=True,
         )
         session.add(row)
         session.flush()
@@ -166,12 +190,18 @@ def set_mailbox_enabled(db: Database, address: str, enabled: bool) -> MailboxInf
         return _info(session, row)
 
 
-def set_mailbox_quota(db: Database, address: str, quota_bytes: int) -> MailboxInfo:
+def set_mailbox_quota(db: Database, address: str, quota_bytes: int | None = None,
+                      quota_messages: int | None = None) -> MailboxInfo:
+    """Set the byte limit, the message limit, or both (None leaves a limit as it is; 0: unlimited)."""
     key = str(lookups.address(address))
-    quota = _quota(quota_bytes)
+    quota = _quota(quota_bytes) if quota_bytes is not None else None
+    message_quota = _message_quota(quota_messages) if quota_messages is not None else None
     with lookups.writing(db) as session:
         row = lookups.mailbox(session, key)
-        row.quota_bytes = quota
+        if quota is not None:
+            row.quota_bytes = quota
+        if message_quota is not None:
+            row.quota_messages = message_quota
         session.flush()
         return _info(session, row)
 

@@ -268,14 +268,15 @@ def mailboxes(request: Request, principal: Admin, domain: Annotated[str, Query(m
 @router.post("/mailboxes")
 def add_mailbox(request: Request, principal: Admin, local_part: Field = "", domain: Field = "", user: Field = "",
                 display_name: Field = "", quota: Field = "0", mode: Field = "generate", password: PasswordField = "",
-                password_again: PasswordField = "") -> Response:
+                password_again: PasswordField = "", quota_messages: Field = "0") -> Response:
     ctx = context(request, principal)
     try:
         address = f"{local_part.strip()}@{domain.strip()}"
         info, generated = services.add_mailbox(
             ctx.db, ctx.hasher, ctx.policy, address, user=user.strip() or None,
             password=chosen(ctx, mode, password, password_again), quota_bytes=services.parse_size(quota or "0"),
-            display_name=display_name, max_per_user=services.max_per_user_per_domain(ctx.config),
+            quota_messages=services.parse_message_count(quota_messages or "0"), display_name=display_name,
+            max_per_user=services.max_per_user_per_domain(ctx.config),
             notifier=ctx.notifier,
         )
     except ServiceError as exc:
@@ -323,12 +324,13 @@ def set_mailbox_password(address: str, request: Request, principal: Admin, mode:
 
 @router.post("/mailboxes/{address}/settings")
 def mailbox_settings(address: str, request: Request, principal: Admin, enabled: Field = "",
-                     quota: Field = "0") -> Response:
+                     quota: Field = "0", quota_messages: Field = "0") -> Response:
     ctx = context(request, principal)
 
     def action():
-        info = services.set_mailbox_quota(ctx.db, address, services.parse_size(quota or "0"))
-        ctx.audit("mailbox.quota", info.address, quota_bytes=info.quota_bytes)
+        info = services.set_mailbox_quota(ctx.db, address, services.parse_size(quota or "0"),
+                                          services.parse_message_count(quota_messages or "0"))
+        ctx.audit("mailbox.quota", info.address, quota_bytes=info.quota_bytes, quota_messages=info.quota_messages)
         if bool(enabled) != info.enabled:
             info = services.set_mailbox_enabled(ctx.db, address, bool(enabled))
             if not info.enabled:

@@ -153,11 +153,13 @@ def _register_domain(subparsers) -> None:
 
 def _mailbox_add(args, ctx):
     quota = services.parse_size(args.quota) if args.quota else 0
+    message_quota = services.parse_message_count(args.quota_messages) if args.quota_messages else 0
     password = _read_password(args, allow_prompt=False)
     if args.address.rpartition("@")[2].lower() == domain_wizard.default_domain_name(ctx.config):
         domain_wizard.ensure_default_domain(ctx.db, ctx.config)  # no wizard for the server's own domain
     info, generated = services.add_mailbox(
         ctx.db, ctx.hasher, ctx.policy, args.address, user=args.user, password=password, quota_bytes=quota,
+        quota_messages=message_quota,
         display_name=args.name, max_per_user=services.max_per_user_per_domain(ctx.config),
         notifier=notices.Notifier(ctx.db, ctx.config),
     )
@@ -167,7 +169,8 @@ def _mailbox_add(args, ctx):
 
 def _mailbox_list(args, ctx):
     rows = [m.as_dict() for m in services.list_mailboxes(ctx.db, domain=args.domain, user=args.user)]
-    emit(args, rows, lambda: table(rows, ["address", "user", "display_name", "quota_bytes", "enabled"]))
+    emit(args, rows, lambda: table(rows, ["address", "user", "display_name", "quota_bytes", "quota_messages",
+                                                   "enabled"]))
 
 
 def _mailbox_passwd(args, ctx):
@@ -189,8 +192,13 @@ def _mailbox_disable(args, ctx):
 
 
 def _mailbox_quota(args, ctx):
-    info = services.set_mailbox_quota(ctx.db, args.address, services.parse_size(args.size))
-    emit(args, info.as_dict(), f"Quota of {info.address}: {info.quota_bytes or 'unlimited'} bytes")
+    if args.size is None and args.quota_messages is None:
+        raise services.InvalidInput("give a size, --quota-messages, or both", "invalid_quota")
+    info = services.set_mailbox_quota(
+        ctx.db, args.address, services.parse_size(args.size) if args.size is not None else None,
+        services.parse_message_count(args.quota_messages) if args.quota_messages is not None else None)
+    emit(args, info.as_dict(), f"Quota of {info.address}: {info.quota_bytes or 'unlimited'} bytes, "
+                               f"{info.quota_messages or 'unlimited'} messages")
 
 
 def _mailbox_remove(args, ctx):
@@ -205,6 +213,7 @@ def _register_mailbox(subparsers) -> None:
     parser.add_argument("--user", help="console user who owns it")
     parser.add_argument("--name", help="display name (default: the user's name)")
     parser.add_argument("--quota", help="size limit: bytes or K/M/G/T (default: unlimited)")
+    parser.add_argument("--quota-messages", help="message count limit (default: unlimited)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     parser = _leaf(children, "list", "list mailboxes", _mailbox_list)
     parser.add_argument("--domain")
@@ -220,9 +229,10 @@ def _register_mailbox(subparsers) -> None:
                                  ("remove", _mailbox_remove, "remove a mailbox and its messages")):
         parser = _leaf(children, name, text, function)
         parser.add_argument("address")
-    parser = _leaf(children, "quota", "set a mailbox quota (0: unlimited)", _mailbox_quota)
+    parser = _leaf(children, "quota", "set a mailbox's size and/or message quota (0: unlimited)", _mailbox_quota)
     parser.add_argument("address")
-    parser.add_argument("size")
+    parser.add_argument("size", nargs="?", help="size limit: bytes or K/M/G/T (omit to keep it)")
+    parser.add_argument("--quota-messages", help="message count limit (omit to keep it)")
 
 
 # --------------------------------------------------------------------------- alias

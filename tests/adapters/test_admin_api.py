@@ -103,8 +103,10 @@ def test_wizard_records_check_and_dkim_keys(api):  # noqa: F811
 
 
 def test_mailbox_create_generated_password_update_delete(api, admin_setup):  # noqa: F811
-    created = api.post("/api/v1/mailboxes", json={"address": "Carol@Example.org", "quota_bytes": 1024})
+    created = api.post("/api/v1/mailboxes", json={"address": "Carol@Example.org", "quota_bytes": 1024,
+                                                  "quota_messages": 100})
     assert created.status_code == 201, created.text
+    assert created.json()["mailbox"]["quota_messages"] == 100
     generated = created.json()["password"]
     assert created.json()["mailbox"]["address"] == "carol@example.org"
     assert not passwords.PasswordPolicy().problems(generated)
@@ -122,6 +124,11 @@ def test_mailbox_create_generated_password_update_delete(api, admin_setup):  # n
     assert chosen.json()["password"] is None
     patched = api.patch("/api/v1/mailboxes/dave@example.org", json={"enabled": False, "quota_bytes": 5})
     assert patched.json()["enabled"] is False and patched.json()["quota_bytes"] == 5
+    assert patched.json()["quota_messages"] == 0
+    # RFC 9208 §5.2 MESSAGE limit: set alone, the byte limit stays as it was.
+    patched = api.patch("/api/v1/mailboxes/dave@example.org", json={"quota_messages": 7})
+    assert (patched.json()["quota_bytes"], patched.json()["quota_messages"]) == (5, 7)
+    assert api.get("/api/v1/mailboxes/dave@example.org").json()["quota_messages"] == 7
     addresses = [m["address"] for m in api.get("/api/v1/mailboxes", params={"domain": DOMAIN}).json()]
     assert addresses == sorted(addresses) and "dave@example.org" in addresses
     assert [m["address"] for m in api.get("/api/v1/mailboxes", params={"user": USER[0]}).json()] == [BOB_MAILBOX[0]]
@@ -141,6 +148,7 @@ def test_mailbox_bad_input(api):  # noqa: F811
     error_of(api.post("/api/v1/mailboxes", json={"address": "no-at-sign"}), 422, "invalid_address")
     error_of(api.post("/api/v1/mailboxes", json={"address": ALICE[0]}), 409, "duplicate")
     error_of(api.post("/api/v1/mailboxes", json={"address": "q@example.org", "quota_bytes": -1}), 422)
+    error_of(api.post("/api/v1/mailboxes", json={"address": "q@example.org", "quota_messages": -1}), 422)
     lone_surrogate = b'{"address": "q@example.org", "password": "a\\ud800bcdefghijK1"}'
     error_of(api.post("/api/v1/mailboxes", content=lone_surrogate, headers={"content-type": "application/json"}), 422)
     error_of(api.post("/api/v1/mailboxes", json={"address": "q@example.org", "user": "ghost"}), 404)
@@ -504,6 +512,15 @@ def test_console_forms_for_admins(admin_setup):  # noqa: F811
     chosen = post("/mailboxes", local_part="fred", domain=DOMAIN, mode="choose", password="Fred-pass-2026",
                   password_again="Fred-pass-2026")
     assert flash_of(client, chosen) == "ok: Mailbox fred@example.org created."
+    assert flash_of(client, post("/mailboxes/fred@example.org/settings", quota="2M")).startswith("ok:")
+    assert flash_of(client, post("/mailboxes/fred@example.org/settings", enabled="1", quota="2M",
+                                 quota_messages="300")).startswith("ok:")
+    fred = services.get_mailbox(admin_setup.db, "fred@example.org")
+    assert (fred.quota_bytes, fred.quota_messages) == (2 * 1024**2, 300)
+    assert 'name="quota_messages" value="300"' in client.get("/mailboxes/fred@example.org").text
+    assert flash_of(client, post("/mailboxes/fred@example.org/settings", quota="2M",
+                                 quota_messages="lots")).startswith("error:")
+    assert services.get_mailbox(admin_setup.db, "fred@example.org").quota_messages == 300
     assert flash_of(client, post("/mailboxes/fred@example.org/settings", quota="2M")).startswith("ok:")
     assert services.get_mailbox(admin_setup.db, "fred@example.org").enabled is False  # box left unticked
     assert "Delete the mailbox fred@example.org" in client.get("/mailboxes/fred@example.org/delete").text

@@ -69,9 +69,10 @@ def test_every_command(data):
     assert {u["name"]: u["role"] for u in run_json(data, "user", "list")} == {
         "admin": "admin", "dana": "user", "temp": "admin"}
 
-    mailbox = run_json(data, "mailbox", "add", "Dana@Example.com", "--user", "dana", "--quota", "1G")
+    mailbox = run_json(data, "mailbox", "add", "Dana@Example.com", "--user", "dana", "--quota", "1G",
+                       "--quota-messages", "1000")
     assert mailbox["address"] == "dana@example.com" and mailbox["display_name"] == "Dana Scully"
-    assert mailbox["quota_bytes"] == 1024**3
+    assert (mailbox["quota_bytes"], mailbox["quota_messages"]) == (1024**3, 1000)
     assert HASHER.verify(mailbox["password"], stored_hash(data, "mailboxes", "address", "dana@example.com"))
     text = run(data, "mailbox", "add", "bob@bücher.example", "--password-stdin", stdin="Bob's password 1\n").stdout
     assert "bob@xn--bcher-kva.example" in text and "Password:" not in text
@@ -86,6 +87,10 @@ def test_every_command(data):
     assert run_json(data, "mailbox", "disable", "dana@example.com")["enabled"] is False
     assert run_json(data, "mailbox", "enable", "dana@example.com")["enabled"] is True
     assert run_json(data, "mailbox", "quota", "dana@example.com", "500M")["quota_bytes"] == 500 * 1024**2
+    quota = run_json(data, "mailbox", "quota", "dana@example.com", "--quota-messages", "50")
+    assert (quota["quota_bytes"], quota["quota_messages"]) == (500 * 1024**2, 50)  # the size limit is kept
+    assert "50 messages" in run(data, "mailbox", "quota", "dana@example.com", "0", "--quota-messages", "50").stdout
+    assert {m["address"]: m["quota_messages"] for m in run_json(data, "mailbox", "list")}["dana@example.com"] == 50
 
     alias = run_json(data, "alias", "add", "team@example.com", "dana@example.com", "Ext@Partner.org")
     assert alias["targets"] == ["dana@example.com", "ext@partner.org"]
@@ -123,6 +128,8 @@ BAD_INPUT = [
     (["mailbox", "add", "Alice@example.com"], "duplicate"),
     (["mailbox", "add", "x@unknown.example"], "not_found"),
     (["mailbox", "add", "y@example.com", "--quota", "lots"], "invalid_quota"),
+    (["mailbox", "add", "y@example.com", "--quota-messages", "-3"], "invalid_quota"),
+    (["mailbox", "quota", "alice@example.com"], "invalid_quota"),
     (["mailbox", "add", "y@example.com", "--user", "nobody"], "not_found"),
     (["mailbox", "passwd", "ghost@example.com", "--generate"], "not_found"),
     (["mailbox", "disable", "ghost@example.com"], "not_found"),
