@@ -1,9 +1,11 @@
 """One IMAP session: the `do_<command>` handlers between the protocol core and the store.
 
 Owns the per-connection state machine (not authenticated → authenticated → selected →
-logout, checked against the protocol's state table), login and SASL PLAIN, mailbox
-commands, the selected view (`courriel.imap.selected`), SEARCH, SORT and THREAD
-(`courriel.imap.session_search`, a mixin), FETCH (`courriel.imap.fetch`), IDLE, the IMAP metrics
+logout, checked against the protocol's state table), login and SASL PLAIN, SELECT and EXAMINE,
+the mailbox commands (`courriel.imap.session_mailboxes`, a mixin), the selected view
+(`courriel.imap.selected`), SEARCH, SORT and THREAD (`courriel.imap.session_search`, a mixin),
+FETCH, STORE, MOVE and EXPUNGE (`courriel.imap.session_messages`, a mixin; FETCH data from
+`courriel.imap.fetch`), APPEND and COPY (with their quota checks), quota, IDLE, the IMAP metrics
 (`courriel.metrics`: sessions, commands by name with completion and latency, IDLE sessions, failed
 logins), and the `ServerContext` shared by the sessions of one
 process (store, logins, notify fan-out, \\Recent claims, per-user connection counts).
@@ -56,7 +58,6 @@ import time
 from collections.abc import Iterable
 
 from courriel import metrics, notify
-from courriel.imap import fetch as fetch_mod
 from courriel.imap.append_spool import SpooledLiteral, spool_directory
 from courriel.imap.protocol import commands as cmd
 from courriel.imap.protocol import encoder as enc
@@ -73,10 +74,11 @@ from courriel.imap.selected import (
     SelectedMailbox,
     SequenceError,
 )
+from courriel.imap.session_mailboxes import MailboxCommands
+from courriel.imap.session_messages import MessageCommands
 from courriel.imap.session_search import SearchCommands
 from courriel.logins import LoginStatus
-from courriel.models import DEFAULT_FOLDERS, SpecialUse
-from courriel.store import DELIMITER, INBOX, FolderExists, NoSuchFolder, StoreError
+from courriel.store import DELIMITER, NoSuchFolder, StoreError
 
 log = logging.getLogger("courriel.imap")
 
@@ -86,8 +88,6 @@ RECHECK_SECONDS = 5.0  # hints can be lost: idle sessions also look on this time
 INPUT_HIGH_WATER = 1024 * 1024  # unparsed client bytes before the transport stops reading
 LOGIN_INPUT_HIGH_WATER = 128 * 1024  # the same before login: one longest line (64 KiB) fits
 PERMANENT_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-PROTECTED_FOLDERS = frozenset(name for name, _ in DEFAULT_FOLDERS)
-SPECIAL_USE = frozenset(str(use) for use in SpecialUse)  # what the store can mark (RFC 6154 §3 USEATTR otherwise)
 LOGGED_NAME_LENGTH = 128  # characters of a client-supplied user name that reach a log line
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e\u00a1-\uffff]|[\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -151,24 +151,7 @@ class ServerContext:
                 del self.by_mailbox[session.mailbox_id]
 
 
-def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
-    """RFC 3501 §6.3.8: `*` matches anything, `%` anything but the delimiter; the reference is
-    prefixed; INBOX matches in any case (§5.1)."""
-    full = reference + pattern
-    if full[:5].upper() == INBOX and full[5:6] in ("", DELIMITER):
-        full = INBOX + full[5:]
-    out = []
-    for char in full:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out), re.DOTALL)
-
-
-class Session(SearchCommands):
+class Session(MailboxCommands, MessageCommands, SearchCommands):
     """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
 
     def __init__(self, context: ServerContext, connection, implicit_tls: bool = False):
@@ -574,118 +557,6 @@ class Session(SearchCommands):
             if msn is not None:
                 self._send_flags(msn, message.uid, view.flags_of(message.uid), view.modseqs.get(message.uid))
 
-    async def do_create(self, command: cmd.Create) -> None:
-        name = command.mailbox.rstrip(DELIMITER)  # RFC 3501 §6.3.3: a trailing delimiter is dropped
-        special = None
-        if command.special_use:
-            if len(command.special_use) > 1 or command.special_use[0] not in SPECIAL_USE:
-                self.tagged(command.tag, "NO", "Unsupported special use", "USEATTR")
-                return
-            special = command.special_use[0]
-        try:
-            await self._call(self.store.create_folder, self.mailbox_id, name, special)
-        except FolderExists:
-            self.tagged(command.tag, "NO", "Mailbox exists", "ALREADYEXISTS")
-            return
-        await self._done(command)
-
-    async def do_delete(self, command: cmd.Delete) -> None:
-        if command.mailbox in PROTECTED_FOLDERS:
-            self.tagged(command.tag, "NO", f"{command.mailbox} cannot be deleted", "CANNOT")
-            return
-        if self.view is not None and self.view.name == command.mailbox:
-            self._deselect()
-        await self._call(self.store.delete_folder, self.mailbox_id, command.mailbox)
-        await self._done(command)
-
-    async def do_rename(self, command: cmd.Rename) -> None:
-        if command.mailbox in PROTECTED_FOLDERS:
-            self.tagged(command.tag, "NO", f"{command.mailbox} cannot be renamed", "CANNOT")
-            return
-        try:
-            await self._call(self.store.rename_folder, self.mailbox_id, command.mailbox, command.new_name)
-        except FolderExists:
-            self.tagged(command.tag, "NO", "Mailbox exists", "ALREADYEXISTS")
-            return
-        await self._done(command)
-
-    async def do_subscribe(self, command: cmd.Subscribe) -> None:
-        await self._call(self.store.subscribe, self.mailbox_id, command.mailbox, True)
-        await self._done(command)
-
-    async def do_unsubscribe(self, command: cmd.Unsubscribe) -> None:
-        await self._call(self.store.subscribe, self.mailbox_id, command.mailbox, False)
-        await self._done(command)
-
-    async def _status_items(self, folder, items: Iterable[str]) -> dict[str, int]:
-        return self._status_values(await self._call(self.store.status, folder.id), items)
-
-    def _status_values(self, status, items: Iterable[str]) -> dict[str, int]:
-        values = {"MESSAGES": status.messages, "RECENT": 0, "UIDNEXT": status.uidnext,
-                  "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen, "SIZE": status.size,
-                  "DELETED": status.deleted, "HIGHESTMODSEQ": status.highestmodseq,
-                  "APPENDLIMIT": self.context.append_limit}
-        return {item: values[item] for item in items if item in values}
-
-    async def do_list(self, command: cmd.List) -> None:
-        patterns = command.patterns
-        if patterns == ("",) and not command.extended:
-            # RFC 3501 §6.3.8: the hierarchy delimiter and root.
-            self.send(enc.list_line(["\\Noselect"], DELIMITER, ""))
-            await self._done(command)
-            return
-        folders = await self._call(self.store.list_folders, self.mailbox_id)
-        regexes = [_pattern_regex(command.reference, p) for p in patterns]
-        subscribed_only = "SUBSCRIBED" in command.selection
-        special_only = "SPECIAL-USE" in command.selection
-        want_subscribed = subscribed_only or "SUBSCRIBED" in command.return_options
-        # RFC 5258 §3.5: with RECURSIVEMATCH, a folder that is not selected itself but has
-        # selected descendants is listed with CHILDINFO ("SUBSCRIBED").
-        recursive = "RECURSIVEMATCH" in command.selection and subscribed_only
-        subscribed_names = [f.name for f in folders if f.subscribed]
-        for folder in folders:
-            if not any(r.fullmatch(folder.name) for r in regexes):
-                continue
-            extended = None
-            if recursive and any(name.startswith(folder.name + DELIMITER) for name in subscribed_names):
-                extended = {"CHILDINFO": ["SUBSCRIBED"]}
-            if subscribed_only and not folder.subscribed and extended is None:
-                continue
-            if special_only and not folder.special_use:
-                continue
-            attributes = ["\\HasChildren" if folder.has_children else "\\HasNoChildren"]
-            if want_subscribed and folder.subscribed:
-                attributes.append("\\Subscribed")
-            if folder.special_use:  # RFC 6154 §2: may be returned without RETURN (SPECIAL-USE)
-                attributes.append(folder.special_use)
-            self.send(enc.list_line(attributes, DELIMITER, folder.name, extended=extended,
-                                        utf8=self.utf8))
-            if command.status_items:  # RFC 5819 §2: STATUS right after the LIST line
-                self.send(enc.status_line(folder.name, await self._status_items(folder, command.status_items),
-                                                utf8=self.utf8))
-        await self._done(command)
-
-    async def do_lsub(self, command: cmd.Lsub) -> None:
-        if command.pattern == "":
-            self.send(enc.list_line(["\\Noselect"], DELIMITER, "", command="LSUB"))
-            await self._done(command)
-            return
-        folders = await self._call(self.store.list_folders, self.mailbox_id)
-        regex = _pattern_regex(command.reference, command.pattern)
-        for folder in folders:
-            if folder.subscribed and regex.fullmatch(folder.name):
-                self.send(enc.list_line([], DELIMITER, folder.name, command="LSUB", utf8=self.utf8))
-        await self._done(command)
-
-    async def do_status(self, command: cmd.Status) -> None:
-        try:  # one store transaction: clients poll STATUS
-            folder, status = await self._call(self.store.status_by_name, self.mailbox_id, command.mailbox)
-        except (NoSuchFolder, StoreError):
-            self.tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
-            return
-        self.send(enc.status_line(folder.name, self._status_values(status, command.items), utf8=self.utf8))
-        await self._done(command)
-
     async def do_append(self, command: cmd.Append) -> None:
         spooled = [m.message for m in command.messages if isinstance(m.message, SpooledLiteral)]
         cancelled = False
@@ -727,10 +598,6 @@ class Session(SearchCommands):
         uids = [d.uid for d in delivered]
         uidvalidity = delivered[0].uidvalidity if delivered else folder.uidvalidity
         await self._done(command, code=("APPENDUID", uidvalidity, SequenceSet.from_numbers(uids)))
-
-    async def do_namespace(self, command: cmd.Namespace) -> None:
-        self.send(enc.namespace_line([("", DELIMITER)]))
-        await self._done(command)
 
     async def do_enable(self, command: cmd.Enable) -> None:
         # RFC 5161 §3.1: only what the server supports and enables now is listed.
@@ -860,20 +727,6 @@ class Session(SearchCommands):
         self._deselect()
         self.tagged(command.tag, "OK", "UNSELECT completed")
 
-    async def do_expunge(self, command: cmd.Expunge) -> None:
-        view = self.view
-        if view.readonly:
-            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
-            return
-        uids = view.resolve_uids(self._uid_ranges(command.uids)) if command.uids is not None else None
-        expunged = await self._call(self.store.expunge, view.folder_id, uids)
-        self._send_expunged(view, expunged)
-        await self._done(command)
-
-    def _send_expunged(self, view: SelectedMailbox, uids: list[int]) -> None:
-        """This session expunged `uids`: EXPUNGE per message, or one VANISHED after ENABLE QRESYNC."""
-        self._send_updates(view.take_expunged(uids))
-
     def _uid_ranges(self, sequence) -> list[tuple[int, int]]:
         if sequence.saved:  # RFC 5182 §2.1: `$` is the saved result
             return [(uid, uid) for uid in self._saved()]
@@ -891,143 +744,6 @@ class Session(SearchCommands):
             return self.view.resolve_uids(self._uid_ranges(sequence))
         return self.view.resolve_msns(sequence.resolve(self.view.exists))
 
-    async def do_fetch(self, command: cmd.Fetch) -> None:
-        view = self.view
-        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
-        items = list(command.items)
-        names = {i.name for i in items}
-        if command.changedsince is not None or "MODSEQ" in names:
-            self.condstore = True  # RFC 7162 §3.1: a CONDSTORE enabling command
-        if command.vanished:
-            if not self.qresync:
-                self.tagged(command.tag, "BAD", "ENABLE QRESYNC first")  # RFC 7162 §3.2.6
-                return
-            await self._send_vanished_earlier(command)
-        sets_seen = fetch_mod.sets_seen(items) and not view.readonly
-        if sets_seen:
-            unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, ())]
-            if unseen:
-                update = await self._call(self.store.set_flags, view.folder_id, unseen, "add", ["\\Seen"])
-                for message in update.changed:
-                    view.note_flags(message.uid, message.all_flags, message.modseq)
-                if "FLAGS" not in {i.name for i in items}:
-                    items.append(cmd.FetchAttribute("FLAGS"))
-        names = {i.name for i in items}
-        if self.condstore and "MODSEQ" not in names and (command.changedsince is not None or "FLAGS" in names):
-            items.append(cmd.FetchAttribute("MODSEQ"))  # RFC 7162 §3.1.4.1, §3.1.3
-        need_summary = fetch_mod.needs_summary(items)
-        for start in range(0, len(uids), 200):
-            batch = uids[start:start + 200]
-            messages = await self._call(self.store.list_messages, view.folder_id, batch)
-            summaries = {}
-            if need_summary:
-                summaries = {s.uid: s for s in await self._call(self.store.summaries, view.folder_id, batch)}
-            wanted = [m for m in messages if view.msn_of(m.uid) is not None
-                      and (command.changedsince is None or m.modseq > command.changedsince)]
-            arguments = (self.store, view.folder_id, wanted, summaries, items, view.flags_of, command.uid)
-            try:
-                if any(fetch_mod.reads_file(items, summaries.get(m.uid)) for m in wanted):
-                    prepared = await self._call(fetch_mod.prepare_batch, *arguments)  # one thread hop, one query
-                else:  # flags, sizes and cached structures only: no IO, no thread hop
-                    prepared = fetch_mod.prepare_batch(*arguments)
-            except fetch_mod.FetchError as exc:
-                self.tagged(command.tag, "NO" if exc.code else "BAD", str(exc), exc.code)
-                return
-            # A message expunged meanwhile is left out: RFC 3501 §7.4.1 lets the data be omitted.
-            # Responses held in memory go out together, one write per WRITE_BYTES.
-            buffered, size = [], 0
-            for index, (message, result) in enumerate(prepared):
-                msn = view.msn_of(message.uid)
-                try:
-                    if not result.streams:
-                        buffered.append(b"".join(enc.fetch_response(msn, result.items)))
-                        size += len(buffered[-1])
-                        if size < fetch_mod.WRITE_BYTES and index + 1 < len(prepared):
-                            continue
-                    if buffered:
-                        self.send(b"".join(buffered))
-                        buffered, size = [], 0
-                        await self.connection.drain()
-                    if result.streams:
-                        await self._write_fetch(msn, result)
-                except BaseException:
-                    for _, rest in prepared[index + 1:]:
-                        rest.close()
-                    raise
-        await self._done(command, expunge_allowed=command.uid)
-
-    async def _send_vanished_earlier(self, command: cmd.Fetch) -> None:
-        """RFC 7162 §3.2.6: UIDs in the requested set expunged after CHANGEDSINCE, before the FETCH data."""
-        changes = await self._call(self.store.changes_since, self.view.folder_id, command.changedsince)
-        if command.sequence.saved:
-            wanted = set(self._saved_uids)
-            vanished = [u for u in changes.vanished if u in wanted]
-        else:
-            highest = max(self.view.uidnext - 1, max(changes.vanished, default=0))
-            vanished = [u for u in changes.vanished if command.sequence.contains(u, highest)]
-        if vanished:
-            self.send(enc.vanished(SequenceSet.from_numbers(vanished), earlier=True))
-
-    async def _write_fetch(self, msn: int, result: fetch_mod.FetchResult) -> None:
-        try:
-            chunks = enc.fetch_response(msn, result.items)
-            if result.streams:
-                await self.connection.write_chunks(chunks)  # file reads happen off the loop
-            else:
-                self.send(b"".join(chunks))
-        finally:
-            result.close()
-        await self.connection.drain()
-
-    async def do_store(self, command: cmd.Store) -> None:
-        view = self.view
-        if view.readonly:
-            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
-            return
-        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
-        if command.unchangedsince is not None:
-            self.condstore = True
-        mode = {"+": "add", "-": "remove", "": "replace"}[command.mode]
-        update = await self._call(self.store.set_flags, view.folder_id, uids, mode, command.flags,
-                                  command.unchangedsince)
-        for message in update.changed:
-            view.note_flags(message.uid, message.all_flags, message.modseq)
-        if not command.silent:
-            failed = set(update.failed)  # RFC 7162 §3.1.3: reported in MODIFIED, not as FETCH
-            for uid in uids:
-                msn = view.msn_of(uid)
-                if msn is None or not view.live(uid) or uid in failed:
-                    continue
-                self._send_flags(msn, uid if command.uid else None, view.flags_of(uid), view.modseqs.get(uid))
-        elif self.condstore:
-            # RFC 7162 §3.1.3: with .SILENT the new MODSEQ of each changed message is still sent.
-            for message in update.changed:
-                msn = view.msn_of(message.uid)
-                if msn is not None:
-                    items = ([("UID", message.uid)] if command.uid else []) + [("MODSEQ", [message.modseq])]
-                    self.send(b"".join(enc.fetch_response(msn, items)))
-        code = None
-        if update.failed:  # RFC 7162 §3.1.3
-            failed = update.failed if command.uid else [view.msn_of(u) for u in update.failed]
-            code = ("MODIFIED", SequenceSet.from_numbers(n for n in failed if n))
-        await self._done(command, code=code, expunge_allowed=command.uid)
-
-    async def _destination(self, command) -> object | None:
-        try:
-            return await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
-        except (NoSuchFolder, StoreError):
-            self.tagged(command.tag, "NO", "No such mailbox", "TRYCREATE")
-            return None
-
-    @staticmethod
-    def _copyuid(result):
-        """RFC 4315 §3 COPYUID: the two sets list the UIDs in corresponding order."""
-        if not result.pairs:
-            return None
-        sources = ",".join(str(source) for source, _ in result.pairs)
-        targets = ",".join(str(target) for _, target in result.pairs)
-        return ("COPYUID", result.uidvalidity, enc.Atom(sources), enc.Atom(targets))
-
     async def do_copy(self, command: cmd.Copy) -> None:
         view = self.view
         uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
@@ -1043,23 +759,3 @@ class Session(SearchCommands):
                 return
         result = await self._call(self.store.copy, view.folder_id, uids, dest.id)
         await self._done(command, code=self._copyuid(result), expunge_allowed=command.uid)
-
-    async def do_move(self, command: cmd.Move) -> None:
-        view = self.view
-        if view.readonly:
-            self.tagged(command.tag, "NO", "Mailbox is read-only", "READ-ONLY")
-            return
-        uids = [u for u in self._targets(command.sequence, command.uid) if view.live(u)]
-        dest = await self._destination(command)
-        if dest is None:
-            return
-        if dest.id == view.folder_id:
-            self.tagged(command.tag, "NO", "Source and destination are the same mailbox", "CANNOT")
-            return
-        result = await self._call(self.store.move, view.folder_id, uids, dest.id)
-        code = self._copyuid(result)
-        if code:
-            # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
-            self.send(enc.untagged_status("OK", "Moved", code))
-        self._send_expunged(view, [source for source, _ in result.pairs])
-        await self._done(command)
