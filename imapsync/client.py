@@ -34,6 +34,7 @@ import logging
 import poplib
 import re
 import ssl
+import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -68,10 +69,12 @@ class MessageTooLarge(RemoteError):
 
 
 class OversizeLiteral(bytes):
-    """What an IMAP literal over the limit reads as: empty bytes that remember the announced
-    size (and report it as their length, which imapclient's parser checks against `{n}`)."""
+    """What an IMAP literal that was not kept reads as: empty bytes that remember the announced
+    size (and report it as their length, which imapclient's parser checks against `{n}`).
+    `deferred`: under the message limit but over what one FETCH may hold: fetched again alone."""
 
     size = 0
+    deferred = False
 
     def __len__(self) -> int:
         return self.size
@@ -113,20 +116,41 @@ def _text(exc: BaseException) -> str:
     return plan.printable(text, ERROR_TEXT_LIMIT) or exc.__class__.__name__
 
 
-def _bound_literals(imap: imaplib.IMAP4, limit: int) -> None:
+class _LiteralBudget:
+    """Octets of literals one command may keep: `limit` (the message limit) unless a FETCH of
+    bodies sets its batch size; `kept` restarts at each command."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.budget = limit
+        self.kept = 0
+
+
+def _bound_literals(imap: imaplib.IMAP4, limit: int) -> _LiteralBudget:
     """Make imaplib refuse literals over `limit` (it reads `{n}` octets whatever n the server says).
 
     imaplib reads every literal with `IMAP4.read(size)` (RFC 3501 §4.3). Over the limit, the
     octets are read in chunks and dropped, so the response stream stays in step and the other
     messages of the FETCH still arrive; the literal reads as an empty `OversizeLiteral`. Over
     LITERAL_DRAIN_FACTOR × the limit the connection is ended (IMAP4.abort): no point in
-    reading gigabytes from a server that lies that much."""
+    reading gigabytes from a server that lies that much. With a budget (a FETCH batch planned
+    from RFC822.SIZE, which the server may understate), a literal that would take the
+    command past it is dropped too, marked `deferred` (the first literal is always kept): one
+    command holds at most max(budget, limit) octets."""
     read = imap.read
+    command = imap._command
+    state = _LiteralBudget(limit)
+
+    def counted_command(_imap, *args, **kwargs):
+        state.kept = 0
+        return command(*args, **kwargs)
 
     def bounded_read(size: int) -> bytes:
         if size <= limit:
-            return read(size)
-        if size > limit * LITERAL_DRAIN_FACTOR:
+            if state.kept == 0 or state.kept + size <= state.budget:
+                state.kept += size
+                return read(size)
+        elif size > limit * LITERAL_DRAIN_FACTOR:
             raise imaplib.IMAP4.abort(f"the server sent a literal of {size} octets (limit {limit})")
         remaining = size
         while remaining > 0:
@@ -136,9 +160,13 @@ def _bound_literals(imap: imaplib.IMAP4, limit: int) -> None:
             remaining -= len(chunk)
         marker = OversizeLiteral()
         marker.size = size
+        marker.deferred = size <= limit
         return marker
 
     imap.read = bounded_read
+    # A bound method, as imaplib compares `type(literal) is type(self._command)` (AUTHENTICATE).
+    imap._command = types.MethodType(counted_command, imap)
+    return state
 
 
 def message_id_of(header: bytes) -> str:
@@ -175,7 +203,7 @@ class ImapRemote:
             context = ssl.create_default_context() if endpoint.security != "none" else None
             self.client = imapclient.IMAPClient(endpoint.host, port=endpoint.port, ssl=endpoint.security == "ssl",
                                                 ssl_context=context, timeout=timeout, use_uid=True)
-            _bound_literals(self.client._imap, max_message_size)
+            self.literals = _bound_literals(self.client._imap, max_message_size)
             self.client.normalise_times = False
             if endpoint.security == "starttls":
                 self.client.starttls(context)
@@ -352,17 +380,29 @@ class ImapRemote:
                                plan.normalise_flags(data.get(b"FLAGS", ()))))
         return result
 
-    def fetch(self, uids: list[int]) -> list[FetchedMessage]:
-        """Bodies with flags and INTERNALDATE; BODY.PEEK[] does not set \\Seen (RFC 3501 §6.4.5)."""
-        with self._errors():
-            answer = self.client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"])
+    def fetch(self, uids: list[int], budget: int = 0, alone: bool = False) -> list[FetchedMessage]:
+        """Bodies with flags and INTERNALDATE; BODY.PEEK[] does not set \\Seen (RFC 3501 §6.4.5).
+
+        `budget`: octets this FETCH may hold (the batch's planned size; at least the message
+        limit). Bodies past it (the server understated RFC822.SIZE) are fetched again one at a
+        time (`alone`), so memory stays bounded by max(budget, limit) per command."""
+        self.literals.budget = max(budget, self.max_message_size)
+        try:
+            with self._errors():
+                answer = self.client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"])
+        finally:
+            self.literals.budget = self.max_message_size
         self.counts["bodies"] += len(answer)
+        deferred = []
         result = []
         for uid in sorted(answer):
             data = answer[uid]
             body = data.get(b"BODY[]")
             if body is None:
                 continue  # expunged meanwhile
+            if isinstance(body, OversizeLiteral) and body.deferred and not alone:
+                deferred.append(int(uid))
+                continue
             if isinstance(body, OversizeLiteral) or len(body) > self.max_message_size:
                 size = body.size if isinstance(body, OversizeLiteral) else len(body)
                 result.append(FetchedMessage(uid=int(uid), body=b"", flags=frozenset(), internaldate=None, size=size,
@@ -376,7 +416,9 @@ class ImapRemote:
             result.append(FetchedMessage(uid=int(uid), body=body, flags=plan.normalise_flags(data.get(b"FLAGS", ())),
                                          internaldate=date, size=int(data.get(b"RFC822.SIZE", len(body))),
                                          message_id=message_id_of(header)))
-        return result
+        for uid in deferred:
+            result.extend(self.fetch([uid], alone=True))
+        return sorted(result, key=lambda m: m.uid)
 
     # ------------------------------------------------------------- writing
 

@@ -500,7 +500,8 @@ class AccountSync:
         for uid in too_large:
             self._skipped(sf, uid, f"{sizes[uid]} octets (RFC822.SIZE), over the {self.max_message_size}-octet limit")
         # The batches are planned from the server's RFC822.SIZE; a server that understates it
-        # still cannot make a batch hold more than FETCH_BATCH × max_message_size (client bound).
+        # still cannot make one FETCH hold more than max(FETCH_BYTES, max_message_size): the
+        # client drops the bodies past the budget and fetches them again one at a time.
         groups = plan.size_batches([(uid, sizes[uid]) for uid in uids if uid in sizes and uid not in too_large],
                                    FETCH_BATCH, FETCH_BYTES)
         with _Prefetch(remote, groups) as fetched:
@@ -795,7 +796,7 @@ class _Prefetch:
     def _fetch(self) -> None:
         try:
             for group in self.groups:
-                if self.abandon.is_set() or not self._put(self.remote.fetch(group)):
+                if self.abandon.is_set() or not self._put(self.remote.fetch(group, FETCH_BYTES)):
                     return
         except BaseException as exc:  # handed to the consumer
             self._put(exc)

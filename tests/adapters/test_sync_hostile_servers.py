@@ -242,3 +242,21 @@ def test_pop3_retr_reads_long_lines_and_bounds_the_message():
     finally:
         remote.close()
         server.close()
+
+
+def test_understated_sizes_cannot_make_one_fetch_hold_more_than_its_budget(imap_server):
+    bodies = {uid: b"Subject: %d\r\n\r\n" % uid + b"w" * 600 + b"\r\n" for uid in (1, 2, 3)}
+    commands = []
+
+    def extra(tag, command):
+        if command.startswith(b"UID FETCH") and b"BODY.PEEK[]" in command:
+            commands.append(command.split()[2])
+            wanted = [int(u) for u in command.split()[2].split(b",")] if b":" not in command.split()[2] else [1, 2, 3]
+            return b"".join(_fetch_item(uid, 10, bodies[uid]) for uid in wanted) + tag + b" OK fetched\r\n"
+        return None
+
+    _server, remote = imap_server(extra)  # limit 1000 octets
+    remote.select("INBOX")
+    fetched = remote.fetch([1, 2, 3], budget=100)  # planned as 30 octets: the server said 10 each
+    assert [(m.uid, m.body, m.refused) for m in fetched] == [(uid, bodies[uid], "") for uid in (1, 2, 3)]
+    assert commands[1:] == [b"2", b"3"]  # the bodies past the budget came again, one at a time
