@@ -124,6 +124,10 @@ class AccountSync:
 
     def connect(self) -> None:
         self.close()
+        if self.endpoint.security == "none" and not accounts.is_loopback(self.endpoint.host):
+            # A row from before the loopback-only rule: never send its password in clear text.
+            raise accounts.AccountError(f"security 'none' is allowed only for a loopback host, not "
+                                        f"{self.endpoint.host!r}: change the account to ssl or starttls")
         secret = accounts.password(self.db, self.data_dir, self.account_id)
         self.remote = (ImapRemote if self.protocol == "imap" else PopRemote)(
             self.endpoint, secret, max_message_size=self.max_message_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from dns_test_server import dns_server  # noqa: F401
 from store_fixtures import make_mailbox
 
@@ -54,5 +55,28 @@ def test_add_refuses_plain_text_off_loopback_and_unconfirmed_servers(tmp_path, m
         status, out = _add(capsys, monkeypatch, address, "jo@own.test", *d)
         assert status == 0 and "from srv" in out
         assert [a.host for a in accounts.list_accounts(db)] == ["mail.attacker.test", "imap.own.test"]
+    finally:
+        db.dispose()
+
+
+def test_an_old_plain_text_account_off_loopback_never_connects(tmp_path, monkeypatch, dns_server):  # noqa: F811
+    from sqlalchemy import update
+
+    from courriel.blobs import BlobStore
+    from courriel.imapsync.runner import AccountSync
+    from courriel.models import SyncAccount
+    from courriel.store import Store
+
+    data, db, address = _setup(tmp_path, monkeypatch, dns_server.nameserver)
+    try:
+        mailbox_id = accounts.find_mailbox(db, address)
+        account = accounts.create(db, data, mailbox_id, "jo@example.net", "pw", protocol="imap", host="127.0.0.1",
+                                  port=1, security="none")
+        with db.write() as session:  # as written before the rule existed
+            session.execute(update(SyncAccount).where(SyncAccount.id == account).values(host="imap.example.net"))
+        config = config_mod.load(data)
+        sync = AccountSync(db, Store(db, BlobStore(config.blob_dir, db)), data, account)
+        with pytest.raises(accounts.AccountError, match="loopback"):
+            sync.connect()
     finally:
         db.dispose()
