@@ -5,7 +5,8 @@ logout, checked against the protocol's state table), login and SASL PLAIN, SELEC
 the mailbox commands (`courriel.imap.session_mailboxes`, a mixin), the selected view
 (`courriel.imap.selected`), SEARCH, SORT and THREAD (`courriel.imap.session_search`, a mixin),
 FETCH, STORE, MOVE and EXPUNGE (`courriel.imap.session_messages`, a mixin; FETCH data from
-`courriel.imap.fetch`), APPEND and COPY (with their quota checks), quota, IDLE, the IMAP metrics
+`courriel.imap.fetch`), APPEND and COPY (with their quota checks), quota (`courriel.imap.session_quota`,
+a mixin), IDLE, the IMAP metrics
 (`courriel.metrics`: sessions, commands by name with completion and latency, IDLE sessions, failed
 logins), and the `ServerContext` shared by the sessions of one
 process (store, logins, notify fan-out, \\Recent claims, per-user connection counts).
@@ -76,6 +77,7 @@ from courriel.imap.selected import (
 )
 from courriel.imap.session_mailboxes import MailboxCommands
 from courriel.imap.session_messages import MessageCommands
+from courriel.imap.session_quota import QuotaCommands
 from courriel.imap.session_search import SearchCommands
 from courriel.logins import LoginStatus
 from courriel.store import DELIMITER, NoSuchFolder, StoreError
@@ -151,7 +153,7 @@ class ServerContext:
                 del self.by_mailbox[session.mailbox_id]
 
 
-class Session(MailboxCommands, MessageCommands, SearchCommands):
+class Session(MailboxCommands, MessageCommands, SearchCommands, QuotaCommands):
     """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
 
     def __init__(self, context: ServerContext, connection, implicit_tls: bool = False):
@@ -616,48 +618,6 @@ class Session(MailboxCommands, MessageCommands, SearchCommands):
             enabled.append("QRESYNC")
         self.send(enc.enabled_line(enabled))
         await self._done(command)
-
-    # ------------------------------------------------------------------ quota (RFC 9208)
-
-    QUOTA_ROOT = ""  # one quota root per user, covering all of its folders
-
-    async def _quota_line(self) -> bytes | None:
-        """RFC 9208 §5.1 `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, or None without a limit.
-
-        RFC 9208 §4.1: only the resources that have a limit are listed; STORAGE in KiB (§5.1),
-        MESSAGE in messages (§5.2)."""
-        usage = await self._call(self.store.quota_usage, self.mailbox_id, only_if_limited=True)
-        if not usage.limited:
-            return None
-        resources: list = []
-        if usage.limit_bytes:
-            resources += [enc.Atom("STORAGE"), (usage.used_bytes + 1023) // 1024, usage.limit_bytes // 1024]
-        if usage.limit_messages:
-            resources += [enc.Atom("MESSAGE"), usage.messages, usage.limit_messages]
-        return enc.untagged("QUOTA", enc.Raw(enc.quoted(self.QUOTA_ROOT)), resources)
-
-    async def do_getquota(self, command: cmd.GetQuota) -> None:
-        line = await self._quota_line() if command.root == self.QUOTA_ROOT else None
-        if line is None:
-            self.tagged(command.tag, "NO", "No such quota root", "NONEXISTENT")
-            return
-        self.send(line)
-        await self._done(command)
-
-    async def do_getquotaroot(self, command: cmd.GetQuotaRoot) -> None:
-        folder = await self._call(self.store.get_folder, self.mailbox_id, command.mailbox)
-        line = await self._quota_line()
-        # RFC 9208 §5.2: a mailbox without a limit has no quota root.
-        roots = [self.QUOTA_ROOT] if line is not None else []
-        self.send(enc.untagged("QUOTAROOT", enc.Raw(enc.mailbox(folder.name, utf8=self.utf8)),
-                               *(enc.Raw(enc.quoted(root)) for root in roots)))
-        if line is not None:
-            self.send(line)
-        await self._done(command)
-
-    async def do_setquota(self, command: cmd.SetQuota) -> None:
-        # RFC 9208 §4.1.3: limits are set by the administrator, never by the user.
-        self.tagged(command.tag, "NO", "Quota limits are set by the administrator", "NOPERM")
 
     async def do_unauthenticate(self, command: cmd.Unauthenticate) -> None:
         # RFC 8437 §3: back to not authenticated; everything enabled or selected is forgotten.

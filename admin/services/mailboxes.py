@@ -21,7 +21,7 @@ from courriel.admin.services import lookups
 from courriel.admin.services.errors import Conflict, InvalidInput
 from courriel.admin.services.users import chosen_password, clean_display_name, user_name
 from courriel.db import Database
-from courriel.models import Domain, Mailbox, User
+from courriel.models import Domain, Mailbox, Role, User
 
 if TYPE_CHECKING:
     from courriel.admin.services.notices import Notifier
@@ -204,6 +204,14 @@ def set_mailbox_quota(db: Database, address: str, quota_bytes: int | None = None
             row.quota_messages = message_quota
         session.flush()
         return _info(session, row)
+
+
+def administrator_of(db: Database, mailbox_id: int) -> str | None:
+    """The name of the administrator who owns this mailbox, or None (a user's or an unowned one):
+    the IMAP role lets such a mailbox set quotas (RFC 9208 §4.1.3 SETQUOTA)."""
+    with db.read() as session:
+        return session.scalar(select(User.name).join(Mailbox, Mailbox.user_id == User.id)
+                              .where(Mailbox.id == mailbox_id, User.role == Role.ADMIN))
 
 
 def remove_mailbox(db: Database, address: str) -> None:

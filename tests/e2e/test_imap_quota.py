@@ -1,7 +1,8 @@
 """IMAP QUOTA (RFC 9208) and STATUS SIZE (RFC 8438) over a real socket to the IMAP role process.
 
 A user with a 10 KiB limit sees its usage in GETQUOTA / GETQUOTAROOT, cannot APPEND or COPY past the
-limit (NO [OVERQUOTA], nothing stored), can still MOVE (usage does not grow), and cannot SETQUOTA.
+limit (NO [OVERQUOTA], nothing stored), can still MOVE (usage does not grow), and cannot SETQUOTA;
+an administrator's mailbox can, on its own root and on other mailboxes' roots named by address.
 A user without a limit has no quota root. A user with a MESSAGE limit (RFC 9208 §5.2) sees the count,
 cannot APPEND or COPY past it, can still MOVE; with both limits GETQUOTA lists both resources.
 """
@@ -15,7 +16,7 @@ from imap_server import imap_server  # noqa: F401
 from sqlalchemy import update
 from store_fixtures import sample_message
 
-from courriel.models import Mailbox
+from courriel.models import Mailbox, Role, User
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -146,3 +147,44 @@ def test_message_limit_refuses_append_and_copy_allows_move(message_quota_user):
     expected = f'"" (STORAGE {(used + 1023) // 1024} {LIMIT // 1024} MESSAGE {MESSAGE_LIMIT} {MESSAGE_LIMIT})'
     assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [expected.encode()]
     client.logout()
+
+
+def test_administrator_mailbox_sets_and_reads_other_roots(quota_user):
+    """RFC 9208 §4.1.3: SETQUOTA from a mailbox owned by a console administrator. The listed limits
+    replace the root's limits (a resource left out becomes unlimited), the answer carries the new
+    QUOTA; another mailbox's root is named by its address. A user's mailbox cannot name it."""
+    server, user_id, user_address = quota_user
+    _, admin_mailbox, admin_address = _empty_user(server, "postmaster-admin", quota_bytes=0, quota_messages=0)
+    user_client = _login(server, user_address)
+    typ, data = user_client._simple_command("GETQUOTA", f'"{admin_address}"')
+    assert typ == "NO" and b"[NONEXISTENT]" in data[0]  # a user cannot probe other roots
+    with server.db.write() as session:
+        owner = User(name="chief", role=Role.ADMIN)
+        session.add(owner)
+        session.flush()
+        session.execute(update(Mailbox).where(Mailbox.id == admin_mailbox).values(user_id=owner.id))
+
+    client = _login(server, admin_address)
+    typ, _ = client._simple_command("SETQUOTA", f'"{user_address}"', "(STORAGE 64 MESSAGE 5)")
+    expected = f'"{user_address}" (STORAGE 0 64 MESSAGE 0 5)'.encode()
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [expected]
+    with server.db.read() as session:
+        row = session.get(Mailbox, user_id)
+        assert (row.quota_bytes, row.quota_messages) == (64 * 1024, 5)
+    typ, _ = client._simple_command("SETQUOTA", f'"{user_address}"', "(MESSAGE 7)")  # STORAGE dropped
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [f'"{user_address}" (MESSAGE 0 7)'.encode()]
+    typ, _ = client._simple_command("GETQUOTA", f'"{user_address}"')
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [f'"{user_address}" (MESSAGE 0 7)'.encode()]
+    typ, data = client._simple_command("SETQUOTA", f'"{user_address}"', "(MAILBOX 3)")
+    assert typ == "NO" and b"[LIMIT]" in data[0]
+    typ, data = client._simple_command("SETQUOTA", '"nobody@nowhere.test"', "(MESSAGE 3)")
+    assert typ == "NO" and b"[NONEXISTENT]" in data[0]
+    typ, _ = client._simple_command("SETQUOTA", '""', "(MESSAGE 9)")  # its own root
+    assert typ == "OK" and client.untagged_responses.pop("QUOTA") == [b'"" (MESSAGE 0 9)']
+    typ, _ = client._simple_command("SETQUOTA", f'"{user_address}"', "()")  # every limit removed
+    assert typ == "OK" and "QUOTA" not in client.untagged_responses
+    with server.db.read() as session:
+        row = session.get(Mailbox, user_id)
+        assert (row.quota_bytes, row.quota_messages) == (0, 0)
+    client.logout()
+    user_client.logout()
