@@ -20,6 +20,7 @@ import time
 import pytest
 from serve_process import (
     STOP_DEADLINE,
+    add_mailbox,
     admin_port,
     initialised_template,
     listener_environ,
@@ -29,28 +30,12 @@ from serve_process import (
     wait_until,
 )
 
-from courriel import config as config_mod
-from courriel import passwords
-from courriel.admin import services
-from courriel.db import Database
-
 __all__ = ["initialised_template", "served_data"]
 
 pytestmark = pytest.mark.timeout(180)
 
 ADDRESS = "box@stop.test"
 PASSWORD = "correct horse battery staple"
-
-
-def make_mailbox(data) -> None:
-    config = config_mod.load(data, dev=True)
-    db = Database(config.database_url)
-    try:
-        services.add_domain(db, "stop.test")
-        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
-                             passwords.PasswordPolicy.from_config(config), ADDRESS, password=PASSWORD)
-    finally:
-        db.dispose()
 
 
 def port_of(environ, listener: str) -> int:
@@ -77,7 +62,7 @@ def messages_with_subject(environ, subject: str) -> int:
 
 
 def test_sigterm_during_smtp_data_lets_the_client_finish_and_the_message_arrives_once(served_data, tmp_path):
-    make_mailbox(served_data)
+    add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     served = serve(served_data, environ, tmp_path / "serve.log")
     subject = f"graceful-{time.monotonic_ns()}"
@@ -159,7 +144,7 @@ class TLSLines:
 
 
 def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_path):
-    make_mailbox(served_data)
+    add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     served = serve(served_data, environ, tmp_path / "serve.log")
     try:
@@ -189,7 +174,7 @@ def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_p
 
 
 def test_sigterm_lets_an_imap_fetch_in_flight_finish_then_says_bye(served_data, tmp_path):
-    make_mailbox(served_data)
+    add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     body = b"".join(b"%07d the body of a large message, read slowly by its client\r\n" % n for n in range(180_000))
     message = f"From: {ADDRESS}\r\nTo: {ADDRESS}\r\nSubject: large\r\n\r\n".encode() + body  # ~12 MB

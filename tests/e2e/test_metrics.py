@@ -11,9 +11,9 @@ import json
 import subprocess
 import sys
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_scrape import samples, scrape, value
 from serve_process import (
+    add_mailbox,
     admin_port,
     initialised_template,
     listener_environ,
@@ -24,8 +24,7 @@ from serve_process import (
 )
 
 from courriel import config as config_mod
-from courriel import metrics, passwords
-from courriel.admin import services
+from courriel import metrics
 from courriel.blobs import BlobStore
 from courriel.db import Database
 from courriel.models import Domain
@@ -37,38 +36,8 @@ __all__ = ["initialised_template", "served_data"]
 MESSAGE = b"From: a@example.net\r\nTo: box@metrics.test\r\nSubject: m\r\n\r\nbody\r\n"
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found, name: str, **labels) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def scrape(port: int) -> dict:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return samples(response.text)
-
-
-def make_mailbox(data) -> None:
-    config = config_mod.load(data, dev=True)
-    db = Database(config.database_url)
-    try:
-        services.add_domain(db, "metrics.test")
-        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
-                             passwords.PasswordPolicy.from_config(config), "box@metrics.test")
-    finally:
-        db.dispose()
-
-
 def test_queue_counters_move_by_exactly_the_delivered_and_bounced_recipients(served_data, tmp_path):
-    make_mailbox(served_data)
+    add_mailbox(served_data, "box@metrics.test")
     environ = listener_environ()
     # A previous run's counters: the supervisor empties DATA/run/metrics at start.
     stale = served_data / "run" / "metrics"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import socket
 import time
 
-import httpx
 import pytest
 from imap_server import wait_port
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_scrape import scrape, value
 from serve_process import (
+    add_mailbox,
     admin_port,
     initialised_template,
     listener_environ,
@@ -24,11 +24,6 @@ from serve_process import (
     wait_until,
 )
 
-from courriel import config as config_mod
-from courriel import passwords
-from courriel.admin import services
-from courriel.db import Database
-
 __all__ = ["initialised_template", "served_data"]
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,20 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 ADDRESS = "box@metrics.test"
 PASSWORD = "correct horse battery staple"
 MESSAGE = b"From: a@example.net\r\nTo: box@metrics.test\r\nSubject: m\r\n\r\nbody\r\n"
-
-
-def scrape(port: int) -> dict:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
-    assert response.status_code == 200
-    found = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found, name: str, **labels) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 class RawIMAP:
@@ -90,24 +71,13 @@ class RawIMAP:
         self.sock.close()
 
 
-def make_mailbox(data) -> None:
-    config = config_mod.load(data, dev=True)
-    db = Database(config.database_url)
-    try:
-        services.add_domain(db, "metrics.test")
-        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
-                             passwords.PasswordPolicy.from_config(config), ADDRESS, password=PASSWORD)
-    finally:
-        db.dispose()
-
-
 COMMANDS = [("LOGIN", "ok", 1), ("LOGIN", "no", 1), ("APPEND", "ok", 1), ("SELECT", "ok", 1), ("FETCH", "ok", 1),
             ("UID FETCH", "ok", 1), ("SORT", "ok", 1), ("UID SORT", "ok", 0), ("IDLE", "ok", 1), ("LOGOUT", "ok", 2),
             ("FETCH", "bad", 1), ("NOOP", "ok", 0), ("CAPABILITY", "ok", 0)]
 
 
 def test_imap_counters_move_by_exactly_the_scripted_session(served_data, tmp_path):
-    make_mailbox(served_data)
+    add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     port = admin_port(environ)
     imap_port = int(environ["COURRIEL_LISTENERS_IMAP"].rpartition(":")[2])

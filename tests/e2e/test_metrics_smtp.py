@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import smtplib
 
-import httpx
 from dns_test_server import dns_server  # noqa: F401 - pytest fixture "dns_server"
-from prometheus_client.parser import text_string_to_metric_families
-from serve_process import admin_port, initialised_template, listener_environ, serve, served_data, wait_healthy
-
-from courriel import config as config_mod
-from courriel import passwords
-from courriel.admin import services
-from courriel.db import Database
+from metrics_scrape import scrape, value
+from serve_process import (
+    add_mailbox,
+    admin_port,
+    initialised_template,
+    listener_environ,
+    serve,
+    served_data,
+    wait_healthy,
+)
 
 __all__ = ["initialised_template", "served_data"]
 
@@ -43,28 +45,6 @@ COUNTERS = [
 ]
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
-    assert response.status_code == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
-
-
-def value(found, name: str, **labels) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def make_mailbox(data) -> None:
-    config = config_mod.load(data, dev=True)
-    db = Database(config.database_url)
-    try:
-        services.add_domain(db, "metrics.test")
-        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
-                             passwords.PasswordPolicy.from_config(config), "box@metrics.test")
-    finally:
-        db.dispose()
-
-
 def moved(before, after) -> list[tuple[str, dict, float]]:
     return [(name, labels, value(after, name, **labels) - value(before, name, **labels))
             for name, labels, _expected in COUNTERS]
@@ -72,7 +52,7 @@ def moved(before, after) -> list[tuple[str, dict, float]]:
 
 def test_smtp_counters_move_by_exactly_one_session(served_data, dns_server, tmp_path):  # noqa: F811
     dns_server.add("remote.test", "TXT", "v=spf1 ip4:127.0.0.1 -all")
-    make_mailbox(served_data)
+    add_mailbox(served_data, "box@metrics.test")
     environ = listener_environ()
     environ["COURRIEL_DNS_NAMESERVERS"] = dns_server.nameserver
     port = admin_port(environ)

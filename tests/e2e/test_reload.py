@@ -21,6 +21,7 @@ import pytest
 import trustme
 from cryptography import x509
 from serve_process import (
+    add_mailbox,
     admin_port,
     initialised_template,
     listener_environ,
@@ -32,9 +33,6 @@ from serve_process import (
 )
 
 from courriel import config as config_mod
-from courriel import passwords
-from courriel.admin import services
-from courriel.db import Database
 
 __all__ = ["initialised_template", "served_data"]
 
@@ -44,17 +42,6 @@ ADDRESS = "box@reload.test"
 PASSWORD = "correct horse battery staple"
 MESSAGE = b"From: box@reload.test\r\nTo: box@reload.test\r\nSubject: reload\r\n\r\nbody\r\n"
 ROLES_WITH_TLS = ("smtp", "imap")
-
-
-def make_mailbox(data) -> None:
-    config = config_mod.load(data, dev=True)
-    db = Database(config.database_url)
-    try:
-        services.add_domain(db, "reload.test")
-        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
-                             passwords.PasswordPolicy.from_config(config), ADDRESS, password=PASSWORD)
-    finally:
-        db.dispose()
 
 
 def install_pair(data, cert_pem: bytes, key_pem: bytes) -> None:
@@ -161,7 +148,7 @@ def ca():
 def test_sighup_serves_the_new_certificate_to_new_handshakes_and_keeps_sessions(served_data, tmp_path, ca):
     first, second = issue(ca, "first.reload.test"), issue(ca, "second.reload.test")
     install_pair(served_data, chain_pem(first), first.private_key_pem.bytes())
-    make_mailbox(served_data)
+    add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     context = ssl.create_default_context()
     ca.configure_trust(context)

@@ -194,3 +194,21 @@ def refused(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def add_mailbox(data: Path, address: str, password: str | None = None) -> None:
+    """The domain of `address` and the mailbox, added through the service layer to a data
+    directory that `courriel serve` runs on (no password: one is generated and not needed)."""
+    from courriel import config as config_mod
+    from courriel import passwords
+    from courriel.admin import services
+    from courriel.db import Database
+
+    config = config_mod.load(data, dev=True)
+    db = Database(config.database_url)
+    try:
+        services.add_domain(db, address.rpartition("@")[2])
+        services.add_mailbox(db, passwords.PasswordHasher.from_config(config),
+                             passwords.PasswordPolicy.from_config(config), address, password=password)
+    finally:
+        db.dispose()
