@@ -6,7 +6,7 @@ the mailbox commands (`courriel.imap.session_mailboxes`, a mixin), the selected 
 (`courriel.imap.selected`), SEARCH, SORT and THREAD (`courriel.imap.session_search`, a mixin),
 FETCH, STORE, MOVE and EXPUNGE (`courriel.imap.session_messages`, a mixin; FETCH data from
 `courriel.imap.fetch`), APPEND and COPY (with their quota checks), quota (`courriel.imap.session_quota`,
-a mixin), IDLE, the IMAP metrics
+a mixin), METADATA (`courriel.imap.session_metadata`, a mixin), IDLE, the IMAP metrics
 (`courriel.metrics`: sessions, commands by name with completion and latency, IDLE sessions, failed
 logins), and the `ServerContext` shared by the sessions of one
 process (store, logins, notify fan-out, \\Recent claims, per-user connection counts).
@@ -77,6 +77,7 @@ from courriel.imap.selected import (
 )
 from courriel.imap.session_mailboxes import MailboxCommands
 from courriel.imap.session_messages import MessageCommands
+from courriel.imap.session_metadata import MetadataCommands
 from courriel.imap.session_quota import QuotaCommands
 from courriel.imap.session_search import SearchCommands
 from courriel.logins import LoginStatus
@@ -153,7 +154,7 @@ class ServerContext:
                 del self.by_mailbox[session.mailbox_id]
 
 
-class Session(MailboxCommands, MessageCommands, SearchCommands, QuotaCommands):
+class Session(MailboxCommands, MessageCommands, SearchCommands, QuotaCommands, MetadataCommands):
     """The protocol state of one connection; the transport calls `start`, `data_received`, `connection_lost`."""
 
     def __init__(self, context: ServerContext, connection, implicit_tls: bool = False):
@@ -247,7 +248,7 @@ class Session(MailboxCommands, MessageCommands, SearchCommands, QuotaCommands):
                                     append_limit=self.context.append_limit, imap4rev2=True, searchres=True,
                                     condstore=True, qresync=True, quota=True,
                                     compress=hasattr(self.connection, "start_compression"), unauthenticate=True,
-                                    utf8_accept=True, sort=True, thread=True)
+                                    utf8_accept=True, sort=True, thread=True, metadata=True)
         names = capabilities(tls_active=self.tls_active, authenticated=self.state != NOT_AUTHENTICATED,
                              options=options)
         if "QUOTA" in names:  # RFC 9208 §3.1: the resources this server reports

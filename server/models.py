@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -342,6 +343,21 @@ class Expunge(Base):
     uid: Mapped[int] = mapped_column(BigInteger)
     modseq: Mapped[int] = mapped_column(BigInteger)
     expunged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetadataEntry(Base):
+    """RFC 5464 METADATA entries: of a folder, or of the server (`folder_id` NULL) as this mailbox sees it.
+
+    `name` is the entry name lower-cased, with its /private or /shared prefix (RFC 5464 §3.2)."""
+
+    __tablename__ = "metadata_entries"
+    __table_args__ = (Index("ix_metadata_entries_mailbox_folder_name", "mailbox_id", "folder_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # --------------------------------------------------------------------------- queue

@@ -56,6 +56,7 @@ from courriel.store_folders import (  # noqa: F401
     new_uidvalidity,
     normalise_folder_name,
 )
+from courriel.store_metadata import MAX_ENTRIES, MetadataStore, MetadataTooMany  # noqa: F401
 
 # RFC 3501 §2.3.2: the system flags a client may set, as bits of Message.flags.
 SYSTEM_FLAGS: dict[str, int] = {
@@ -297,7 +298,7 @@ def _summary_values(data: bytes) -> dict:
 # ----------------------------------------------------------------------------- the store
 
 
-class Store(FolderStore):
+class Store(FolderStore, MetadataStore):
     """Synchronous store API over one Database and BlobStore (event loops call it in a thread).
 
     The folder operations come from `courriel.store_folders.FolderStore`."""

@@ -10,7 +10,7 @@ RFC 3348 (CHILDREN), RFC 5258 (LIST-EXTENDED), RFC 5819 (LIST-STATUS), RFC 6154 
 CREATE-SPECIAL-USE), RFC 3502 (MULTIAPPEND), RFC 3516 (BINARY), RFC 7889 (APPENDLIMIT),
 RFC 4731 (ESEARCH), RFC 5182 (SEARCHRES), RFC 7162 (CONDSTORE, QRESYNC), RFC 6855 (UTF8=ACCEPT),
 RFC 5256 (SORT, THREAD), RFC 5957 (SORT=DISPLAY), RFC 5267 (ESORT), RFC 9208 (QUOTA),
-RFC 4978 (COMPRESS=DEFLATE), RFC 8437 (UNAUTHENTICATE).
+RFC 4978 (COMPRESS=DEFLATE), RFC 8437 (UNAUTHENTICATE), RFC 5464 (METADATA, which implies METADATA-SERVER).
 Security: mechanisms that send passwords in clear are not announced before TLS unless the
 configuration allows it (LOGINDISABLED is announced instead, RFC 3501 §6.2.3).
 """
@@ -43,6 +43,7 @@ class CapabilityOptions:
     quota: bool = False
     compress: bool = False
     unauthenticate: bool = False
+    metadata: bool = False
 
 
 def capabilities(*, tls_active: bool, authenticated: bool, options: CapabilityOptions | None = None) -> list[str]:
@@ -82,6 +83,8 @@ def capabilities(*, tls_active: bool, authenticated: bool, options: CapabilityOp
         names += ["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
     if options.quota:
         names.append("QUOTA")
+    if options.metadata:  # RFC 5464 §1: METADATA (mailbox and server entries) implies METADATA-SERVER
+        names.append("METADATA")
     if options.compress and authenticated:
         names.append("COMPRESS=DEFLATE")
     if options.unauthenticate:

@@ -15,7 +15,7 @@ QRESYNC), RFC 6154 (CREATE-SPECIAL-USE), RFC 5258 (LIST-EXTENDED), RFC 5819 (LIS
 RFC 3502 (MULTIAPPEND), RFC 4731 (ESEARCH), RFC 5182 (SEARCHRES), RFC 3516 (BINARY),
 RFC 6851 (MOVE), RFC 4315 (UIDPLUS), RFC 2177 (IDLE), RFC 2342 (NAMESPACE), RFC 2971 (ID),
 RFC 5161 (ENABLE), RFC 5256 (SORT, THREAD), RFC 9208 (QUOTA), RFC 4978 (COMPRESS),
-RFC 8437 (UNAUTHENTICATE), RFC 3691 (UNSELECT).
+RFC 8437 (UNAUTHENTICATE), RFC 3691 (UNSELECT), RFC 5464 (METADATA).
 Security: values here come from the client and have passed the grammar only; the session
 still checks them against the store (existence, permissions, sizes).
 """
@@ -244,6 +244,26 @@ class SetQuota(Command):
     name: ClassVar[str] = "SETQUOTA"
 
 
+@dataclass(frozen=True)
+class GetMetadata(Command):
+    """RFC 5464 §4.2: `mailbox` "" is the server; `entries` lower-cased; `depth` 0, 1 or -1 (infinity)."""
+
+    mailbox: str = ""
+    entries: tuple[str, ...] = ()
+    depth: int = 0
+    maxsize: int | None = None
+    name: ClassVar[str] = "GETMETADATA"
+
+
+@dataclass(frozen=True)
+class SetMetadata(Command):
+    """RFC 5464 §4.3: (entry, value) pairs; a None value removes the entry."""
+
+    mailbox: str = ""
+    changes: tuple[tuple[str, bytes | None], ...] = ()
+    name: ClassVar[str] = "SETMETADATA"
+
+
 # --- selected (RFC 3501 §6.4) -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -376,8 +396,8 @@ COMMANDS: dict[str, type[Command]] = {
     cls.name: cls
     for cls in (Capability, Noop, Logout, Id, StartTls, Authenticate, Login, Select, Examine, Create, Delete,
                 Rename, Subscribe, Unsubscribe, List, Lsub, Status, Append, Namespace, Enable, Idle, Compress,
-                Unauthenticate, GetQuota, GetQuotaRoot, SetQuota, Check, Close, Unselect, Expunge, Search, Fetch,
-                Store, Copy, Move, Sort, Thread)
+                Unauthenticate, GetQuota, GetQuotaRoot, SetQuota, GetMetadata, SetMetadata, Check, Close, Unselect,
+                Expunge, Search, Fetch, Store, Copy, Move, Sort, Thread)
 }
 """Command name → class, for every command the parser knows."""
 

@@ -4,7 +4,7 @@ Owns the serialisation of server responses: status responses (tagged, untagged, 
 response codes), continuation requests, strings (atom / quoted / literal / NIL chosen by the
 quoting rules), nested parenthesised lists, mailbox names (modified UTF-7 or UTF-8), FETCH
 responses as an iterator of byte chunks (a body literal is never joined into one string),
-ESEARCH, SEARCH, LIST/LSUB, STATUS, CAPABILITY, ENABLED, ID, NAMESPACE, VANISHED lines.
+ESEARCH, SEARCH, LIST/LSUB, STATUS, CAPABILITY, ENABLED, ID, NAMESPACE, VANISHED, METADATA lines.
 
 Value mapping in `value()`: None → NIL; int → number; `Atom` → as is (flags, keywords);
 `Raw` → pre-encoded bytes (ENVELOPE/BODYSTRUCTURE from the store); str/bytes → string
@@ -17,7 +17,8 @@ Standards: RFC 3501 §4.3 (quoted strings may not hold CR, LF or 8-bit; literals
 (STATUS), §7.5 (continuation request), §5.1.3 (mailbox names), RFC 9051 §7, RFC 3516 §4.3
 (literal8 `~{n}` for BINARY data that may contain NUL), RFC 4731 §3.1 (ESEARCH), RFC 5258
 §3.5 (LIST extended data, CHILDINFO), RFC 7162 §3.2.10 (VANISHED), RFC 6855 §3 (UTF-8 quoted
-strings and names after UTF8=ACCEPT), RFC 2971 (ID), RFC 2342 (NAMESPACE), RFC 5161 (ENABLED).
+strings and names after UTF8=ACCEPT), RFC 2971 (ID), RFC 2342 (NAMESPACE), RFC 5161 (ENABLED),
+RFC 5464 §4.4.1 (METADATA).
 Security: response text is stripped of CR and LF so a value can never inject a response line.
 """
 
@@ -343,6 +344,14 @@ def namespace_line(personal: list[tuple[str, str | None]] | None, other=None, sh
                                + (b"NIL" if delim is None else quoted(delim)) + b")"
                                for prefix, delim in entries) + b")"
     return b"* NAMESPACE " + group(personal) + b" " + group(other) + b" " + group(shared) + CRLF
+
+
+def metadata_line(name: str, entries: Iterable[tuple[str, bytes | None]], *, utf8: bool = False) -> bytes:
+    """RFC 5464 §4.4.1 `* METADATA mailbox (entry value ...)`: a value is NIL, a quoted string, a
+    literal, or a literal8 when it holds NUL (§5 value = nstring / literal8); "" names the server."""
+    body = b" ".join(astring(entry) + b" " + string(item, utf8=utf8) for entry, item in entries)
+    target = quoted("") if name == "" else mailbox(name, utf8=utf8)
+    return b"* METADATA " + target + b" (" + body + b")" + CRLF
 
 
 # --- FETCH (RFC 3501 §7.4.2) -----------------------------------------------------------------

@@ -68,6 +68,7 @@ from dataclasses import dataclass
 from courriel.imap.protocol import commands as c
 from courriel.imap.protocol.dates import DateSyntaxError, parse_date_time
 from courriel.imap.protocol.grammar import LITERAL_MARK, Cursor, GrammarError, Literal, is_astring_char
+from courriel.imap.protocol.metadata import parse_getmetadata, parse_setmetadata
 from courriel.imap.protocol.search import parse_charset, parse_criteria, parse_return_options
 
 __all__ = ["Limits", "Parser", "parse_command"]
@@ -966,6 +967,8 @@ _PARSERS = {
     "GETQUOTA": _parse_getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _parse_setquota,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
     "CHECK": _no_arguments(c.Check),
     "CLOSE": _no_arguments(c.Close),
     "UNSELECT": _no_arguments(c.Unselect),

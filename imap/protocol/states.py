@@ -47,6 +47,7 @@ ALLOWED: dict[str, frozenset[State]] = {
     "SUBSCRIBE": _AUTH, "UNSUBSCRIBE": _AUTH, "LIST": _AUTH, "LSUB": _AUTH, "STATUS": _AUTH, "APPEND": _AUTH,
     "NAMESPACE": _AUTH, "IDLE": _AUTH, "COMPRESS": _AUTH, "UNAUTHENTICATE": _AUTH,
     "GETQUOTA": _AUTH, "GETQUOTAROOT": _AUTH, "SETQUOTA": _AUTH,
+    "GETMETADATA": _AUTH, "SETMETADATA": _AUTH,  # RFC 5464 §4: authenticated and selected states
     "ENABLE": frozenset({State.AUTHENTICATED}),  # RFC 5161 §3.1: only before SELECT
     # RFC 3501 §6.4: selected
     "CHECK": _SELECTED, "CLOSE": _SELECTED, "UNSELECT": _SELECTED, "EXPUNGE": _SELECTED, "SEARCH": _SELECTED,

@@ -63,6 +63,8 @@ GRAMMAR = [
     (b'a GETQUOTA ""', c.GetQuota("a", "")),
     (b"a GETQUOTAROOT INBOX", c.GetQuotaRoot("a", "INBOX")),
     (b'a SETQUOTA "" (STORAGE 512 MESSAGE 1000)', c.SetQuota("a", "", (("STORAGE", 512), ("MESSAGE", 1000)))),
+    (b"a GETMETADATA (DEPTH 1) INBOX /private", c.GetMetadata("a", "INBOX", ("/private",), 1)),
+    (b'a SETMETADATA INBOX (/shared/comment "x")', c.SetMetadata("a", "INBOX", (("/shared/comment", b"x"),))),
     (b"a CHECK", c.Check("a")),
     (b"a CLOSE", c.Close("a")),
     (b"a UNSELECT", c.Unselect("a")),

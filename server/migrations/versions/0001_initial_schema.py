@@ -269,6 +269,20 @@ def upgrade() -> None:
     with op.batch_alter_table('expunges', schema=None) as batch_op:
         batch_op.create_index('ix_expunges_folder_modseq', ['folder_id', 'modseq'], unique=False)
 
+    op.create_table('metadata_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mailbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('folder_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('value', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['folder_id'], ['folders.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['mailbox_id'], ['mailboxes.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('metadata_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_metadata_entries_folder_id'), ['folder_id'], unique=False)
+        batch_op.create_index('ix_metadata_entries_mailbox_folder_name', ['mailbox_id', 'folder_id', 'name'], unique=False)
+
     op.create_table('messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('folder_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -509,6 +523,10 @@ def downgrade() -> None:
     with op.batch_alter_table('sync_accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_accounts_mailbox_id'))
     op.drop_table('sync_accounts')
+    with op.batch_alter_table('metadata_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_metadata_entries_mailbox_folder_name')
+        batch_op.drop_index(batch_op.f('ix_metadata_entries_folder_id'))
+    op.drop_table('metadata_entries')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_folder_flags_size')
         batch_op.drop_index('ix_messages_folder_modseq')
