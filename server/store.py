@@ -425,6 +425,53 @@ class Store(FolderStore, MetadataStore):
         self._changed(mailbox_id)
         return delivered
 
+    def deliver_batch(self, items: Sequence[tuple[int, int, str | None, Iterable[str]]], *,
+                      in_transaction: Callable[[Session], object] | None = None) -> list[Delivered]:
+        """Deliver queued copies (mailbox id, blob id, folder, flags) in ONE transaction, as `deliver`.
+
+        All or none. Each folder gets consecutive UIDs in item order and one MODSEQ for the batch
+        (RFC 7162 §3.1); each copy adds a reference to its blob. `in_transaction(session)` runs
+        before the commit (the queue records results and ends finished messages there)."""
+        prepared = {}
+        for _, blob_id, _, flags in items:
+            parse_flags(flags)  # bad flags are refused before anything is written
+            if blob_id not in prepared:
+                prepared[blob_id] = self._prepare(blob_id)
+        if not items and in_transaction is None:
+            return []
+        delivered: list[Delivered] = []
+        with self.db.write() as session:
+            targets = [self._delivery_folder(session, mailbox_id, folder) for mailbox_id, _, folder, _ in items]
+            next_uid = {}
+            for folder_id, count in Counter(target.id for target in targets).items():
+                next_uid[folder_id] = self._allocate(session, folder_id, count)
+            for blob_id, count in Counter(blob_id for _, blob_id, _, _ in items).items():
+                result = session.execute(update(Blob).where(Blob.id == blob_id)
+                                         .values(refcount=Blob.refcount + count)
+                                         .execution_options(synchronize_session=False))
+                if not result.rowcount:
+                    raise StoreError(f"no blob {blob_id}")
+            rows = []
+            now = dt.datetime.now(dt.UTC)
+            for (mailbox_id, blob_id, _, flags), target in zip(items, targets, strict=True):
+                uid, modseq, uidvalidity = next_uid[target.id]
+                next_uid[target.id] = (uid + 1, modseq, uidvalidity)
+                bits, keywords = parse_flags(flags)
+                _, _, summary, size = prepared[blob_id]
+                rows.append(dict(folder_id=target.id, uid=uid, modseq=modseq, flags=bits, keywords=" ".join(keywords),
+                                 internaldate=now, size=size, blob_id=blob_id, **summary))
+                delivered.append(Delivered(mailbox_id=mailbox_id, folder_id=target.id, folder=target.name,
+                                           uidvalidity=uidvalidity, uid=uid, modseq=modseq, blob_id=blob_id))
+            if rows:
+                session.execute(insert(Message), rows)
+            durable.fault_point("store.deliver.after_insert")
+            if in_transaction is not None:
+                in_transaction(session)
+        durable.fault_point("store.deliver.after_commit")
+        for mailbox_id in dict.fromkeys(copy.mailbox_id for copy in delivered):
+            self._changed(mailbox_id)
+        return delivered
+
     def append(self, mailbox_id: int, folder: str, content: Content, flags: Iterable[str] = (),
                internaldate: dt.datetime | None = None) -> tuple[int, int]:
         """IMAP APPEND (RFC 3501 §6.3.11): returns (uidvalidity, uid) for RFC 4315 APPENDUID.

@@ -1,9 +1,12 @@
 """Local delivery step of the queue role (ring 1): one queued recipient into its mailboxes.
 
-Owns the order of a local delivery: the filter hook (may choose a folder or discard), the quota
-check, `Store.deliver` with the recipient's result recorded in the store's own transaction (so
-a crash can neither lose nor duplicate the copy), then the auto-reply hook. Over quota is a
-temporary failure until the message's lifetime ends (then the runner bounces it).
+Owns the order of a local delivery: the quota check, the filter hook (may choose a folder or
+discard), `Store.deliver_batch` with the recipients' results recorded in the store's own
+transaction (so a crash can neither lose nor duplicate a copy), then the auto-reply hook. The
+runner hands several recipients at once (`deliver_batch`, group commit: one transaction for
+the recipients of all the messages waiting), and may ask for a message to leave the queue in
+that same transaction. Over quota is a temporary failure until the message's lifetime ends
+(then the runner bounces it).
 
 Hook points for a later issue (filters, vacation/auto-reply): `DeliveryHooks.filter` and
 `DeliveryHooks.after_delivery`. The defaults do nothing.
@@ -11,14 +14,15 @@ Hook points for a later issue (filters, vacation/auto-reply): `DeliveryHooks.fil
 Standards: RFC 3463 (4.2.2 mailbox full, 5.1.1 no such mailbox, 4.3.0 internal error),
 RFC 3834 (auto-replies are sent by the hook, through the spool, never for null senders).
 Security: message bytes are handed to the store untouched; the filter hook sees them read-only.
-Durability: the commit of `Store.deliver` is the delivery point and records the result.
+Durability: the commit of `Store.deliver_batch` is the delivery point and records the results
+(and, when asked, removes the finished queue entry). Fault point: `queue.local.before_commit`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from courriel import durable
 from courriel.models import RecipientState
@@ -53,6 +57,22 @@ class LocalResult:
     state: str  # RecipientState: delivered | deferred | bounced
     status: str  # RFC 3463 enhanced status code
     reply: str  # text for last_reply and DSNs
+    finished: bool = False  # the message left the queue in the delivery transaction
+
+
+@dataclass(frozen=True)
+class LocalRequest:
+    """One queued recipient to deliver into its mailboxes."""
+
+    message: QueuedMessage
+    recipient: QueuedRecipient
+    mailbox_ids: tuple[int, ...]
+    # Also end the message's life in the queue in the delivery transaction when every recipient
+    # is final by then (`spool.finish` checks). The runner asks only when no notice is due.
+    finish: bool = False
+
+
+DELIVERED = LocalResult(RecipientState.DELIVERED, "2.0.0", "250 2.0.0 delivered")
 
 
 class LocalDelivery:
@@ -63,38 +83,76 @@ class LocalDelivery:
         self.hooks = hooks or DeliveryHooks()
 
     def deliver(self, message: QueuedMessage, recipient: QueuedRecipient, mailbox_ids: tuple[int, ...]) -> LocalResult:
-        """Deliver one recipient's copy into each of `mailbox_ids`.
+        """Deliver one recipient's copy into each of `mailbox_ids` (see `deliver_batch`)."""
+        return self.deliver_batch([LocalRequest(message, recipient, tuple(mailbox_ids))])[0]
 
-        A "delivered" result is recorded durably here (in the last store transaction when a copy
-        was stored); deferred and bounced results are returned for the runner to record after it
-        has spooled any notice (so a crash cannot lose a bounce)."""
+    def deliver_batch(self, requests: Sequence[LocalRequest]) -> list[LocalResult]:
+        """Deliver several recipients (of one or many messages) in ONE store transaction.
+
+        The copies of every request that passed its quota check and filters, their "delivered"
+        results and the messages that end commit together, so a crash can neither lose nor
+        duplicate a copy. When that transaction fails, each request is tried alone (a mailbox
+        deleted meanwhile bounces only its own recipient). Deferred and bounced results are
+        returned for the runner to record after it has spooled any notice (so a crash cannot
+        lose a bounce). The auto-reply hook runs after the commit."""
+        results: list[LocalResult | None] = [None] * len(requests)
+        planned: list[tuple[LocalRequest, list[tuple[int, FilterDecision]]]] = []
+        for index, request in enumerate(requests):
+            try:
+                for mailbox_id in request.mailbox_ids:
+                    usage = self.store.quota_usage(mailbox_id, only_if_limited=True)
+                    if usage.would_exceed(request.message.size, 1):  # RFC 9208 §5.1 STORAGE, §5.2 MESSAGE
+                        results[index] = LocalResult(RecipientState.DEFERRED, "4.2.2", "452 4.2.2 mailbox full")
+                        break
+                else:
+                    planned.append((request, [(mailbox_id, self.hooks.filter(request.message, request.recipient,
+                                                                             mailbox_id))
+                                              for mailbox_id in request.mailbox_ids]))
+            except StoreError as exc:
+                results[index] = self._failure(request, exc)
+        outcome: dict[int, LocalResult] = {}
         try:
-            for mailbox_id in mailbox_ids:
-                usage = self.store.quota_usage(mailbox_id, only_if_limited=True)
-                if usage.would_exceed(message.size, 1):  # RFC 9208 §5.1 STORAGE, §5.2 MESSAGE
-                    return LocalResult(RecipientState.DEFERRED, "4.2.2", "452 4.2.2 mailbox full")
-            result = LocalResult(RecipientState.DELIVERED, "2.0.0", "250 2.0.0 delivered")
-            stored = False
-            for index, mailbox_id in enumerate(mailbox_ids):
-                decision = self.hooks.filter(message, recipient, mailbox_id)
-                last = index == len(mailbox_ids) - 1
-                if decision.discard:
-                    continue
-                record = None
-                if last:
-                    def record(session, _recipient_id=recipient.id):
-                        spool.record_result(session, _recipient_id, result.state, result.reply)
-                        # Crash tests: a kill here rolls back the copy and the result together.
-                        durable.fault_point("queue.local.before_commit")
-                self.store.deliver(mailbox_id, message.blob_id, folder=decision.folder or recipient.folder,
-                                   flags=decision.flags, in_transaction=record)
-                stored = stored or last
-                self.hooks.after_delivery(message, recipient, mailbox_id)
-            if not stored:
-                spool.record_result(self.store.db, recipient.id, result.state, result.reply)
-            return result
-        except NoSuchMailbox:
-            return LocalResult(RecipientState.BOUNCED, "5.1.1", "550 5.1.1 mailbox no longer exists")
+            outcome.update(self._commit(planned))
         except StoreError as exc:
-            log.warning("local delivery of %s to mailbox ids %s failed: %s", message.id, mailbox_ids, exc)
-            return LocalResult(RecipientState.DEFERRED, "4.3.0", "451 4.3.0 mailbox store error")
+            if len(planned) == 1:
+                outcome[id(planned[0][0])] = self._failure(planned[0][0], exc)
+            else:
+                for one in planned:
+                    try:
+                        outcome.update(self._commit([one]))
+                    except StoreError as exc_one:
+                        outcome[id(one[0])] = self._failure(one[0], exc_one)
+        for index, request in enumerate(requests):
+            if results[index] is None:
+                results[index] = outcome[id(request)]
+        return results
+
+    def _commit(self, planned: list[tuple[LocalRequest, list[tuple[int, FilterDecision]]]]) -> dict[int, LocalResult]:
+        """One transaction: every copy, every "delivered" result, the messages that end; then the
+        after-delivery hooks. Returns the results by id(request)."""
+        if not planned:
+            return {}
+        copies = [(mailbox_id, request.message.blob_id, decision.folder or request.recipient.folder, decision.flags)
+                  for request, decisions in planned for mailbox_id, decision in decisions if not decision.discard]
+        finished: set[int] = set()
+
+        def record(session) -> None:
+            for request, _ in planned:
+                spool.record_result(session, request.recipient.id, DELIVERED.state, DELIVERED.reply)
+                # Crash tests: a kill here rolls back the copies and the results together.
+                durable.fault_point("queue.local.before_commit")
+                if request.finish and spool.finish(session, request.message.id):
+                    finished.add(id(request))
+
+        self.store.deliver_batch(copies, in_transaction=record)
+        for request, decisions in planned:
+            for mailbox_id, decision in decisions:
+                if not decision.discard:
+                    self.hooks.after_delivery(request.message, request.recipient, mailbox_id)
+        return {id(request): replace(DELIVERED, finished=id(request) in finished) for request, _ in planned}
+
+    def _failure(self, request: LocalRequest, exc: StoreError) -> LocalResult:
+        if isinstance(exc, NoSuchMailbox):
+            return LocalResult(RecipientState.BOUNCED, "5.1.1", "550 5.1.1 mailbox no longer exists")
+        log.warning("local delivery of %s to mailbox ids %s failed: %s", request.message.id, request.mailbox_ids, exc)
+        return LocalResult(RecipientState.DEFERRED, "4.3.0", "451 4.3.0 mailbox store error")

@@ -47,7 +47,7 @@ from courriel.db import Database
 from courriel.dns.resolver import NoData, NXDomain, Resolver, TemporaryFailure
 from courriel.models import DkimKey, Domain, RecipientState
 from courriel.queue import dsn, router, schedule, spool, stats
-from courriel.queue.local import DeliveryHooks, LocalDelivery
+from courriel.queue.local import DeliveryHooks, LocalDelivery, LocalRequest, LocalResult
 from courriel.queue.spool import Envelope, EnvelopeRecipient, QueuedMessage, QueuedRecipient
 from courriel.rules import hooks as rule_hooks
 from courriel.smtp.outbound import (
@@ -62,6 +62,7 @@ from courriel.store import Store
 log = logging.getLogger("courriel.queue")
 
 DEFAULT_MAX_IN_FLIGHT = 20  # messages processed at once
+MAX_LOCAL_BATCH = 50  # recipients delivered in one store transaction
 DEFAULT_IDLE_SECONDS = 2.0  # a destination connection closes after this long without work
 DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_TRANSACTIONS_PER_CONNECTION = 100  # then a fresh connection (and a fresh MX choice)
@@ -79,6 +80,7 @@ class Attempt:
     remote_mta: str | None = None
     peer_dsn: bool = False  # the next hop carries the NOTIFY request on (no "relayed" notice)
     recorded: bool = False  # already written by the step that produced it
+    finished: bool = False  # the message left the queue in the delivery transaction
 
 
 @dataclass
@@ -137,6 +139,49 @@ class Destination:
                 await session.quit()
 
 
+class LocalBatcher:
+    """Group commit for local delivery: the recipients that wait while one store transaction
+    commits go together into the next one (`LocalDelivery.deliver_batch`), at most `limit`."""
+
+    def __init__(self, runner: QueueRunner, limit: int = MAX_LOCAL_BATCH):
+        self.runner = runner
+        self.limit = limit
+        self.waiting: list[tuple[LocalRequest, asyncio.Future]] = []
+        self.draining = False
+
+    async def deliver(self, request: LocalRequest) -> LocalResult:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((request, future))
+        if not self.draining:
+            self.draining = True
+            self.runner.spawn(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:self.limit], self.waiting[self.limit:]
+                try:
+                    results = await asyncio.to_thread(self.runner.local.deliver_batch, [r for r, _ in batch])
+                except Exception as exc:  # every waiter gets the failure (a deferral), none waits forever
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # stopped: the waiters are cancelled too and hand their leases back
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.draining = False
+            waiting, self.waiting = self.waiting, []
+            for _, future in waiting:  # only when stopped
+                future.cancel()
+
+
 class QueueRunner:
     def __init__(self, config, db: Database, *, resolver: Resolver | None = None,
                  clock: Callable[[], dt.datetime] | None = None, owner: str | None = None,
@@ -149,6 +194,7 @@ class QueueRunner:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.local = LocalDelivery(self.store, hooks or rule_hooks.delivery_hooks(
             self.store, hostname=config.hostname, run_dir=config.run_dir, clock=self.clock))
+        self.local_batch = LocalBatcher(self)
         self.policy = schedule.RetryPolicy.from_config(config)
         self.resolver = resolver or Resolver.from_config(config)
         self.port = int(config.get("queue", "outbound_port"))
@@ -306,6 +352,7 @@ class QueueRunner:
         routes = await asyncio.to_thread(self._routes, pending)
         attempts: dict[int, Attempt] = {}
         remote: dict[str, list[QueuedRecipient]] = {}
+        local: list[QueuedRecipient] = []
         for rcpt in pending:
             decided = routes[rcpt.id]
             if decided.kind is router.RouteKind.REJECT:
@@ -314,7 +361,17 @@ class QueueRunner:
             elif decided.kind is router.RouteKind.REMOTE:
                 remote.setdefault(decided.domain, []).append(rcpt)
             else:
-                attempts[rcpt.id] = await self._deliver_local(message, rcpt, data, decided)
+                local.append(rcpt)
+        if local:
+            # The message may leave the queue in its last local delivery's transaction when all
+            # its recipients are local and no notice is due if they are delivered (otherwise the
+            # notice must be spooled first, in `_finish`).
+            finish_there = len(local) == len(pending) and not any(
+                dsn.wanted(message.sender, rcpt.notify, dsn.Action.DELIVERED) for rcpt in local)
+            delivered = await asyncio.gather(*(
+                self._deliver_local(message, rcpt, data, routes[rcpt.id], finish=finish_there and rcpt is local[-1])
+                for rcpt in local))
+            attempts.update(zip((rcpt.id for rcpt in local), delivered, strict=True))
         if remote:
             outbound_data = await asyncio.to_thread(self._signed, data)
             jobs = []
@@ -347,7 +404,7 @@ class QueueRunner:
         return decided
 
     async def _deliver_local(self, message: QueuedMessage, rcpt: QueuedRecipient, data: bytes,
-                             decided: router.Route) -> Attempt:
+                             decided: router.Route, *, finish: bool = False) -> Attempt:
         if decided.kind is router.RouteKind.FORWARD:
             # RFC 5321 §3.9.1: an alias to external addresses re-sends the message to them.
             envelope = Envelope(sender=message.sender, recipients=tuple(
@@ -362,11 +419,12 @@ class QueueRunner:
                 return Attempt(RecipientState.DELIVERED, "2.0.0", f"250 2.0.0 forwarded as {forwarded}",
                                recorded=True)
         try:
-            result = await asyncio.to_thread(self.local.deliver, message, rcpt, decided.mailbox_ids)
+            result = await self.local_batch.deliver(LocalRequest(message, rcpt, decided.mailbox_ids, finish=finish))
         except Exception as exc:
             log.exception("local delivery of %s failed", message.id)
             return Attempt(RecipientState.DEFERRED, "4.3.0", f"451 4.3.0 local delivery failed: {type(exc).__name__}")
-        return Attempt(result.state, result.status, result.reply, recorded=result.state == RecipientState.DELIVERED)
+        return Attempt(result.state, result.status, result.reply, recorded=result.state == RecipientState.DELIVERED,
+                       finished=result.finished)
 
     # ------------------------------------------------------------------ remote delivery
 
@@ -537,7 +595,8 @@ class QueueRunner:
             if not attempt.recorded:
                 await asyncio.to_thread(spool.record_result, self.db, rcpt_id, attempt.state, attempt.reply, now)
         if all(state in schedule.FINAL_RECIPIENT_STATES for state in states.values()):
-            await asyncio.to_thread(spool.finish, self.db, message.id)
+            if not any(attempt.finished for attempt in attempts.values()):
+                await asyncio.to_thread(spool.finish, self.db, message.id)
             metrics.queue_message_processed("finished")
             return
         metrics.queue_message_processed("rescheduled")
