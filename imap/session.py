@@ -33,7 +33,8 @@ and never grows it, so it is allowed even over quota, which lets a user move mai
 (STATUS SIZE), RFC 4978 (COMPRESS=DEFLATE; the streams live in the transport), RFC 9051 (IMAP4rev2 advertised next to
 IMAP4rev1; after ENABLE IMAP4rev2: no \\Recent and no RECENT, SEARCH answers in the ESEARCH form, SELECT
 sends the mailbox's LIST line, [CLOSED] on reselect), RFC 8437 (UNAUTHENTICATE), RFC 6855 (UTF8=ACCEPT:
-after ENABLE UTF8=ACCEPT mailbox names are UTF-8 both ways instead of modified UTF-7).
+after ENABLE UTF8=ACCEPT mailbox names are UTF-8 both ways instead of modified UTF-7), RFC 5464 (METADATA: see
+`courriel.imap.session_metadata` for the entries a user may write and the limits).
 QRESYNC and the expunge log: VANISHED (EARLIER) is answered from the store's Expunge rows, which are
 kept for as long as the folder exists (nothing prunes them yet; they go with DELETE of the folder or the
 mailbox). The log is therefore complete and the seq-match parameter of SELECT (QRESYNC ...) is not needed.

@@ -135,14 +135,15 @@ def select_entries(stored: dict[str, bytes], requested: tuple[str, ...], depth: 
     """The (name, value) pairs a GETMETADATA answers, in request order then name order, and the size
     of the longest value left out by MAXSIZE (None: nothing left out).
 
-    A requested entry that does not exist answers NIL (as Dovecot and Cyrus do); its descendants
-    that exist are listed after it (RFC 5464 §4.2.2)."""
+    With DEPTH 0 a requested entry that does not exist answers NIL (as Dovecot does); with DEPTH 1
+    or infinity only entries that exist are listed, the requested one and its descendants (RFC 5464
+    §4.2.2 and its example, which lists the children of an entry that has no value itself)."""
     out: list[tuple[str, bytes | None]] = []
     seen: set[str] = set()
     longest: int | None = None
     for entry in requested:
         names = sorted(n for n in stored if _selected(n, entry, depth))
-        if entry not in stored and entry not in seen:
+        if depth == 0 and entry not in stored and entry not in seen:
             out.append((entry, None))
             seen.add(entry)
         for name in names:

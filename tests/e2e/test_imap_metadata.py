@@ -87,8 +87,8 @@ def test_server_entries(client, imap_server):  # noqa: F811
     assert typ == "NO" and b"[NOPERM]" in text
     assert _set(client, '""', '/private/comment "note" /private/vendor/x-client/theme "dark"')[0] == "OK"
     typ, _, responses = _get(client, '""', "(/private /shared)", "(DEPTH infinity)")
-    assert responses == [b'"" (/private NIL /private/comment "note" /private/vendor/x-client/theme "dark" '
-                         b'/shared NIL /shared/admin "mailto:postmaster@example.org")']
+    assert responses == [b'"" (/private/comment "note" /private/vendor/x-client/theme "dark" '
+                         b'/shared/admin "mailto:postmaster@example.org")']
     with imap_server.db.read() as session:
         assert session.scalar(select(func.count()).select_from(MetadataEntry)
                               .where(MetadataEntry.folder_id.is_(None))) == 2
