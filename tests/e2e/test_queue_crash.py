@@ -1,6 +1,7 @@
 """Crash recovery of the queue role: the role process is killed (SIGKILL at a fault point) in the
-middle of a remote and of a local delivery; after a restart every recipient has its copy, and
-only the copy that was in flight may arrive twice. Then SIGTERM stops the role cleanly."""
+middle of a remote and of a local delivery (one message, then many delivered in batches, killed
+inside a batch and right after its commit); after a restart every recipient has its copy, and
+only a remote copy that was in flight may arrive twice. Then SIGTERM stops the role cleanly."""
 
 from __future__ import annotations
 
@@ -127,6 +128,55 @@ def test_kill_during_local_delivery(installation):
     _crash_then_recover(config, env, "queue.local.before_commit:2",
                         lambda: not spool.list_entries(db) and counts() == [1, 1, 1])
     assert counts() == [1, 1, 1]  # exactly once each
+
+
+def _local_messages(config, db, count: int) -> tuple[list[int], Store]:
+    """`count` messages spooled for u1..u3@example.org in turn (several batches' worth)."""
+    with db.write() as session:
+        domain = Domain(name="example.org", verification_token="t" * 16)
+        session.add(domain)
+        session.flush()
+        ids = []
+        for name in ("u1", "u2", "u3"):
+            mailbox = Mailbox(domain_id=domain.id, local_part=name, address=f"{name}@example.org")
+            session.add(mailbox)
+            session.flush()
+            ids.append(mailbox.id)
+    for n in range(count):
+        envelope = Envelope(sender="alice@example.org", source="mx",
+                            recipients=(EnvelopeRecipient(f"u{n % 3 + 1}@example.org"),))
+        spool.accept(db, _blobs(config, db), envelope, MESSAGE.replace(b"crash", b"crash %d" % n))
+    return ids, Store(db, _blobs(config, db))
+
+
+def _inbox_counts(store: Store, ids: list[int]) -> list[int]:
+    result = []
+    for mailbox_id in ids:
+        try:
+            result.append(len(store.list_messages(store.get_folder(mailbox_id, "INBOX").id)))
+        except Exception:
+            result.append(0)
+    return result
+
+
+@pytest.mark.parametrize("fault", ["queue.local.before_commit:4", "store.deliver.after_commit:1"])
+def test_kill_during_batched_local_delivery(installation, fault):
+    """Many messages at once: the runner delivers them in batches (one transaction each, with
+    the results and the end of the finished messages). A kill inside a batch rolls it back whole;
+    a kill right after a batch's commit must not deliver its copies again."""
+    env, config, db, _peer = installation
+    # More than one lease (DEFAULT_MAX_IN_FLIGHT) holds: work is left for the restarted role.
+    ids, store = _local_messages(config, db, 45)
+    _crash_then_recover(config, env, fault,
+                        lambda: not spool.list_entries(db) and _inbox_counts(store, ids) == [15, 15, 15])
+    assert _inbox_counts(store, ids) == [15, 15, 15]  # exactly once each
+    subjects = Counter()
+    for mailbox_id in ids:
+        folder = store.get_folder(mailbox_id, "INBOX")
+        for info in store.list_messages(folder.id):
+            with store.open_message(folder.id, info.uid) as handle:
+                subjects[handle.read().split(b"Subject: ")[1].split(b"\r\n")[0]] += 1
+    assert len(subjects) == 45 and set(subjects.values()) == {1}
 
 
 def _blobs(config, db) -> BlobStore:
