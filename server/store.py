@@ -432,16 +432,27 @@ class Store(FolderStore, MetadataStore):
         All or none. Each folder gets consecutive UIDs in item order and one MODSEQ for the batch
         (RFC 7162 §3.1); each copy adds a reference to its blob. `in_transaction(session)` runs
         before the commit (the queue records results and ends finished messages there)."""
-        prepared = {}
-        for _, blob_id, _, flags in items:
+        for _, _, _, flags in items:
             parse_flags(flags)  # bad flags are refused before anything is written
-            if blob_id not in prepared:
-                prepared[blob_id] = self._prepare(blob_id)
         if not items and in_transaction is None:
             return []
+        prepared: dict[int, tuple[dict, int]] = {}  # blob id → (summary, size), each body read once
+        with self.db.read() as session:
+            blobs = {row.id: row for row in session.execute(select(Blob.id, Blob.path, Blob.size).where(
+                Blob.id.in_({blob_id for _, blob_id, _, _ in items})))}
+        for blob_id in dict.fromkeys(blob_id for _, blob_id, _, _ in items):
+            try:
+                data = self.blobs.path_of(blobs[blob_id].path).read_bytes()
+            except (KeyError, FileNotFoundError):
+                raise StoreError(f"blob {blob_id} has no file") from None
+            prepared[blob_id] = _summary_values(data), blobs[blob_id].size
         delivered: list[Delivered] = []
         with self.db.write() as session:
-            targets = [self._delivery_folder(session, mailbox_id, folder) for mailbox_id, _, folder, _ in items]
+            folders: dict[tuple[int, str | None], Folder] = {}
+            for mailbox_id, _, folder, _ in items:
+                if (mailbox_id, folder) not in folders:
+                    folders[mailbox_id, folder] = self._delivery_folder(session, mailbox_id, folder)
+            targets = [folders[mailbox_id, folder] for mailbox_id, _, folder, _ in items]
             next_uid = {}
             for folder_id, count in Counter(target.id for target in targets).items():
                 next_uid[folder_id] = self._allocate(session, folder_id, count)
@@ -457,7 +468,7 @@ class Store(FolderStore, MetadataStore):
                 uid, modseq, uidvalidity = next_uid[target.id]
                 next_uid[target.id] = (uid + 1, modseq, uidvalidity)
                 bits, keywords = parse_flags(flags)
-                _, _, summary, size = prepared[blob_id]
+                summary, size = prepared[blob_id]
                 rows.append(dict(folder_id=target.id, uid=uid, modseq=modseq, flags=bits, keywords=" ".join(keywords),
                                  internaldate=now, size=size, blob_id=blob_id, **summary))
                 delivered.append(Delivered(mailbox_id=mailbox_id, folder_id=target.id, folder=target.name,

@@ -4,9 +4,9 @@ Owns the order of a local delivery: the quota check, the filter hook (may choose
 discard), `Store.deliver_batch` with the recipients' results recorded in the store's own
 transaction (so a crash can neither lose nor duplicate a copy), then the auto-reply hook. The
 runner hands several recipients at once (`deliver_batch`, group commit: one transaction for
-the recipients of all the messages waiting), and may ask for a message to leave the queue in
-that same transaction. Over quota is a temporary failure until the message's lifetime ends
-(then the runner bounces it).
+the recipients of all the messages waiting), and may ask for the messages to leave the queue
+right after it (one more transaction for the whole batch). Over quota is a temporary failure
+until the message's lifetime ends (then the runner bounces it).
 
 Hook points for a later issue (filters, vacation/auto-reply): `DeliveryHooks.filter` and
 `DeliveryHooks.after_delivery`. The defaults do nothing.
@@ -14,8 +14,9 @@ Hook points for a later issue (filters, vacation/auto-reply): `DeliveryHooks.fil
 Standards: RFC 3463 (4.2.2 mailbox full, 5.1.1 no such mailbox, 4.3.0 internal error),
 RFC 3834 (auto-replies are sent by the hook, through the spool, never for null senders).
 Security: message bytes are handed to the store untouched; the filter hook sees them read-only.
-Durability: the commit of `Store.deliver_batch` is the delivery point and records the results
-(and, when asked, removes the finished queue entry). Fault point: `queue.local.before_commit`.
+Durability: the commit of `Store.deliver_batch` is the delivery point and records the results;
+the finished queue entries of a batch are removed in one more transaction, after the hooks.
+Fault points: `queue.local.before_commit`, `queue.local.before_finish`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class LocalResult:
     state: str  # RecipientState: delivered | deferred | bounced
     status: str  # RFC 3463 enhanced status code
     reply: str  # text for last_reply and DSNs
-    finished: bool = False  # the message left the queue in the delivery transaction
+    finished: bool = False  # the message left the queue after the delivery
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class LocalRequest:
     message: QueuedMessage
     recipient: QueuedRecipient
     mailbox_ids: tuple[int, ...]
-    # Also end the message's life in the queue in the delivery transaction when every recipient
-    # is final by then (`spool.finish` checks). The runner asks only when no notice is due.
+    # Also end the message's life in the queue after the delivery when every recipient is final
+    # by then (`spool.finish_many` checks). The runner asks only when no notice is due.
     finish: bool = False
 
 
@@ -89,12 +90,12 @@ class LocalDelivery:
     def deliver_batch(self, requests: Sequence[LocalRequest]) -> list[LocalResult]:
         """Deliver several recipients (of one or many messages) in ONE store transaction.
 
-        The copies of every request that passed its quota check and filters, their "delivered"
-        results and the messages that end commit together, so a crash can neither lose nor
-        duplicate a copy. When that transaction fails, each request is tried alone (a mailbox
-        deleted meanwhile bounces only its own recipient). Deferred and bounced results are
-        returned for the runner to record after it has spooled any notice (so a crash cannot
-        lose a bounce). The auto-reply hook runs after the commit."""
+        The copies of every request that passed its quota check and filters and their "delivered"
+        results commit together, so a crash can neither lose nor duplicate a copy; then the
+        after-delivery hooks run and the messages that end leave the queue together. When that
+        transaction fails, each request is tried alone (a mailbox deleted meanwhile bounces only
+        its own recipient). Deferred and bounced results are returned for the runner to record
+        after it has spooled any notice (so a crash cannot lose a bounce)."""
         results: list[LocalResult | None] = [None] * len(requests)
         planned: list[tuple[LocalRequest, list[tuple[int, FilterDecision]]]] = []
         for index, request in enumerate(requests):
@@ -134,22 +135,30 @@ class LocalDelivery:
             return {}
         copies = [(mailbox_id, request.message.blob_id, decision.folder or request.recipient.folder, decision.flags)
                   for request, decisions in planned for mailbox_id, decision in decisions if not decision.discard]
-        finished: set[int] = set()
 
         def record(session) -> None:
-            for request, _ in planned:
-                spool.record_result(session, request.recipient.id, DELIVERED.state, DELIVERED.reply)
-                # Crash tests: a kill here rolls back the copies and the results together.
+            spool.record_delivered(session, [request.recipient.id for request, _ in planned], DELIVERED.reply)
+            for _ in planned:  # crash tests: a kill here rolls back the copies and the results together
                 durable.fault_point("queue.local.before_commit")
-                if request.finish and spool.finish(session, request.message.id):
-                    finished.add(id(request))
 
         self.store.deliver_batch(copies, in_transaction=record)
         for request, decisions in planned:
             for mailbox_id, decision in decisions:
                 if not decision.discard:
                     self.hooks.after_delivery(request.message, request.recipient, mailbox_id)
-        return {id(request): replace(DELIVERED, finished=id(request) in finished) for request, _ in planned}
+        # The messages leave the queue after the hooks (an auto-reply is in the queue before the
+        # message that caused it has left), in one transaction for the batch. A crash or an error
+        # here leaves delivered recipients only: the runner finishes those messages later.
+        finished: set[str] = set()
+        ending = [request.message.id for request, _ in planned if request.finish]
+        if ending:
+            try:
+                durable.fault_point("queue.local.before_finish")
+                finished = spool.finish_many(self.store.db, ending)
+            except Exception:
+                log.exception("ending %d delivered message(s) failed; the runner retries", len(ending))
+        return {id(request): replace(DELIVERED, finished=request.finish and request.message.id in finished)
+                for request, _ in planned}
 
     def _failure(self, request: LocalRequest, exc: StoreError) -> LocalResult:
         if isinstance(exc, NoSuchMailbox):

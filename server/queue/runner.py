@@ -80,7 +80,7 @@ class Attempt:
     remote_mta: str | None = None
     peer_dsn: bool = False  # the next hop carries the NOTIFY request on (no "relayed" notice)
     recorded: bool = False  # already written by the step that produced it
-    finished: bool = False  # the message left the queue in the delivery transaction
+    finished: bool = False  # the message left the queue right after its local delivery
 
 
 @dataclass
@@ -363,7 +363,7 @@ class QueueRunner:
             else:
                 local.append(rcpt)
         if local:
-            # The message may leave the queue in its last local delivery's transaction when all
+            # The message may leave the queue right after its last local delivery when all
             # its recipients are local and no notice is due if they are delivered (otherwise the
             # notice must be spooled first, in `_finish`).
             finish_there = len(local) == len(pending) and not any(

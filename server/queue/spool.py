@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -359,6 +360,36 @@ def finish(db: Database | Session, queue_id: str) -> bool:
         if not states <= FINAL_STATES:
             return False
         return _remove(session, queue_id)
+
+
+def record_delivered(session: Session, recipient_ids: Sequence[int], reply: str,
+                     now: dt.datetime | None = None) -> None:
+    """`record_result(..., "delivered", ...)` for several recipients in the caller's transaction
+    (the local delivery batch), in one statement."""
+    if recipient_ids:
+        session.execute(
+            update(QueueRecipient).where(QueueRecipient.id.in_(recipient_ids))
+            .values(state=RecipientState.DELIVERED, last_reply=reply, attempts=QueueRecipient.attempts + 1,
+                    updated_at=now or _now())
+            .execution_options(synchronize_session=False))
+
+
+def finish_many(db: Database | Session, queue_ids: Sequence[str]) -> set[str]:
+    """`finish` for several messages in one transaction; returns the ids removed."""
+    with _writing(db) as session:
+        waiting = set(session.scalars(select(QueueRecipient.message_id).where(
+            QueueRecipient.message_id.in_(queue_ids), QueueRecipient.state.not_in(FINAL_STATES))))
+        done = [queue_id for queue_id in dict.fromkeys(queue_ids) if queue_id not in waiting]
+        if not done:
+            return set()
+        rows = session.execute(select(QueueMessage.id, QueueMessage.blob_id).where(QueueMessage.id.in_(done))).all()
+        removed = [row.id for row in rows]
+        if removed:
+            session.execute(delete(QueueRecipient).where(QueueRecipient.message_id.in_(removed)))
+            session.execute(delete(QueueMessage).where(QueueMessage.id.in_(removed)))
+            for blob_id, count in Counter(row.blob_id for row in rows).items():
+                BlobStore.drop_ref(session, blob_id, count)
+        return set(removed)
 
 
 # ----------------------------------------------------------------------------- operator

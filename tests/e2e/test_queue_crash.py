@@ -159,11 +159,12 @@ def _inbox_counts(store: Store, ids: list[int]) -> list[int]:
     return result
 
 
-@pytest.mark.parametrize("fault", ["queue.local.before_commit:4", "store.deliver.after_commit:1"])
+@pytest.mark.parametrize("fault", ["queue.local.before_commit:4", "store.deliver.after_commit:1",
+                                   "queue.local.before_finish:1"])
 def test_kill_during_batched_local_delivery(installation, fault):
     """Many messages at once: the runner delivers them in batches (one transaction each, with
-    the results and the end of the finished messages). A kill inside a batch rolls it back whole;
-    a kill right after a batch's commit must not deliver its copies again."""
+    the results; then one more that ends the finished messages). A kill inside a batch rolls it
+    back whole; a kill after a batch's commit must not deliver its copies again."""
     env, config, db, _peer = installation
     # More than one lease (DEFAULT_MAX_IN_FLIGHT) holds: work is left for the restarted role.
     ids, store = _local_messages(config, db, 45)

@@ -1,6 +1,7 @@
 """Local delivery in batches: `Store.deliver_batch` (one transaction for many copies) and
-`LocalDelivery.deliver_batch` (the queue's group commit: copies, results and finished queue
-entries together; a failed batch falls back to one transaction per recipient)."""
+`LocalDelivery.deliver_batch` (the queue's group commit: copies and results together, then the
+hooks, then the finished queue entries; a failed batch falls back to one transaction per
+recipient)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _leased(db, blobs, mailbox_ids, *, notify=None):
     return spool.lease(db, "test", 100)
 
 
-def test_queue_batch_records_results_and_finishes_messages_in_the_delivery(store, db, blobs):
+def test_queue_batch_records_results_then_finishes_the_messages_after_the_hooks(store, db, blobs):
     mailboxes = [make_mailbox(db) for _ in range(3)]
     messages = _leased(db, blobs, mailboxes)
     filtered = []
@@ -69,8 +70,12 @@ def test_queue_batch_records_results_and_finishes_messages_in_the_delivery(store
         return FilterDecision(folder="Spam") if mailbox_id == mailboxes[1] else FilterDecision()
 
     after = []
-    local = LocalDelivery(store, DeliveryHooks(filter=file_second_into_spam,
-                                               after_delivery=lambda m, r, mailbox_id: after.append(mailbox_id)))
+
+    def still_queued(message, recipient, mailbox_id):  # an auto-reply is spooled before its cause leaves
+        assert spool.get(db, message.id) is not None
+        after.append(mailbox_id)
+
+    local = LocalDelivery(store, DeliveryHooks(filter=file_second_into_spam, after_delivery=still_queued))
     requests = [LocalRequest(m, m.recipients[0], (m.recipients[0].mailbox_id,), finish=True) for m in messages]
     results = local.deliver_batch(requests)
     assert [r.state for r in results] == [RecipientState.DELIVERED] * 3
