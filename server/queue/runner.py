@@ -10,12 +10,17 @@ The loop leases due messages, wakes at once on a `queue` hint (`notify`, sent by
 in any process) and otherwise sleeps until the next due message, at most `timer` seconds.
 
 Order of the durable steps, chosen so that a crash never loses mail or a bounce:
-- a local copy and its "delivered" result commit in one store transaction;
+- a local copy and its "delivered" result commit in one store transaction (`LocalBatcher`: the
+  recipients of all the messages waiting share it, group commit); the messages whose recipients
+  are then all delivered and that owe no notice leave the queue in one more transaction for
+  the batch, after the auto-reply hooks (a crash in between: the restarted runner finds no
+  pending recipient and only removes the entry);
 - a remote "relayed" result is recorded right after the peer's 250 (a crash in between sends
   that copy again: the in-flight message may be delivered twice, never zero times);
 - a bounce's DSN is spooled before the recipient is recorded as bounced (a crash in between
   sends the DSN again, never zero times); the message leaves the queue last.
-Fault points for the crash tests: `queue.remote.after_data`, `queue.local.before_commit`.
+Fault points for the crash tests: `queue.remote.after_data`, `queue.local.before_commit`,
+`queue.local.before_finish`.
 
 Standards: RFC 5321 §5.1 (MX order, implicit MX; several addresses tried in turn),
 §4.5.4.1 (retries), §4.5.5 (null reverse-path for notices), §6.1 (a message is either
