@@ -145,46 +145,70 @@ class Destination:
 
 
 class LocalBatcher:
-    """Group commit for local delivery: the recipients that wait while one store transaction
-    commits go together into the next one (`LocalDelivery.deliver_batch`), at most `limit`."""
+    """Group commit for local delivery: the recipients that wait while a store transaction
+    commits go together into the next one (`LocalDelivery.deliver_batch`), at most `limit`
+    recipients each. One drain loop does that under load; a recipient that finds nobody waiting
+    while the loop is busy takes an express batch of its own at once (at most one at a time), so
+    light traffic does not wait behind another message's filters and hooks."""
 
     def __init__(self, runner: QueueRunner, limit: int = MAX_LOCAL_BATCH):
         self.runner = runner
         self.limit = limit
         self.waiting: list[tuple[LocalRequest, asyncio.Future]] = []
         self.draining = False
+        self.express = False
 
     async def deliver(self, request: LocalRequest) -> LocalResult:
         future = asyncio.get_running_loop().create_future()
+        alone = not self.waiting
         self.waiting.append((request, future))
         if not self.draining:
             self.draining = True
             self.runner.spawn(self._drain())
+        elif alone and not self.express:
+            self.express = True
+            self.runner.spawn(self._express())
         return await future
 
     async def _drain(self) -> None:
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting[:self.limit], self.waiting[self.limit:]
-                try:
-                    results = await asyncio.to_thread(self.runner.local.deliver_batch, [r for r, _ in batch])
-                except Exception as exc:  # every waiter gets the failure (a deferral), none waits forever
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                except BaseException:  # stopped: the waiters are cancelled too and hand their leases back
-                    for _, future in batch:
-                        future.cancel()
-                    raise
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                await self._run_batch()
         finally:
             self.draining = False
-            waiting, self.waiting = self.waiting, []
-            for _, future in waiting:  # only when stopped
+            if not self.express:
+                self._cancel_waiting()
+
+    async def _express(self) -> None:
+        try:
+            if self.waiting:
+                await self._run_batch()
+        finally:
+            self.express = False
+            if self.waiting and not self.draining:  # the loop ended meanwhile (stopped, or done)
+                self._cancel_waiting()
+
+    async def _run_batch(self) -> None:
+        batch, self.waiting = self.waiting[:self.limit], self.waiting[self.limit:]
+        try:
+            results = await asyncio.to_thread(self.runner.local.deliver_batch, [r for r, _ in batch])
+        except Exception as exc:  # every waiter gets the failure (a deferral), none waits forever
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # stopped: the waiters are cancelled too and hand their leases back
+            for _, future in batch:
                 future.cancel()
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _cancel_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for _, future in waiting:  # only when stopped
+            future.cancel()
 
 
 class QueueRunner:
