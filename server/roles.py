@@ -24,8 +24,9 @@ A role is a module named in `ROLES` (for instance `courriel.smtp.role`) that exp
 - SIGTERM and SIGINT ask for a clean stop: stop accepting, finish or hand back in-flight
   work without losing mail (anything not yet acknowledged is simply not acknowledged),
   close the sockets and return 0 within a few seconds. The supervisor sends SIGKILL after
-  its stop timeout. A role installs its own handlers for these signals (the runner leaves
-  them at Python's defaults: SIGINT raises KeyboardInterrupt, SIGTERM kills).
+  its stop timeout. A role installs its own handlers for these signals; until it does, the
+  runner's SIGTERM handler raises SystemExit(0) (nothing is in flight before the role serves)
+  and SIGINT raises KeyboardInterrupt.
 - SIGHUP asks for a reload without dropping a connection. The runner installs a handler before
   `run` (`courriel.reload.install_default`: the configuration is read again, `[log] level`
   applied, one "reloaded" line); a role that can reload more installs its own and calls

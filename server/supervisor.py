@@ -620,6 +620,7 @@ class Supervisor:
         for signum in ROLE_SIGNALS:  # the role contract: Python's defaults
             signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload, never a kill: until run_role's handler
+        signal.signal(signal.SIGTERM, _stop_before_serving)
         self._previous_handlers.clear()
         for sock in (self._wake_read, self._wake_write, *self.sockets.values()):
             if sock is not None:
@@ -740,8 +741,15 @@ class Supervisor:
 # --------------------------------------------------------------------------- entry points
 
 
+def _stop_before_serving(signum, frame) -> None:
+    """SIGTERM before the role has installed its own handler: nothing is in flight yet, so the
+    stop is clean (exit 0), not a kill the supervisor would count as a crash."""
+    raise SystemExit(EXIT_OK)
+
+
 def run_role(config: config_mod.Config, spec: RoleSpec) -> int:
     """Run one role in this process: inherited sockets (LISTEN_FDS) or its own."""
+    signal.signal(signal.SIGTERM, _stop_before_serving)  # until the role installs its own
     if not spec.available():
         raise ServeError(f"role {spec.name} is not available in this installation (module {spec.module} not found)",
                          EXIT_BAD_INPUT)
