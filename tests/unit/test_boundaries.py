@@ -17,7 +17,7 @@ RING0 = [r"courriel\.mime(_\w+)?", r"courriel\.imap\.protocol(\..+)?", r"courrie
          r"courriel\.imap\.(sort|thread|qresync|quota|compress)",
          r"courriel\.rules\.(filters|sieve|vacation|signature|calendar)"]
 RING1 = [r"courriel", r"courriel\.(config|models|db|schema|durable|blobs|registry|passwords|logins"
-         r"|store(_folders|_errors|_metadata)?|notify|datadir|tls)", r"courriel\.queue(\.(spool|local|stats))?",
+         r"|store(_folders|_errors|_metadata|_reads)?|notify|datadir|tls)", r"courriel\.queue(\.(spool|local|stats))?",
          r"courriel\.rules(\.(hooks|records|contacts))?", r"courriel\.migrations(\..+)?"]
 # Libraries that only adapters may import.
 ADAPTER_LIBRARIES = {"twisted", "aiosmtpd", "aiosmtplib", "dns", "fastapi", "starlette", "uvicorn", "imapclient",
@@ -92,6 +92,7 @@ def test_the_table_classifies_known_modules():
     assert ring("courriel.imap.protocol.parser") == 0
     assert ring("courriel.store") == 1
     assert ring("courriel.store_folders") == 1 and ring("courriel.store_errors") == 1
+    assert ring("courriel.store_reads") == 1
     assert ring("courriel.store_metadata") == 1
     assert ring("courriel.smtp.server") == 2
     assert ring("courriel.admin.services.domains") == 2
