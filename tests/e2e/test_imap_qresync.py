@@ -7,11 +7,8 @@ one FETCH per changed message. The same holds for a 10,000-message folder after 
 
 from __future__ import annotations
 
-import re
-import socket
-import time
-
 import pytest
+from imap_raw import fetch_uids, login, response_code
 from imap_server import imap_server  # noqa: F401
 from store_fixtures import sample_message
 
@@ -24,70 +21,18 @@ def server(imap_server):  # noqa: F811
     return imap_server
 
 
-class RawClient:
-    """Raw IMAP lines over a socket; `run` returns the untagged lines and the tagged line."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-        self.counter = 0
-        self._read_until(rb"^\* OK")
-
-    def _read_until(self, pattern: bytes) -> bytes:
-        deadline = time.monotonic() + 30
-        while not re.search(pattern, self.buffer, re.M):
-            assert time.monotonic() < deadline, self.buffer[-500:]
-            chunk = self.sock.recv(1 << 20)
-            assert chunk, "connection closed"
-            self.buffer += chunk
-        return self.buffer
-
-    def run(self, command: str) -> tuple[list[str], str]:
-        self.counter += 1
-        tag = f"q{self.counter}"
-        self.buffer = b""
-        self.sock.sendall(f"{tag} {command}\r\n".encode())
-        self._read_until(rb"^" + tag.encode() + rb" (OK|NO|BAD)[^\r\n]*\r\n")
-        lines = self.buffer.decode("utf-8", "replace").split("\r\n")
-        tagged = next(line for line in lines if line.startswith(tag + " "))
-        return [line for line in lines if line.startswith("* ")], tagged
-
-    def close(self) -> None:
-        self.run("LOGOUT")
-        self.sock.close()
-
-
-def _login(server, address: str | None = None) -> RawClient:
-    client = RawClient(server.imap_port)
-    _, tagged = client.run(f'LOGIN "{address or server.address}" "{server.password}"')
-    assert " OK " in tagged
-    return client
-
-
-def _code(lines: list[str], name: str) -> int:
-    for line in lines:
-        match = re.search(rf"\[{name} (\d+)\]", line)
-        if match:
-            return int(match.group(1))
-    raise AssertionError(f"no {name} in {lines}")
-
-
-def _fetch_uids(lines: list[str]) -> list[int]:
-    return [int(re.search(r"UID (\d+)", line).group(1)) for line in lines if re.match(r"\* \d+ FETCH ", line)]
-
-
 def test_offline_client_receives_only_changes(server):
     inbox = server.inbox_id()
     for n in range(3):
         server.store.deliver(server.mailbox_id, sample_message(n))
-    client = _login(server)
+    client = login(server)
     # RFC 7162 §3.2.5: QRESYNC parameters before ENABLE QRESYNC are refused.
     _, tagged = client.run("SELECT INBOX (QRESYNC (1 1))")
     assert " BAD " in tagged
     untagged, tagged = client.run("ENABLE QRESYNC")
     assert "* ENABLED QRESYNC" in untagged and " OK " in tagged
     untagged, _ = client.run("SELECT INBOX")
-    uidvalidity, modseq = _code(untagged, "UIDVALIDITY"), _code(untagged, "HIGHESTMODSEQ")
+    uidvalidity, modseq = response_code(untagged, "UIDVALIDITY"), response_code(untagged, "HIGHESTMODSEQ")
     client.close()
 
     # Offline: two new messages, one flagged, one expunged.
@@ -97,25 +42,25 @@ def test_offline_client_receives_only_changes(server):
     server.store.set_flags(inbox, [2], "add", ["\\Deleted"])
     server.store.expunge(inbox, [2])
 
-    client = _login(server)
+    client = login(server)
     client.run("ENABLE QRESYNC")
     untagged, tagged = client.run(f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:3))")
     assert " OK " in tagged
     assert "* VANISHED (EARLIER) 2" in untagged
-    assert sorted(_fetch_uids(untagged)) == [1, 4, 5]
+    assert sorted(fetch_uids(untagged)) == [1, 4, 5]
     flagged = next(line for line in untagged if "UID 1 " in line)
     assert "\\Flagged" in flagged and "MODSEQ" in flagged
     # A stale UIDVALIDITY: a plain SELECT, nothing resynchronised; [CLOSED] for the previous mailbox.
     untagged, tagged = client.run(f"EXAMINE INBOX (QRESYNC ({uidvalidity + 1} {modseq}))")
     assert " OK " in tagged and any("[CLOSED]" in line for line in untagged)
-    assert not _fetch_uids(untagged) and not any("VANISHED" in line for line in untagged)
+    assert not fetch_uids(untagged) and not any("VANISHED" in line for line in untagged)
     client.run("SELECT INBOX")
 
     # UID FETCH (CHANGEDSINCE VANISHED): expunged UIDs in the set, then the changed messages.
     untagged, tagged = client.run(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
     assert " OK " in tagged
     assert "* VANISHED (EARLIER) 2" in untagged
-    assert sorted(_fetch_uids(untagged)) == [1, 4, 5]
+    assert sorted(fetch_uids(untagged)) == [1, 4, 5]
     untagged, _ = client.run(f"UID FETCH 3:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
     assert not any("VANISHED" in line for line in untagged)
 
@@ -130,7 +75,7 @@ def test_offline_client_receives_only_changes(server):
     assert "* VANISHED 5" in untagged and not any(line.endswith(" EXPUNGE") for line in untagged)
     # Without QRESYNC the same fetch modifier is refused.
     client.close()
-    other = _login(server)
+    other = login(server)
     other.run("SELECT INBOX")
     _, tagged = other.run(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
     assert " BAD " in tagged
@@ -155,11 +100,11 @@ def test_large_folder_resync_fetches_only_the_changes(server):
         uids = [m.uid for m in server.store.list_messages(inbox)]
     assert len(uids) == 10_000
 
-    client = _login(server, address)
+    client = login(server, address)
     client.run("ENABLE QRESYNC")
     untagged, _ = client.run("SELECT INBOX")
     assert "* 10000 EXISTS" in untagged
-    uidvalidity, modseq = _code(untagged, "UIDVALIDITY"), _code(untagged, "HIGHESTMODSEQ")
+    uidvalidity, modseq = response_code(untagged, "UIDVALIDITY"), response_code(untagged, "HIGHESTMODSEQ")
     client.close()
 
     flagged = [uids[10], uids[5000], uids[9999]]
@@ -170,11 +115,11 @@ def test_large_folder_resync_fetches_only_the_changes(server):
     server.store.set_flags(inbox, gone, "add", ["\\Deleted"])  # a sixth and seventh change: expunges
     server.store.expunge(inbox, gone)
 
-    client = _login(server, address)
+    client = login(server, address)
     client.run("ENABLE QRESYNC")
     untagged, tagged = client.run(f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq}))")
     assert " OK " in tagged
-    assert sorted(_fetch_uids(untagged)) == sorted([*flagged, uids[42], new])
+    assert sorted(fetch_uids(untagged)) == sorted([*flagged, uids[42], new])
     vanished = [line for line in untagged if line.startswith("* VANISHED")]
     assert vanished == [f"* VANISHED (EARLIER) {gone[0]}:{gone[1]}"]
     client.close()
