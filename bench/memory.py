@@ -131,6 +131,8 @@ def expected_roles(data: Path, environ: dict[str, str]) -> dict[str, int]:
             continue
         if spec.listeners and not any(config.listener(name) for name in spec.listeners):
             continue
+        if spec.has_work and environ.get("COURRIEL_SERVE_EXEC") != "1":  # on demand: not without work
+            continue
         expected[spec.name] = instances(spec, config)
     return expected
 

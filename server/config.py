@@ -122,6 +122,11 @@ SCHEMA: list[Setting] = [
         "Days the expunge log keeps expunged UIDs for QRESYNC (RFC 7162); a client that resyncs from an "
         "older state gets every missing UID as VANISHED. Pruned hourly by the queue role; 0: keep forever.",
     ),
+    Setting(
+        "sync", "idle_stop", 60.0,
+        "Seconds the sync role, when `courriel serve` started it on demand, runs on without an active external "
+        "account before it stops; it is started again when an account is added or resumed.",
+    ),
     Setting("dns", "nameservers", [], "Resolver name servers as host or host:port. Empty: the system resolver."),
     Setting("dns", "timeout", 5.0, "Seconds per DNS query."),
     Setting("passwords", "min_length", 10, "Minimum password length."),

@@ -7,7 +7,8 @@ the topics they asked for. A hint may be lost (a full receive buffer, a process 
 that costs latency only, because every consumer also rescans on a timer.
 
 Topics: `mailbox` (payload: the mailbox id whose folders changed), `queue` (payload: a
-queue id or empty: new or rescheduled mail).
+queue id or empty: new or rescheduled mail), `accounts` (payload: an external account id:
+added or resumed; the supervisor starts the sync role on it, `courriel.on_demand`).
 
 Security: datagrams come from processes of the same service user (the directory is 0750);
 a hint only triggers a rescan, so a forged one costs a database read.
@@ -31,6 +32,7 @@ SUBDIR = "notify"
 MAX_DATAGRAM = 512
 MAILBOX = "mailbox"
 QUEUE = "queue"
+ACCOUNTS = "accounts"
 # sun_path is 108 bytes on Linux; longer paths are reached through /proc/self/fd.
 _SUN_PATH_MAX = 107
 
@@ -97,6 +99,11 @@ def mailbox_changed(run_dir: Path | None, mailbox_id: int) -> None:
 def queue_changed(run_dir: Path | None, queue_id: str = "") -> None:
     if run_dir is not None:
         send(run_dir, QUEUE, queue_id)
+
+
+def accounts_changed(run_dir: Path | None, account_id: int) -> None:
+    if run_dir is not None:
+        send(run_dir, ACCOUNTS, str(account_id))
 
 
 class Listener:

@@ -34,6 +34,10 @@ A role is a module named in `ROLES` (for instance `courriel.smtp.role`) that exp
 - Logging goes through the standard `logging` module (logger names under "courriel.");
   the runner has configured the handler and format (text or JSON) already. Never log
   passwords, keys or message bodies.
+- A role with `has_work` (the sync role) is started on demand by the supervisor
+  (`courriel.on_demand`): only while `has_work(config)` is true or after a hint of its
+  `wake_topic`. Started that way it has `COURRIEL_ON_DEMAND=1` in its environment and may
+  return 0 after it has been idle for a while; the supervisor then waits for work again.
 - A role must not assume it is the only process of its kind: the supervisor may run
   several IMAP workers on one socket, and several hosts may share one PostgreSQL database.
 - Under `courriel serve` the role process is forked from the supervisor, which imported the
@@ -57,6 +61,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from courriel import notify
+
 RoleRun = Callable[[Any, dict], int]
 
 
@@ -67,6 +73,10 @@ class RoleSpec:
     name: str
     module: str
     listeners: tuple[str, ...] = ()
+    # On-demand roles (`courriel.on_demand`): "module:function" answering has_work(config) -> bool,
+    # and the `courriel.notify` topic that says there may be work now.
+    has_work: str | None = None
+    wake_topic: str | None = None
 
     def available(self) -> bool:
         """True when the role's module exists in this installation."""
@@ -91,7 +101,8 @@ ROLES: dict[str, RoleSpec] = {
         RoleSpec("imap", "courriel.imap.role", ("imap", "imaps")),
         RoleSpec("queue", "courriel.queue.role"),
         RoleSpec("admin", "courriel.admin.role", ("admin",)),
-        RoleSpec("sync", "courriel.imapsync.role"),
+        RoleSpec("sync", "courriel.imapsync.role", has_work="courriel.imapsync.role:has_work",
+                 wake_topic=notify.ACCOUNTS),
     )
 }
 

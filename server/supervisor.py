@@ -21,7 +21,9 @@ execs `python -m courriel.cli.serve --role NAME` instead. Either way each role r
 process group (a terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with
 default signal dispositions, and with a parent-death signal (a supervisor killed with SIGKILL
 does not leave roles behind). A role that exits while the supervisor is not stopping is
-started again (forked afresh from the supervisor) after an exponential backoff. SIGTERM or SIGINT
+started again (forked afresh from the supervisor) after an exponential backoff. A role that has
+work only sometimes (the sync role) is forked on demand and may stop itself when idle
+(`courriel.on_demand`). SIGTERM or SIGINT
 (any number of times: handling is idempotent) stop every role with SIGTERM, wait `stop_timeout`
 seconds, then SIGKILL what is left; each role stops gracefully within that time (stops
 accepting, finishes the SMTP transactions and IMAP commands in flight, then says 421 or BYE).
@@ -70,7 +72,7 @@ from pathlib import Path
 # Light imports only: SQLAlchemy, Alembic and prometheus-client are imported where they are
 # used (the schema child, the preload after PROMETHEUS_MULTIPROC_DIR is set).
 from courriel import config as config_mod
-from courriel import datadir, prefork, reload
+from courriel import datadir, on_demand, prefork, reload
 from courriel.roles import ROLES, RoleSpec, instances
 
 log = logging.getLogger("courriel.supervisor")
@@ -426,6 +428,7 @@ class RoleProcess:
     started_at: float = 0.0
     failures: int = 0
     start_due: float = 0.0  # monotonic time of the next (re)start
+    waiting: bool = False  # an on-demand role without work (`courriel.on_demand`): not started
 
     @property
     def label(self) -> str:
@@ -466,6 +469,7 @@ class Supervisor:
         self.metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR of the roles (courriel.metrics)
         self.pid_file: PidFile | None = None
         self.fork_roles = os.environ.get(EXEC_ENV, "") not in ("1", "true", "yes")
+        self.demand: on_demand.Demand | None = None  # forked roles only: with exec, they always run
 
     # ---- planning
     def plan(self) -> list[RoleProcess]:
@@ -536,7 +540,8 @@ class Supervisor:
 
     def _wait(self, timeout: float) -> None:
         assert self._wake_read is not None
-        select.select([self._wake_read], [], [], max(0.0, timeout))
+        hints = self.demand.fileno() if self.demand is not None else None
+        select.select([self._wake_read] if hints is None else [self._wake_read, hints], [], [], max(0.0, timeout))
         with contextlib.suppress(BlockingIOError):
             while self._wake_read.recv(512):
                 pass
@@ -592,8 +597,10 @@ class Supervisor:
             _hand_over_sockets(devnull, fds)
             for fd in fds:
                 os.close(fd)
-            for variable in (EXEC_ENV, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            for variable in (EXEC_ENV, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", on_demand.ON_DEMAND_ENV):
                 os.environ.pop(variable, None)
+            if process.spec.has_work and self.demand is not None:
+                os.environ[on_demand.ON_DEMAND_ENV] = "1"
             if handed:
                 os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(handed)),
                                   LISTEN_FDNAMES=":".join(name for name, _ in handed))
@@ -626,6 +633,8 @@ class Supervisor:
             if sock is not None:
                 sock.close()
         self.sockets.clear()
+        if self.demand is not None:
+            self.demand.leave()
         if self.pid_file is not None and self.pid_file.fd is not None:
             os.close(self.pid_file.fd)  # the supervisor's lock stays the supervisor's
             self.pid_file.fd = None
@@ -638,6 +647,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.demand is not None and self.demand.reaped(pid, status):
+                continue
             process = next((p for p in self.processes if p.pid == pid), None)
             if process is None:
                 continue
@@ -650,6 +661,11 @@ class Supervisor:
             if self.stop_signal is not None:
                 log.info("role stopped", extra={"role": process.label, "child_pid": pid,
                                                 "status": describe_status(status)})
+                continue
+            if self.demand is not None and process.spec.has_work and os.waitstatus_to_exitcode(status) == EXIT_OK:
+                process.waiting = True  # it stopped for lack of work: started again when it has some
+                self.demand.idle(process.spec.name)
+                log.info("role idle; started again when it has work", extra={"role": process.label, "child_pid": pid})
                 continue
             process.failures = 1 if now - process.started_at >= STABLE_AFTER else process.failures + 1
             delay = backoff(process.failures)
@@ -683,10 +699,13 @@ class Supervisor:
                 raise ServeError("no role to run: every role is missing or has all its listeners disabled")
             self.bind()
             self._prepare_fork()
+            self._prepare_on_demand()
             log.info("supervisor started", extra={
                 "roles": ",".join(p.label for p in self.processes) or "-", "dev": self.config.dev})
             return self._loop()
         finally:
+            if self.demand is not None:
+                self.demand.close()
             self._signal_all(signal.SIGKILL)  # only reached with children alive on an internal error
             for sock in self.sockets.values():
                 sock.close()
@@ -706,6 +725,29 @@ class Supervisor:
             return
         log.info("role modules preloaded", extra={"modules": len(loaded),
                                                   "seconds": f"{time.monotonic() - started:.2f}"})
+
+    def _poll_demand(self, now: float) -> float:
+        """Mark the on-demand roles that have work as due now; seconds until the next check."""
+        if self.demand is None:
+            return on_demand.CHECK_SECONDS
+        next_check = self.demand.poll({p.spec.name for p in self.processes if p.waiting})
+        for process in self.processes:
+            if process.waiting and self.demand.take(process.spec.name):
+                process.waiting = False
+                process.start_due = now
+        return next_check
+
+    def _prepare_on_demand(self) -> None:
+        """Forked roles with `has_work` wait for work (`courriel.on_demand`); with exec they run."""
+        waiting = [p for p in self.processes if p.spec.has_work]
+        if not self.fork_roles or not waiting:
+            return
+        self.demand = on_demand.Demand(
+            self.config, {p.spec.name: p.spec.has_work for p in waiting},
+            {p.spec.name: p.spec.wake_topic for p in waiting if p.spec.wake_topic})
+        self.demand.open(self.config.run_dir)
+        for process in waiting:
+            process.waiting = True
 
     def _loop(self) -> int:
         kill_deadline: float | None = None
@@ -730,11 +772,12 @@ class Supervisor:
                     self.killed = True
                 timeout = max(0.05, kill_deadline - now) if not self.killed else 0.5
             else:
+                next_check = self._poll_demand(now)
                 for process in self.processes:
-                    if process.pid is None and process.start_due <= now:
+                    if process.pid is None and not process.waiting and process.start_due <= now:
                         self._start(process)
-                pending = [p.start_due - now for p in self.processes if p.pid is None]
-                timeout = min([5.0, *pending])
+                pending = [p.start_due - now for p in self.processes if p.pid is None and not p.waiting]
+                timeout = min([5.0, *pending, next_check])
             self._wait(timeout)
 
 

@@ -100,6 +100,7 @@ def _read_password(args) -> str:
 
 
 def _add(args, context: _Context) -> int:
+    from courriel import notify
     from courriel.dns.resolver import Resolver
     from courriel.imapsync import accounts, discovery
 
@@ -129,6 +130,7 @@ def _add(args, context: _Context) -> int:
                                  protocol=settings.protocol, host=settings.host, port=settings.port,
                                  security=settings.security, username=settings.username, auth=settings.auth,
                                  leave_on_server=not args.delete_from_server)
+    notify.accounts_changed(context.config.run_dir, account_id)  # `courriel serve` starts the sync role
     view = accounts.get(context.db, account_id)
     payload = view.as_json() | {"settings_from": settings.source}
     emit(args, payload, f"added sync account {account_id}: {settings.protocol} {settings.host}:{settings.port} "
@@ -182,6 +184,8 @@ def _state(args, context: _Context, state: str) -> int:
 
     accounts.set_state(context.db, args.account_id, state)
     notify.mailbox_changed(context.config.run_dir, accounts.get(context.db, args.account_id, False).mailbox_id)
+    if state == "active":
+        notify.accounts_changed(context.config.run_dir, args.account_id)
     emit(args, {"id": args.account_id, "state": state}, f"sync account {args.account_id}: {state}")
     return 0
 
