@@ -201,6 +201,18 @@ def get(db: Database, account_id: int, with_folders: bool = True) -> AccountView
         return _view(session, row, with_folders)
 
 
+def has_work(config) -> bool:
+    """True when an active account exists: the supervisor's on-demand check for the sync role
+    (`courriel.on_demand`; this module, not the role's, so the check imports no IMAP client)."""
+    db = Database(config.database_url)
+    try:
+        with db.read() as session:
+            return session.scalar(select(SyncAccount.id).where(
+                SyncAccount.state == SyncAccountState.ACTIVE).limit(1)) is not None
+    finally:
+        db.dispose()
+
+
 def list_accounts(db: Database, mailbox_id: int | None = None, state: str | None = None) -> list[AccountView]:
     with db.read() as session:
         query = select(SyncAccount).order_by(SyncAccount.id)

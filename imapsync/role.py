@@ -7,8 +7,8 @@ removed ones see their thread end by itself. SIGTERM/SIGINT set one stop event; 
 notices it within about a second (IDLE is waited on in one-second slices) and the role
 returns 0.
 
-On demand (`courriel.on_demand`): `courriel serve` starts this role only while `has_work` is
-true (an active account exists) or after an `accounts` hint; started that way, the role returns
+On demand (`courriel.on_demand`): `courriel serve` starts this role only while
+`accounts.has_work` is true (an active account exists) or after an `accounts` hint; started that way, the role returns
 0 once it has had no active account and no running account thread for `[sync] idle_stop`
 seconds. Run alone it never stops by itself.
 
@@ -24,30 +24,17 @@ import threading
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from courriel import on_demand
 from courriel.blobs import BlobStore
 from courriel.db import Database
 from courriel.imapsync import accounts
 from courriel.imapsync.runner import AccountSync
-from courriel.models import SyncAccount, SyncAccountState
+from courriel.models import SyncAccountState
 from courriel.store import Store
 
 log = logging.getLogger("courriel.imapsync")
 RESCAN_SECONDS = 5.0
 STOP_JOIN_SECONDS = 10.0
-
-
-def has_work(config) -> bool:
-    """True when an active external account exists (the supervisor's on-demand check)."""
-    db = Database(config.database_url)
-    try:
-        with db.read() as session:
-            return session.scalar(sa.select(SyncAccount.id).where(
-                SyncAccount.state == SyncAccountState.ACTIVE).limit(1)) is not None
-    finally:
-        db.dispose()
 
 
 def supervise(db: Database, store: Store, data_dir: Path, run_dir: Path | None, stop: threading.Event,

@@ -76,7 +76,7 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "courriel.smtp.role",
     "courriel.queue.role",
     "courriel.imap.role",
-    "courriel.imapsync.role",
+    "courriel.imapsync.accounts",  # the on-demand check; the sync role itself starts only with work
     "courriel.admin.role",
     "courriel.imap.session",  # courriel.imap.transport imports the reactor: not preloaded
     "courriel.imap.fetch",

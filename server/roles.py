@@ -101,7 +101,7 @@ ROLES: dict[str, RoleSpec] = {
         RoleSpec("imap", "courriel.imap.role", ("imap", "imaps")),
         RoleSpec("queue", "courriel.queue.role"),
         RoleSpec("admin", "courriel.admin.role", ("admin",)),
-        RoleSpec("sync", "courriel.imapsync.role", has_work="courriel.imapsync.role:has_work",
+        RoleSpec("sync", "courriel.imapsync.role", has_work="courriel.imapsync.accounts:has_work",
                  wake_topic=notify.ACCOUNTS),
     )
 }

@@ -34,13 +34,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-
-from icalendar import Calendar, Event, vCalAddress
+from typing import TYPE_CHECKING
 
 from courriel.mime_compose import display_name as safe_display_name
 from courriel.mime_compose import header_text, plain_address
 from courriel.mime_sections import UnknownTransferEncoding, decode_binary
 from courriel.mime_structure import iter_nodes, parse_structure
+
+if TYPE_CHECKING:
+    from icalendar import Calendar
 
 METHODS = ("REQUEST", "CANCEL", "REPLY")
 PARTSTATS = {"yes": "ACCEPTED", "maybe": "TENTATIVE", "no": "DECLINED"}
@@ -53,6 +55,14 @@ MAX_ICS_BYTES = 1024 * 1024  # decoded size of one calendar part
 MAX_COMPONENTS = 1000  # BEGIN: lines in one part, counted before it is parsed
 MAX_EVENTS = 200  # invitations from one message (a series and its overrides)
 HAS_CALENDAR_KEYWORD = "$HasCalendar"
+
+
+def _icalendar():
+    """The icalendar package, imported on first use: a role that never sees calendar data does
+    not keep its ~4 MiB (README "Memory")."""
+    import icalendar
+
+    return icalendar
 
 
 class CalendarError(ValueError):
@@ -145,7 +155,7 @@ def _timezones(calendar: Calendar) -> dict[str, object]:
 
 
 def _event_calendar(timezones: dict[str, object], event, method: str | None = None) -> Calendar:
-    calendar = Calendar()
+    calendar = _icalendar().Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     if method:
@@ -185,7 +195,7 @@ def invitations_of(data: bytes) -> list[Invitation]:
         if len(out) >= MAX_EVENTS:
             break
         try:
-            calendar = Calendar.from_ical(payload)
+            calendar = _icalendar().Calendar.from_ical(payload)
             method = _line(calendar.get("METHOD") or method_param).upper()
             if method not in METHODS:
                 continue
@@ -234,7 +244,7 @@ def compose_rsvp(ics: str, *, attendee: str, attendee_name: str, answer: str, no
     replying ATTENDEE only, with its PARTSTAT."""
     partstat = partstat_of(answer)
     try:
-        stored = Calendar.from_ical(ics)
+        stored = _icalendar().Calendar.from_ical(ics)
         original = next(iter(stored.walk("VEVENT")))
     except Exception as exc:
         raise CalendarError("the stored event cannot be read") from exc
@@ -244,14 +254,14 @@ def compose_rsvp(ics: str, *, attendee: str, attendee_name: str, answer: str, no
         organizer = plain_address(mailto(original.get("ORGANIZER")))
     except ValueError:
         raise CalendarError("the event has no organizer address that can be answered") from None
-    event = Event()
+    event = _icalendar().Event()
     # The original property objects keep their parameters (TZID, CN, VALUE=DATE).
     for name in ("UID", "RECURRENCE-ID", "DTSTART", "DTEND", "DURATION", "SUMMARY", "ORGANIZER"):
         if original.get(name) is not None:
             event[name] = original[name]
     event.add("SEQUENCE", int(str(original.get("SEQUENCE") or 0).strip() or 0))
     event.add("DTSTAMP", now.astimezone(dt.UTC))
-    address = vCalAddress(f"mailto:{attendee}")
+    address = _icalendar().vCalAddress(f"mailto:{attendee}")
     address.params["PARTSTAT"] = partstat
     name = safe_display_name(attendee_name).replace('"', "'")  # RFC 5545 §3.1: no DQUOTE in a param-value
     if name:
@@ -279,7 +289,7 @@ def compose_rsvp(ics: str, *, attendee: str, attendee_name: str, answer: str, no
 
 def feed(events: Iterable[str], name: str = "") -> bytes:
     """One VCALENDAR with every stored event (and each VTIMEZONE once) for calendar clients."""
-    calendar = Calendar()
+    calendar = _icalendar().Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     if name:
@@ -288,7 +298,7 @@ def feed(events: Iterable[str], name: str = "") -> bytes:
     vevents = []
     for ics in events:
         try:
-            stored = Calendar.from_ical(ics)
+            stored = _icalendar().Calendar.from_ical(ics)
         except Exception:  # noqa: S112 - a stored event that no longer parses is left out of the feed
             continue
         for zone in stored.walk("VTIMEZONE"):
@@ -304,7 +314,7 @@ def feed(events: Iterable[str], name: str = "") -> bytes:
 def with_partstats(ics: str, answers: dict[str, str]) -> str:
     """A stored event's text with the attendees' PARTSTATs set from a REPLY (address → PARTSTAT)."""
     try:
-        calendar = Calendar.from_ical(ics)
+        calendar = _icalendar().Calendar.from_ical(ics)
     except Exception:
         return ics
     for event in calendar.walk("VEVENT"):
@@ -319,7 +329,7 @@ def with_partstats(ics: str, answers: dict[str, str]) -> str:
 def attendees_of(ics: str) -> list[str]:
     """The attendee addresses of a stored event (lower case), [] when it cannot be read."""
     try:
-        event = next(iter(Calendar.from_ical(ics).walk("VEVENT")))
+        event = next(iter(_icalendar().Calendar.from_ical(ics).walk("VEVENT")))
     except Exception:
         return []
     attendees = event.get("ATTENDEE") or []
