@@ -12,8 +12,8 @@ imports `twisted.internet.reactor`, so `courriel.imap.transport` is imported onl
 `run`. A stop signal closes the listeners and says BYE to every session: at once to a session
 with no command running (or in IDLE), after the tagged response to a session running one (at most
 `STOP_GRACE` seconds, then BYE regardless); the loop stops once every connection is closed. A
-command whose literal is still arriving has not started: it gets BYE and is not run. A second
-signal changes nothing.
+command still arriving (an APPEND whose literal is being sent) counts as running: it is read to
+its end, run and answered, then BYE, within the same grace. A second signal changes nothing.
 SIGHUP (`courriel.reload`) reads the configuration again and swaps in new TLS settings from the
 certificate files (`courriel.imap.certificates`): the next handshakes on 993 and STARTTLS on 143
 use them, sessions already open are untouched; a bad pair is logged and the old one stays.

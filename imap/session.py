@@ -219,9 +219,10 @@ class Session(MailboxCommands, MessageCommands, SearchCommands, QuotaCommands, M
     def shutdown(self) -> bool:
         """Server stop: BYE and close now when no command runs (IDLE waits for the client, so it
         counts as none), else right after the running command's tagged response. RFC 9051 §7.1.5.
-        True when a command is still running."""
+        A command still arriving (an APPEND literal being sent) counts as running: it is read,
+        run and answered, then BYE. True when a command is still running or arriving."""
         self._stopping = True
-        if self._running in (None, "IDLE"):
+        if self._running == "IDLE" or (self._running is None and not self.parser.mid_command):
             self._say_bye()
             return False
         return True

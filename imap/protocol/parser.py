@@ -220,6 +220,12 @@ class Parser:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def mid_command(self) -> bool:
+        """True when part of a command has arrived and the rest is awaited (a line without its
+        end, a literal still arriving): what a server stop lets the client finish."""
+        return bool(self._buffer or self._text or self._literals or self._literal_remaining or self._skip_literal)
+
     # --- framing -------------------------------------------------------------------------
     def _reset_command(self) -> None:
         self._text = bytearray()

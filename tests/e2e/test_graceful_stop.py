@@ -5,7 +5,8 @@
   if the stopping queue role did not get to it).
 - IMAP: a client in IDLE gets `* BYE` and a clean TLS close (close_notify, then EOF) while the
   role stops; the role and the supervisor then exit with status 0. A FETCH in flight (a large
-  body the client reads slowly) is answered in full with its tagged OK, then BYE.
+  body the client reads slowly) is answered in full with its tagged OK, then BYE; so is an APPEND
+  whose literal is still arriving.
 """
 
 from __future__ import annotations
@@ -208,3 +209,41 @@ def test_sigterm_lets_an_imap_fetch_in_flight_finish_then_says_bye(served_data, 
         assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
     finally:
         served.stop()
+
+
+def test_sigterm_lets_an_imap_append_still_arriving_finish_then_says_bye(served_data, tmp_path):
+    """An APPEND whose literal is half sent when the stop begins is a command in flight: the
+    rest is read, the message stored and OK'd (APPENDUID), then BYE; it is there afterwards."""
+    add_mailbox(served_data, ADDRESS, PASSWORD)
+    environ = listener_environ()
+    message = (f"From: {ADDRESS}\r\nTo: {ADDRESS}\r\nSubject: arriving\r\n\r\n".encode()
+               + b"a line of the body that is still on its way\r\n" * 2000)
+    half = len(message) // 2
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    try:
+        wait_healthy(admin_port(environ), served)
+        client = wait_until(lambda: TLSLines(port_of(environ, "imaps")), 30, "the 993 listener")
+        assert client.line().startswith(b"* OK")
+        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        client.sock.sendall(b"b APPEND INBOX {%d}\r\n" % len(message))
+        assert client.line().startswith(b"+")  # a synchronising literal: the server asked for it
+        client.sock.sendall(message[:half])
+        served.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "imap role stopping" in served.log(), 10, "the imap role to begin its stop")
+        (stopping,) = [line for line in served.log().splitlines() if "imap role stopping" in line]
+        assert "finishing=1" in stopping, stopping
+        client.sock.sendall(message[half:] + b"\r\n")
+        done = client.line()
+        assert done.startswith(b"b OK [APPENDUID "), done
+        assert client.line().startswith(b"* BYE")
+        assert client.line() is None
+        client.sock.close()
+        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
+    finally:
+        served.stop()
+    again = serve(served_data, environ, tmp_path / "again.log")
+    try:
+        wait_healthy(admin_port(environ), again)
+        assert wait_until(lambda: messages_with_subject(environ, "arriving"), 30, "the appended message") == 1
+    finally:
+        again.stop()
