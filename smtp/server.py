@@ -5,7 +5,8 @@ a fresh `courriel.smtp.esmtp.ESMTP` per connection (not aiosmtpd's threaded Cont
 context from the data directory, the shared handler and login throttle, the set of open
 connections and the bound on concurrent sessions per client address, and the stop sequence
 (stop accepting, let the messages whose DATA is being sent or accepted finish within the grace
-time, then 421 and close the rest: an unacknowledged message is simply not acknowledged).
+time, then 421 and close the rest: an unacknowledged message is simply not acknowledged; a BDAT
+transaction counts as in flight from its first chunk to its LAST).
 
 Limits (config `[smtp]`): max_message_size (SIZE), max_recipients, idle_timeout,
 session_timeout, max_commands, max_errors, max_auth_failures, max_connections_per_ip, tls_handshake_timeout.
@@ -129,11 +130,12 @@ class SmtpService:
             log.info("SMTP listener ready", extra={"listener": name, "address": _address(sock)})
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """Stop accepting; let messages being sent (DATA) or accepted finish (bounded); 421 the rest."""
+        """Stop accepting; let messages being sent (DATA, or BDAT up to its LAST chunk) or accepted
+        finish (bounded); 421 the rest."""
         for server in self.servers.values():
             server.close()
         deadline = time.monotonic() + grace
-        while any(c.busy or c.receiving for c in self.connections) and time.monotonic() < deadline:
+        while any(c.busy or c.receiving or c.chunking for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for connection in list(self.connections):
             connection.disconnect(replies.SHUTTING_DOWN)

@@ -2,7 +2,7 @@
 
 - SMTP: a client half-way through DATA when the stop begins finishes sending and gets 250; the
   message then is delivered exactly once (by a server started again on the same data directory,
-  if the stopping queue role did not get to it).
+  if the stopping queue role did not get to it). So does a client between two BDAT chunks.
 - IMAP: a client in IDLE gets `* BYE` and a clean TLS close (close_notify, then EOF) while the
   role stops; the role and the supervisor then exit with status 0. A FETCH in flight (a large
   body the client reads slowly) is answered in full with its tagged OK, then BYE; so is an APPEND
@@ -142,6 +142,47 @@ class TLSLines:
             if line.startswith(tag + b" "):
                 return line
         raise AssertionError("no tagged response")
+
+
+def test_sigterm_between_bdat_chunks_lets_the_client_send_the_last_one(served_data, tmp_path):
+    """RFC 3030: a BDAT transaction is in flight from its first chunk to BDAT LAST; a stop that
+    begins in between lets the client finish it (250), then says 421."""
+    add_mailbox(served_data, ADDRESS, PASSWORD)
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    subject = f"chunked-{time.monotonic_ns()}"
+    text = (f"From: {ADDRESS}\r\nTo: {ADDRESS}\r\nSubject: {subject}\r\n\r\n" + "chunked body line\r\n" * 500).encode()
+    half = len(text) // 2
+    try:
+        wait_healthy(admin_port(environ), served)
+        smtp = wait_until(lambda: smtplib.SMTP_SSL("127.0.0.1", port_of(environ, "submissions"),
+                                                   context=client_context(), timeout=10), 30, "the 465 listener")
+        smtp.ehlo("client.stop.test")
+        assert "chunking" in smtp.esmtp_features
+        smtp.login(ADDRESS, PASSWORD)
+        assert smtp.mail(ADDRESS)[0] == 250
+        assert smtp.rcpt(ADDRESS)[0] == 250
+        smtp.send(b"BDAT %d\r\n" % half + text[:half])
+        assert smtp.getreply()[0] == 250
+        served.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "smtp role stopping" in served.log(), 10, "the smtp role to begin its stop")
+        smtp.send(b"BDAT %d LAST\r\n" % (len(text) - half) + text[half:])
+        code, reply = smtp.getreply()
+        assert code == 250, reply
+        assert b"queued as" in reply
+        closing = smtp.getreply()
+        assert closing[0] in (421, -1), closing
+        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
+    finally:
+        served.stop()
+
+    again = serve(served_data, environ, tmp_path / "again.log")
+    try:
+        wait_healthy(admin_port(environ), again)
+        wait_until(lambda: messages_with_subject(environ, subject) >= 1, 60, "the delivery of the message")
+        assert messages_with_subject(environ, subject) == 1
+    finally:
+        again.stop()
 
 
 def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_path):
