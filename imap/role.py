@@ -14,7 +14,8 @@ with no command running (or in IDLE), after the tagged response to a session run
 `STOP_GRACE` seconds, then BYE regardless); the loop stops once every connection is closed. A
 command still arriving (an APPEND whose literal is being sent) counts as running: it is read to
 its end, run and answered, then BYE, within the same grace. A second signal changes nothing.
-SIGHUP (`courriel.reload`) reads the configuration again and swaps in new TLS settings from the
+SIGHUP (`courriel.reload`) reads the configuration again, applies the `[imap]` limits and the
+session settings to the connections that follow, and swaps in new TLS settings from the
 certificate files (`courriel.imap.certificates`): the next handshakes on 993 and STARTTLS on 143
 use them, sessions already open are untouched; a bad pair is logged and the old one stays.
 
@@ -72,20 +73,18 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     context = ServerContext(config=config, store=store, authenticator=authenticator)
     listener = notify.Listener(config.run_dir, [notify.MAILBOX])
     listener.attach(loop, context.on_hints)
-    counts = transport.ConnectionCounts(max_per_ip=int(config.get("imap", "max_connections_per_ip")),
-                                        max_total=int(config.get("imap", "max_connections")))
-    login_timeout = float(config.get("imap", "login_timeout"))
+    counts = transport.ConnectionCounts()
     ports = []
     factories = []
     for name, sock in sockets.items():
         implicit = name == "imaps"
         factory = transport.IMAPFactory(
             lambda connection, implicit=implicit: Session(context, connection, implicit_tls=implicit),
-            tls, implicit, counts=counts, login_timeout=login_timeout,
-            login_deadline=3 * login_timeout)
+            tls, implicit, counts=counts)
         factories.append(factory)
         ports.append(transport.listen(reactor, sock, factory))
         log.info("imap listening", extra={"listener": name})
+    _apply_settings(config, context, counts, factories)
     context.start(loop)
     stopping = False
     status = 0
@@ -121,7 +120,10 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         stop_when_closed()
 
     def reload_settings() -> None:  # SIGHUP (`courriel.reload`): new handshakes get the new certificate
-        fresh = reload.reread(config, "imap") or config
+        fresh = reload.reread(config, "imap")
+        if fresh is not None:
+            _apply_settings(fresh, context, counts, factories)
+        fresh = fresh or config
         certificate = fresh.path("tls", "certificate")
         try:
             summary = tls.reload(certificate, fresh.path("tls", "private_key"))
@@ -129,7 +131,8 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
             log.error("TLS certificate reload failed; the previous certificate stays in use",
                       extra={"certificate": str(certificate), "error": str(exc)})
             return
-        log.info("reloaded", extra={"role": "imap", "certificate": str(certificate), **summary.log_fields()})
+        log.info("reloaded", extra={"role": "imap", "applied": "settings,certificate", "certificate": str(certificate),
+                                    **summary.log_fields()})
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
@@ -146,3 +149,14 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         db.dispose()
     log.info("imap role stopped")
     return status
+
+
+def _apply_settings(config, context, counts, factories) -> None:
+    """The `[imap]` limits and the settings sessions read, at start and on SIGHUP (connections
+    already open keep their login timers)."""
+    context.reconfigure(config)
+    counts.max_per_ip = int(config.get("imap", "max_connections_per_ip"))
+    counts.max_total = int(config.get("imap", "max_connections"))
+    login_timeout = float(config.get("imap", "login_timeout"))
+    for factory in factories:
+        factory.login_timeout, factory.login_deadline = login_timeout, 3 * login_timeout

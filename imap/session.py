@@ -112,12 +112,18 @@ class ServerContext:
         self.authenticator = authenticator
         self.recent = RecentClaims()
         self.by_mailbox: dict[int, set[Session]] = {}
+        self.spool_dir = spool_directory(config.data_dir)
+        self._recheck: asyncio.Task | None = None
+        self.reconfigure(config)
+
+    def reconfigure(self, config) -> None:
+        """The settings sessions read (at start, and on SIGHUP: sessions opened afterwards and
+        commands run afterwards see the new values)."""
+        self.config = config
         self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
         self.max_per_user = int(config.get("imap", "max_connections_per_user"))
         self.append_limit = int(config.get("smtp", "max_message_size"))
         self.max_login_failures = int(config.get("imap", "max_login_failures"))
-        self.spool_dir = spool_directory(config.data_dir)
-        self._recheck: asyncio.Task | None = None
 
     def start(self, loop) -> None:
         self._recheck = loop.create_task(self._periodic())

@@ -70,6 +70,11 @@ class SmtpHandler:
         self.store = Store(db, self.blobs, config.run_dir)
         self.authenticator = authenticator
         self.resolver = resolver
+        self.reconfigure(config, limits)
+
+    def reconfigure(self, config: Config, limits: policy.SessionLimits) -> None:
+        """The settings the hooks read (at start, and on SIGHUP for the commands that follow)."""
+        self.config = config
         self.limits = limits
         self.hostname = config.hostname
         self.trusted_networks = tuple(config.get("smtp", "trusted_networks"))

@@ -6,8 +6,9 @@ run on its own) it binds the enabled listeners of `config.listener(name)` itself
 Exit status: 0 after a clean stop, 1 after an internal failure, 2 when the TLS certificate or
 key cannot be loaded (a restart cannot fix that).
 
-SIGHUP (`courriel.reload`): the configuration is read again and the certificate and key are
-loaded into the same TLS context, so the next handshakes on 465 and STARTTLS on 25/587 use them
+SIGHUP (`courriel.reload`): the configuration is read again, the `[smtp]` limits and policy
+settings apply to the sessions that follow, and the certificate and key are loaded into the same
+TLS context, so the next handshakes on 465 and STARTTLS on 25/587 use them
 and no connection is dropped; a bad pair is logged and the old one keeps serving.
 
 Security: the TLS private key is read here; its path may be logged, never its content.
@@ -103,7 +104,10 @@ async def _serve(config: Config, db: Database, sockets: dict[str, socket.socket]
 
 def _reload(config: Config, service: SmtpService) -> None:
     """SIGHUP: the settings again, then the certificate and key for the handshakes that follow."""
-    fresh = reload.reread(config, "smtp") or config
+    fresh = reload.reread(config, "smtp")
+    if fresh is not None:
+        service.reconfigure(fresh)
+    fresh = fresh or config
     certificate = fresh.path("tls", "certificate")
     try:
         summary = tls.reload_context(service.context, certificate, fresh.path("tls", "private_key"))
@@ -111,4 +115,5 @@ def _reload(config: Config, service: SmtpService) -> None:
         log.error("TLS certificate reload failed; the previous certificate stays in use",
                   extra={"certificate": str(certificate), "error": str(exc)})
         return
-    log.info("reloaded", extra={"role": "smtp", "certificate": str(certificate), **summary.log_fields()})
+    log.info("reloaded", extra={"role": "smtp", "applied": "settings,certificate", "certificate": str(certificate),
+                                **summary.log_fields()})

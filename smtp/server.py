@@ -87,6 +87,16 @@ class SmtpService:
         self.per_client: collections.Counter[str] = collections.Counter()
         self._admitted: dict[ESMTP, str] = {}
 
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: the `[smtp]` limits, SIZE and the policy settings for the connections that
+        follow (open sessions keep the limits they started with). The TLS handshake timeout of
+        465 is fixed when its listener starts."""
+        self.config = config
+        self.limits = session_limits(config)
+        self.max_message_size = int(config.get("smtp", "max_message_size"))
+        self.allow_plaintext_auth = bool(config.get("tls", "allow_plaintext_auth"))
+        self.handler.reconfigure(config, self.limits)
+
     def _protocol(self, listener: str) -> ESMTP:
         connection = ESMTP(
             self.handler, listener=listener, hostname=self.config.hostname, max_message_size=self.max_message_size,

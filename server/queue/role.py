@@ -2,7 +2,8 @@
 
 Role contract (`courriel.roles`): `run(config, sockets) -> int`; the queue role has no
 listeners, so `sockets` is empty. A stop signal lets in-flight deliveries finish for a few
-seconds, hands the rest back to the queue (their leases are released), and returns 0.
+seconds, hands the rest back to the queue (their leases are released), and returns 0. SIGHUP
+(`courriel.reload`) applies the settings read again to the delivery attempts that follow.
 
 Security: none here. Durability: through the runner (spool and store).
 """
@@ -14,6 +15,7 @@ import logging
 import signal
 import socket
 
+from courriel import reload
 from courriel.config import Config
 from courriel.db import Database
 from courriel.queue.runner import QueueRunner
@@ -37,6 +39,7 @@ async def _serve(config: Config, db: Database) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)  # idempotent: a second signal changes nothing
     runner = QueueRunner(config, db)
+    loop.add_signal_handler(signal.SIGHUP, _reload, config, runner)
     log.info("queue runner started", extra={"owner": runner.owner})
     try:
         await runner.run(stop)
@@ -44,7 +47,16 @@ async def _serve(config: Config, db: Database) -> int:
         log.exception("queue runner failed")
         return 1
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        reload.install_default(config, "queue")  # asyncio restored SIGHUP's default action, a kill
     log.info("queue runner stopped")
     return 0
+
+
+def _reload(config: Config, runner: QueueRunner) -> None:
+    """SIGHUP (`courriel.reload`): the settings again, for the delivery attempts that follow."""
+    fresh = reload.reread(config, "queue")
+    if fresh is not None:
+        runner.reconfigure(fresh)
+        log.info("reloaded", extra={"role": "queue", "applied": "settings"})

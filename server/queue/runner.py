@@ -225,6 +225,7 @@ class QueueRunner:
             self.store, hostname=config.hostname, run_dir=config.run_dir, clock=self.clock))
         self.local_batch = LocalBatcher(self)
         self.policy = schedule.RetryPolicy.from_config(config)
+        self._own_resolver = resolver is None
         self.resolver = resolver or Resolver.from_config(config)
         self.port = int(config.get("queue", "outbound_port"))
         self.hostname = config.hostname
@@ -242,6 +243,18 @@ class QueueRunner:
         self.sleeping = False  # waiting for a hint, the timer or the next due message (for tests and logs)
         self._tasks: set[asyncio.Task] = set()
         self._messages: dict[str, asyncio.Task] = {}
+
+    def reconfigure(self, config) -> None:
+        """SIGHUP: the retry schedule, the outbound port, the DNS settings and the other settings
+        read per delivery, for the attempts that follow (those in flight finish as they began).
+        The host name used in auto-replies and the stable lease owner need a restart."""
+        self.config = config
+        self.policy = schedule.RetryPolicy.from_config(config)
+        if self._own_resolver:
+            self.resolver = Resolver.from_config(config)
+        self.port = int(config.get("queue", "outbound_port"))
+        self.hostname = config.hostname
+        self.kick.set()  # a shorter retry schedule may make mail due now
 
     # ------------------------------------------------------------------ the loop
 

@@ -1,4 +1,4 @@
-"""SIGHUP to `courriel serve` reloads the TLS certificate without dropping a connection.
+"""SIGHUP to `courriel serve` reloads the TLS certificate and the settings without dropping a connection.
 
 A server started with one certificate (from a trustme CA) has an IMAP session (993, logged in,
 INBOX selected) and an SMTP submission session (465, authenticated, MAIL FROM given) open; the
@@ -257,6 +257,53 @@ def test_unreadable_configuration_on_sighup_keeps_the_running_settings(served_da
         wait_until(lambda: served.log()[mark:].count("configuration reload failed") >= 3, 30, "the roles' answers")
         assert wait_healthy(admin_port(environ), served).status_code == 200
         assert "role exited" not in served.log()
+    finally:
+        served.stop()
+    assert served.process.returncode == 0, served.log()
+
+
+def test_sighup_applies_changed_settings_to_the_sessions_that_follow(served_data, tmp_path):
+    """`[smtp] max_message_size` lowered in the file, then SIGHUP: a new SMTP session announces
+    the new SIZE and a new IMAP session the new APPENDLIMIT, while a session opened before goes
+    on and completes its transaction; the queue role applies its settings too; no restart."""
+    add_mailbox(served_data, ADDRESS, PASSWORD)
+    environ = listener_environ()
+    served = serve(served_data, environ, tmp_path / "serve.log")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        wait_healthy(admin_port(environ), served)
+        before = smtplib.SMTP("127.0.0.1", port_of(environ, "submission"), timeout=10)
+        before.starttls(context=context)
+        before.ehlo("before.reload.test")
+        assert int(before.esmtp_features["size"]) == 35 * 1024 * 1024
+        before.login(ADDRESS, PASSWORD)
+        assert before.mail(ADDRESS)[0] == 250
+        pids = {role: role_children(served.pid, role) for role in ("smtp", "imap", "queue")}
+
+        config_file = served_data / config_mod.CONFIG_FILE
+        text = config_file.read_text()
+        assert "# max_message_size = 36700160\n" in text
+        config_file.write_text(text.replace("# max_message_size = 36700160\n", "max_message_size = 1000000\n"))
+        mark = len(served.log())
+        served.process.send_signal(signal.SIGHUP)
+        for role in ("smtp", "imap", "queue"):
+            wait_until(lambda role=role: f"reloaded role={role} applied=settings" in served.log()[mark:], 30,
+                       f"the {role} role's reload")
+
+        after = smtplib.SMTP("127.0.0.1", port_of(environ, "submission"), timeout=10)
+        after.starttls(context=context)
+        after.ehlo("after.reload.test")
+        assert int(after.esmtp_features["size"]) == 1_000_000
+        _close(after)
+        imap = imaplib.IMAP4_SSL("127.0.0.1", port_of(environ, "imaps"), ssl_context=context, timeout=10)
+        assert "APPENDLIMIT=1000000" in imap.capabilities
+        _close(imap)
+
+        assert before.rcpt(ADDRESS)[0] == 250  # the session opened before the reload goes on
+        assert before.data(MESSAGE)[0] == 250
+        _close(before)
+        assert {role: role_children(served.pid, role) for role in pids} == pids
     finally:
         served.stop()
     assert served.process.returncode == 0, served.log()
