@@ -175,6 +175,14 @@ class QuotaUsage:
                 or (bool(self.limit_messages) and self.messages + added_messages > self.limit_messages))
 
 
+def _stored(session: Session, mailbox_id: int) -> tuple[int, int]:
+    """Bytes and messages in all folders of a mailbox (reads the (folder_id, flags, size) index only)."""
+    used, count = session.execute(select(func.coalesce(func.sum(Message.size), 0), func.count(Message.id))
+                                  .join(Folder, Folder.id == Message.folder_id)
+                                  .where(Folder.mailbox_id == mailbox_id)).one()
+    return int(used), count
+
+
 def _summary_values(data: bytes) -> dict:
     """The cached columns of a message; a message mime cannot read still gets delivered."""
     try:
@@ -633,6 +641,20 @@ class Store(MessageReads, FolderStore, MetadataStore):
                             uidvalidity=folder.uidvalidity, highestmodseq=folder.highestmodseq,
                             size=int(size), deleted=int(deleted))
 
+    def quota_usages(self, mailbox_ids: Iterable[int]) -> dict[int, QuotaUsage]:
+        """`quota_usage(only_if_limited=True)` of several mailboxes in one read: the limits of all,
+        the sums of the limited ones only (a delivery batch checks every recipient's quota).
+        A mailbox that does not exist is left out."""
+        with self.db.read() as session:
+            usages = {}
+            for row in session.execute(select(Mailbox.id, Mailbox.quota_bytes, Mailbox.quota_messages)
+                                       .where(Mailbox.id.in_(set(mailbox_ids)))):
+                limit_bytes, limit_messages = row.quota_bytes or 0, row.quota_messages or 0
+                used, count = _stored(session, row.id) if limit_bytes or limit_messages else (0, 0)
+                usages[row.id] = QuotaUsage(used_bytes=used, messages=count, limit_bytes=limit_bytes,
+                                            limit_messages=limit_messages)
+        return usages
+
     def quota_usage(self, mailbox_id: int, *, only_if_limited: bool = False) -> QuotaUsage:
         """Bytes and messages stored in all folders of a mailbox, and its limits (0: none).
 
@@ -646,11 +668,8 @@ class Store(MessageReads, FolderStore, MetadataStore):
             limit_bytes, limit_messages = limits[0] or 0, limits[1] or 0
             if only_if_limited and not (limit_bytes or limit_messages):
                 return QuotaUsage(used_bytes=0, messages=0, limit_bytes=0)
-            used, count = session.execute(
-                select(func.coalesce(func.sum(Message.size), 0), func.count(Message.id))
-                .join(Folder, Folder.id == Message.folder_id).where(Folder.mailbox_id == mailbox_id)
-            ).one()
-            return QuotaUsage(used_bytes=int(used), messages=count, limit_bytes=limit_bytes,
+            used, count = _stored(session, mailbox_id)
+            return QuotaUsage(used_bytes=used, messages=count, limit_bytes=limit_bytes,
                               limit_messages=limit_messages)
 
     def prune_expunges(self, older_than: dt.datetime, max_folders: int = 1000) -> int:

@@ -98,10 +98,13 @@ class LocalDelivery:
         after it has spooled any notice (so a crash cannot lose a bounce)."""
         results: list[LocalResult | None] = [None] * len(requests)
         planned: list[tuple[LocalRequest, list[tuple[int, FilterDecision]]]] = []
+        usages = self.store.quota_usages({m for request in requests for m in request.mailbox_ids})
         for index, request in enumerate(requests):
             try:
                 for mailbox_id in request.mailbox_ids:
-                    usage = self.store.quota_usage(mailbox_id, only_if_limited=True)
+                    usage = usages.get(mailbox_id)
+                    if usage is None:
+                        raise NoSuchMailbox(f"no mailbox {mailbox_id}")
                     if usage.would_exceed(request.message.size, 1):  # RFC 9208 §5.1 STORAGE, §5.2 MESSAGE
                         results[index] = LocalResult(RecipientState.DEFERRED, "4.2.2", "452 4.2.2 mailbox full")
                         break

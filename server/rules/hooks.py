@@ -53,6 +53,7 @@ class _Pending:
     folder: str
     invitations: tuple[Invitation, ...]
     senders: frozenset[str]  # envelope sender and From address, lower case
+    vacation: bool = True  # an auto-reply was switched on when the filters ran (else none is tried)
 
 
 class RuleHooks:
@@ -86,9 +87,10 @@ class RuleHooks:
         facts = filters.facts_of(data)
         folder = recipient.folder or "INBOX"
         invitations = tuple(invitations_of(data)) if facts.has_calendar else ()
-        with self.db.read() as session:
+        with self.db.read() as session:  # one read for everything the delivery's hooks need
             rules = records.load_rules(session, mailbox_id)
             tag_keywords = records.tag_keywords_for_sender(session, mailbox_id, facts.sender)
+            settings = records.load_vacation(session, mailbox_id)
         outcome = filters.evaluate(rules, facts, folder)
         if outcome.delete:
             log.info("%s discarded for mailbox %s by filter %s", message.id, mailbox_id, outcome.matched[-1])
@@ -104,7 +106,7 @@ class RuleHooks:
         final_folder = outcome.folder or folder
         with self._lock:
             self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(
-                final_folder, invitations, _senders(message, facts))
+                final_folder, invitations, _senders(message, facts), settings is not None and settings.enabled)
             while len(self._pending) > _PENDING_LIMIT:
                 self._pending.popitem(last=False)
         return FilterDecision(folder=outcome.folder, flags=_storable(tuple(outcome.flags) + tuple(keywords)))
@@ -138,7 +140,7 @@ class RuleHooks:
         except Exception:
             log.exception("calendar update of mailbox %s from %s failed", mailbox_id, message.id)
         try:
-            if pending is None or pending.folder.lower() not in SPAM_FOLDERS:
+            if pending is None or (pending.vacation and pending.folder.lower() not in SPAM_FOLDERS):
                 self.auto_reply(message, mailbox_id)
         except Exception:
             log.exception("auto-reply of mailbox %s to %s failed", mailbox_id, message.id)
