@@ -1,7 +1,10 @@
 """The admin role process: the ASGI application (`courriel.admin.app`) served by uvicorn
 on the socket handed over by the supervisor or systemd (role contract: `courriel.roles`).
 
-HTTP in the `--dev` profile, HTTPS with the data directory's certificate otherwise.
+HTTP in the `--dev` profile, HTTPS with the data directory's certificate otherwise. SIGHUP
+(`courriel.reload`) applies the settings read again to the requests that follow (password
+policy and hashing, cookies, the DNS check interval) and, with HTTPS, loads the certificate again
+for the handshakes that follow.
 Security: serves untrusted HTTP; TLS 1.2 minimum outside `--dev`.
 """
 
@@ -14,7 +17,7 @@ import socket
 
 import uvicorn
 
-from courriel import tls
+from courriel import passwords, reload, tls
 from courriel.admin.app import create_app
 from courriel.admin.services import dns as dns_service
 from courriel.config import Config
@@ -26,19 +29,21 @@ GRACEFUL_TIMEOUT = 5  # seconds for open requests at stop
 FIRST_DNS_CHECK_DELAY = 60  # seconds after start, so a restart loop does not hammer DNS
 
 
-async def check_domains_periodically(config: Config, server: uvicorn.Server) -> None:
-    """Re-check every domain's DNS records on a timer; results are stored per domain and shown
-    as red flags in the console (issue: DNS checker)."""
-    interval = config.get("domains", "check_interval")
-    if interval <= 0:
-        return
-    delay = min(FIRST_DNS_CHECK_DELAY, interval)
+async def check_domains_periodically(state, server: uvicorn.Server) -> None:
+    """Re-check every domain's DNS records on a timer (`[domains] check_interval`, read from the
+    application's current settings: a reload applies from the next round); results are stored
+    per domain and shown as red flags in the console (issue: DNS checker)."""
+    delay = min(FIRST_DNS_CHECK_DELAY, state.config.get("domains", "check_interval"))
     while not server.should_exit:
-        await asyncio.sleep(min(delay, 1.0))
-        delay -= 1.0
+        await asyncio.sleep(1.0)
+        interval = state.config.get("domains", "check_interval")
+        if interval <= 0:
+            continue
+        delay = min(delay, interval) - 1.0
         if delay > 0:
             continue
         delay = interval
+        config = state.config
         db = Database(config.database_url)
         try:
             results = await asyncio.to_thread(dns_service.check_all, db, config)
@@ -50,8 +55,8 @@ async def check_domains_periodically(config: Config, server: uvicorn.Server) -> 
             db.dispose()
 
 
-async def serve(config: Config, server: uvicorn.Server, sock: socket.socket) -> None:
-    checks = asyncio.create_task(check_domains_periodically(config, server))
+async def serve(state, server: uvicorn.Server, sock: socket.socket) -> None:
+    checks = asyncio.create_task(check_domains_periodically(state, server))
     try:
         await server.serve(sockets=[sock])
     finally:
@@ -63,8 +68,9 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     if sock is None:
         log.info("admin listener disabled; nothing to serve")
         return 0
+    app = create_app(config)
     server_config = uvicorn.Config(
-        create_app(config),
+        app,
         log_config=None,  # records go to the handler the role runner configured
         access_log=False,
         proxy_headers=False,
@@ -86,6 +92,26 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     # instead of killing the process.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
+
+    def on_sighup(_signum, _frame) -> None:  # between two instructions of the main thread
+        fresh = reload.reread(config, "admin")
+        if fresh is None:
+            return
+        app.state.config = fresh
+        app.state.hasher = passwords.PasswordHasher.from_config(fresh)
+        app.state.policy = passwords.PasswordPolicy.from_config(fresh)
+        applied = "settings"
+        if server_config.ssl is not None:
+            certificate = fresh.path("tls", "certificate")
+            try:
+                tls.reload_context(server_config.ssl, certificate, fresh.path("tls", "private_key"))
+                applied += ",certificate"
+            except tls.CertificateError as exc:
+                log.error("TLS certificate reload failed; the previous certificate stays in use",
+                          extra={"certificate": str(certificate), "error": str(exc)})
+        log.info("reloaded", extra={"role": "admin", "applied": applied})
+
+    signal.signal(signal.SIGHUP, on_sighup)
     sock.setblocking(False)
-    asyncio.run(serve(config, server, sock))
+    asyncio.run(serve(app.state, server, sock))
     return 0 if server.started else 1

@@ -5,8 +5,8 @@ role, `courriel.supervisor`): `reread` loads the data directory's configuration 
 applies the settings every role shares (`[log] level`); `install_default` gives a role that
 has nothing more to reload a SIGHUP handler that does just that, so the signal never kills it
 (SIGHUP's default action ends a process). The runner (`courriel.supervisor.run_role`) installs
-it before the role runs; a role that reloads more (the smtp, imap and queue roles apply the
-settings to what follows, the TLS roles reload their certificate, `courriel.tls.reload_context`)
+it before the role runs; a role that reloads more (the smtp, imap, queue and admin roles apply
+the settings to what follows, the TLS roles reload their certificate, `courriel.tls.reload_context`)
 installs its own handler on its event loop and calls `reread` from it.
 
 What a reload does not change: listener addresses and the number of IMAP workers (the

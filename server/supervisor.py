@@ -33,8 +33,8 @@ again (a file that no longer parses is logged and the running settings stay; `[l
 applies at once; a changed listener address or IMAP worker count is logged as needing a
 restart, since the sockets stay bound) and forwards SIGHUP to every running role. Each role
 handles it in its own process (`courriel.reload`): every role re-reads the configuration and
-applies `[log] level`; the smtp, imap and queue roles apply the other settings to the sessions and
-delivery attempts that follow; the smtp and imap roles also load the certificate and key again
+applies `[log] level`; the smtp, imap, queue and admin roles apply the other settings to the
+sessions, delivery attempts and requests that follow; the smtp and imap roles also load the certificate and key again
 for the TLS handshakes that follow (465/993, and STARTTLS on 25/587/143), while connections
 already in TLS keep theirs; a bad new pair (unreadable, a key that is not the certificate's, expired) is
 refused with one error line and the old certificate keeps serving. A forked role ignores

@@ -16,11 +16,14 @@ import os
 import signal
 import smtplib
 import ssl
+import subprocess
 
+import httpx
 import pytest
 import trustme
 from cryptography import x509
 from serve_process import (
+    COURRIEL,
     add_mailbox,
     admin_port,
     initialised_template,
@@ -263,10 +266,14 @@ def test_unreadable_configuration_on_sighup_keeps_the_running_settings(served_da
 
 
 def test_sighup_applies_changed_settings_to_the_sessions_that_follow(served_data, tmp_path):
-    """`[smtp] max_message_size` lowered in the file, then SIGHUP: a new SMTP session announces
-    the new SIZE and a new IMAP session the new APPENDLIMIT, while a session opened before goes
-    on and completes its transaction; the queue role applies its settings too; no restart."""
+    """`[smtp] max_message_size` lowered and `[passwords] min_length` raised in the file, then
+    SIGHUP: a new SMTP session announces the new SIZE, a new IMAP session the new APPENDLIMIT,
+    and the console's password policy refuses what it accepted, while a session opened before
+    goes on and completes its transaction; the queue role applies its settings too; no restart."""
     add_mailbox(served_data, ADDRESS, PASSWORD)
+    added = subprocess.run([COURRIEL, "user", "add", "operator", "--role", "admin", "--password-stdin",
+                            "--data", str(served_data)], input=PASSWORD, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
     environ = listener_environ()
     served = serve(served_data, environ, tmp_path / "serve.log")
     context = ssl.create_default_context()
@@ -279,15 +286,23 @@ def test_sighup_applies_changed_settings_to_the_sessions_that_follow(served_data
         assert int(before.esmtp_features["size"]) == 35 * 1024 * 1024
         before.login(ADDRESS, PASSWORD)
         assert before.mail(ADDRESS)[0] == 250
-        pids = {role: role_children(served.pid, role) for role in ("smtp", "imap", "queue")}
+        pids = {role: role_children(served.pid, role) for role in ("smtp", "imap", "queue", "admin")}
+        console = httpx.Client(base_url=f"http://127.0.0.1:{admin_port(environ)}", timeout=10)
+        session = console.post("/api/v1/session", json={"username": "operator", "password": PASSWORD})
+        assert session.status_code == 201, session.text
+        console.headers["Authorization"] = f"Bearer {session.json()['token']}"
+        candidate = {"password": "twelve chars 1"}
+        assert console.post("/api/v1/passwords/score", json=candidate).json()["problems"] == []
 
         config_file = served_data / config_mod.CONFIG_FILE
         text = config_file.read_text()
         assert "# max_message_size = 36700160\n" in text
-        config_file.write_text(text.replace("# max_message_size = 36700160\n", "max_message_size = 1000000\n"))
+        assert "# min_length = 10\n" in text
+        config_file.write_text(text.replace("# max_message_size = 36700160\n", "max_message_size = 1000000\n")
+                               .replace("# min_length = 10\n", "min_length = 16\n"))
         mark = len(served.log())
         served.process.send_signal(signal.SIGHUP)
-        for role in ("smtp", "imap", "queue"):
+        for role in ("smtp", "imap", "queue", "admin"):
             wait_until(lambda role=role: f"reloaded role={role} applied=settings" in served.log()[mark:], 30,
                        f"the {role} role's reload")
 
@@ -299,6 +314,8 @@ def test_sighup_applies_changed_settings_to_the_sessions_that_follow(served_data
         imap = imaplib.IMAP4_SSL("127.0.0.1", port_of(environ, "imaps"), ssl_context=context, timeout=10)
         assert "APPENDLIMIT=1000000" in imap.capabilities
         _close(imap)
+        assert console.post("/api/v1/passwords/score", json=candidate).json()["problems"] != []
+        console.close()
 
         assert before.rcpt(ADDRESS)[0] == 250  # the session opened before the reload goes on
         assert before.data(MESSAGE)[0] == 250
