@@ -90,7 +90,7 @@ class RuleHooks:
         with self.db.read() as session:  # one read for everything the delivery's hooks need
             rules = records.load_rules(session, mailbox_id)
             tag_keywords = records.tag_keywords_for_sender(session, mailbox_id, facts.sender)
-            settings = records.load_vacation(session, mailbox_id)
+            vacation_on = records.vacation_enabled(session, mailbox_id)
         outcome = filters.evaluate(rules, facts, folder)
         if outcome.delete:
             log.info("%s discarded for mailbox %s by filter %s", message.id, mailbox_id, outcome.matched[-1])
@@ -106,7 +106,7 @@ class RuleHooks:
         final_folder = outcome.folder or folder
         with self._lock:
             self._pending[(message.id, recipient.id, mailbox_id)] = _Pending(
-                final_folder, invitations, _senders(message, facts), settings is not None and settings.enabled)
+                final_folder, invitations, _senders(message, facts), vacation_on)
             while len(self._pending) > _PENDING_LIMIT:
                 self._pending.popitem(last=False)
         return FilterDecision(folder=outcome.folder, flags=_storable(tuple(outcome.flags) + tuple(keywords)))

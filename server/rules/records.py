@@ -68,6 +68,11 @@ def load_vacation(session: Session, mailbox_id: int) -> VacationSettings | None:
     return vacation_of(session.get(VacationSetting, mailbox_id))
 
 
+def vacation_enabled(session: Session, mailbox_id: int) -> bool:
+    """Whether the mailbox's auto-reply is switched on (one column: cheaper than `load_vacation`)."""
+    return bool(session.scalar(select(VacationSetting.enabled).where(VacationSetting.mailbox_id == mailbox_id)))
+
+
 def signature_text(session: Session, mailbox_id: int) -> str:
     row = session.get(Signature, mailbox_id)
     return row.text if row is not None else ""
