@@ -30,12 +30,7 @@ map rows and the folder's progress, so a crash can neither duplicate nor skip a 
 UIDVALIDITY change (RFC 3501 §2.3.1.1): the old map is re-matched by Message-ID + size
 (`plan.rematch`); matched messages are not downloaded again.
 
-Waiting (one connection per account): IDLE (RFC 2177) on INBOX, left every FOLDER_POLL
-seconds for one STATUS round (HIGHESTMODSEQ with CONDSTORE, else UIDNEXT and MESSAGES) over
-the other synced folders; a change starts a pass, which reads only the changed folder,
-incrementally. NOTIFY (RFC 5465) would save the rounds but is rare on servers and missing
-from the client library; one IDLE connection per folder would multiply connections. Without
-IDLE the same STATUS rounds cover INBOX too.
+Waiting between passes (one connection per account): `courriel.imapsync.watch`.
 
 Size limit: a remote message over `max_message_size` (config `[smtp] max_message_size`, the
 size the local server accepts at all) is not imported: skipped before the download when its
@@ -60,7 +55,6 @@ import datetime as dt
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +62,7 @@ from sqlalchemy import delete, insert, select, update
 
 from courriel import metrics, notify
 from courriel.db import Database
-from courriel.imapsync import accounts, plan, upload
+from courriel.imapsync import accounts, plan, upload, watch
 from courriel.imapsync.client import (
     MAX_MESSAGE_SIZE,
     Endpoint,
@@ -86,10 +80,6 @@ log = logging.getLogger("courriel.imapsync")
 FETCH_BATCH = 100  # messages per UID FETCH BODY.PEEK[] and per store transaction
 FETCH_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes (RFC822.SIZE) per batch
 PREFETCH = 2  # batches fetched ahead while the previous one is stored: memory ≤ (2 + 1) batches
-FOLDER_POLL = 10.0  # seconds between STATUS rounds over the other folders while idling on INBOX
-IDLE_SLICE = 1.0  # seconds per IDLE check, so that a stop or a local hint is seen quickly
-IDLE_RESTART = 25 * 60  # RFC 2177 §3: re-issue IDLE before the 30-minute inactivity timeout
-STATE_CHECK = 5.0  # seconds between account state checks while waiting
 POLL_INTERVAL = 60.0  # a cycle at least this often, whatever the watch saw
 
 
@@ -98,7 +88,7 @@ class AccountSync:
 
     def __init__(self, db: Database, store: Store, data_dir: Path, account_id: int,
                  poll_interval: float = POLL_INTERVAL, on_progress: Callable[[str], None] | None = None,
-                 folder_poll: float = FOLDER_POLL, max_message_size: int = MAX_MESSAGE_SIZE):
+                 folder_poll: float = watch.FOLDER_POLL, max_message_size: int = MAX_MESSAGE_SIZE):
         self.folder_poll = folder_poll
         self.max_message_size = max_message_size
         self.status_seen: dict[str, tuple] = {}  # remote folder → its last STATUS (the wait's baseline)
@@ -662,93 +652,8 @@ class AccountSync:
                 return False
         return not stop.is_set()
 
-    def _local_hint(self, listener) -> bool:
-        if listener is None:
-            return False
-        return any(h.payload == str(self.mailbox_id) for h in listener.receive())
-
-    def _watched_folders(self, with_inbox: bool) -> dict[str, int]:
-        """Synced remote folders (INBOX only `with_inbox`) → the HIGHESTMODSEQ the last pass saw."""
-        with self.db.read() as session:
-            rows = session.execute(select(SyncFolder.remote_name, SyncFolder.remote_modseq)
-                                   .where(SyncFolder.account_id == self.account_id)).all()
-        return {name: modseq for name, modseq in rows if with_inbox or name.upper() != INBOX}
-
-    def _folders_changed(self, remote: ImapRemote, watched: dict[str, int],
-                         baseline: dict[str, tuple]) -> bool:
-        """One STATUS round over the watched folders: True when one changed since the previous
-        round (HIGHESTMODSEQ, RFC 7162 §3.1.2.3, UIDNEXT, MESSAGES), or, for a folder not seen
-        before, since the last pass (its HIGHESTMODSEQ). `baseline` keeps what each round saw
-        (across waits: a server whose STATUS and SELECT disagree cannot start passes in a loop)."""
-        changed = False
-        remote.noop()  # Dovecot answers STATUS of the selected folder from the session's view: refresh it
-        for name, value in remote.status(sorted(watched)).items():
-            previous = baseline.get(name)
-            baseline[name] = value
-            if previous is not None:
-                changed = changed or previous != value
-            elif value[0] is not None and watched[name] and value[0] != watched[name]:
-                changed = True
-        return changed
-
     def _wait_for_change(self, stop: threading.Event, listener) -> None:
-        """Wait for a change on either side; return on one, on the poll interval, or a stop.
-
-        Remote changes: IDLE (RFC 2177) on INBOX when offered, interrupted every `folder_poll`
-        seconds for one STATUS round over the other synced folders (HIGHESTMODSEQ with
-        CONDSTORE, else UIDNEXT and MESSAGES). The pass that follows skips the unchanged
-        folders and reads the changed one with CHANGEDSINCE/VANISHED: new mail in any folder
-        shows up within about `folder_poll` seconds, with ONE connection per account (NOTIFY,
-        RFC 5465, would save the rounds, but few servers and no client library offer it; a
-        second connection per folder would multiply connections). Without IDLE, the same
-        STATUS rounds cover INBOX too. Local changes: `mailbox` hints for this mailbox."""
-        deadline = time.monotonic() + self.poll_interval
-        remote = self.remote
-        imap = self.protocol == "imap" and isinstance(remote, ImapRemote)
-        idle = imap and remote.idle_supported
-        watched = self._watched_folders(with_inbox=not idle) if imap else {}
-        baseline = self.status_seen
-        if idle:
-            remote.select(INBOX)  # RFC 3501 §6.3.10: STATUS is not meant for the selected folder
-        if imap and watched and self._folders_changed(remote, watched, baseline):
-            return
-        polled = time.monotonic()
-        checked = polled
-        if idle:
-            while not stop.is_set() and time.monotonic() < deadline:
-                remote.idle_start()
-                try:
-                    started = time.monotonic()
-                    round_end = min(deadline, started + IDLE_RESTART,
-                                    polled + self.folder_poll if watched else deadline)
-                    while not stop.is_set() and time.monotonic() < round_end:
-                        if remote.idle_wait(IDLE_SLICE) or self._local_hint(listener):
-                            return
-                        if time.monotonic() - checked > STATE_CHECK:
-                            checked = time.monotonic()
-                            if self.state() != SyncAccountState.ACTIVE:
-                                return  # paused, disabled or removed: run() ends
-                finally:
-                    remote.idle_stop()
-                if watched and time.monotonic() >= polled + self.folder_poll:
-                    polled = time.monotonic()
-                    if self._folders_changed(remote, watched, baseline):
-                        return
-            return
-        while not stop.is_set() and time.monotonic() < deadline:
-            if listener is not None:
-                if any(h.payload == str(self.mailbox_id) for h in listener.wait(IDLE_SLICE)):
-                    return
-            elif stop.wait(IDLE_SLICE):
-                return
-            if watched and time.monotonic() >= polled + self.folder_poll:
-                polled = time.monotonic()
-                if self._folders_changed(remote, watched, baseline):
-                    return
-            if time.monotonic() - checked > STATE_CHECK:
-                checked = time.monotonic()
-                if self.state() != SyncAccountState.ACTIVE:
-                    return
+        watch.wait_for_change(self, stop, listener)
 
 
 class _Scan:
