@@ -22,7 +22,7 @@ from courriel.admin import api, auth, health, web
 from courriel.admin.api import errors
 from courriel.admin.request_limits import BodyLimit
 from courriel.admin.security_headers import SecurityHeaders
-from courriel.admin.services import rules as rules_service
+from courriel.admin.services import calendar as calendar_service
 from courriel.admin.services.errors import NotFound
 from courriel.config import Config
 from courriel.db import Database
@@ -57,7 +57,7 @@ def create_app(config: Config) -> FastAPI:
     # The secret calendar feed (issue: rules, iCalendar): the token in the path is the credential.
     @app.get("/calendar/feed/{token}.ics", include_in_schema=False, dependencies=[Depends(auth.public)])
     def calendar_feed(token: str) -> Response:
-        body = rules_service.calendar_feed(database, token)
+        body = calendar_service.calendar_feed(database, token)
         if body is None:
             raise NotFound("no calendar feed at this address")
         return Response(body, media_type="text/calendar; charset=utf-8")

@@ -1,30 +1,25 @@
 """Server-side rules of a mailbox, the use cases: filters (CRUD, order, preview, apply to
-existing mail, Sieve export), tags, auto-reply (vacation), contacts, signatures, calendar
-invitations (list, RSVP) and the calendar feed token.
+existing mail, Sieve export), tags, auto-reply (vacation), contacts and signatures (calendar
+invitations and the feed: `courriel.admin.services.calendar`).
 
 Shared by the CLI (`courriel.cli.rules`), the JSON API and the web console. Every function
 names the mailbox by address, validates its input and raises a `ServiceError` before writing.
 
 Functions for other parts of the server:
 - `learn_recipients(db, mailbox_id, addresses)` (submission: remember whom a mailbox writes to);
-- `append_signature(text, signature)` / `signature_for(db, mailbox_id)` (submission);
-- `calendar_feed(db, token) -> bytes | None` (the console serves it at its feed URL).
+- `append_signature(text, signature)` / `signature_for(db, mailbox_id)` (submission).
 
-Standards: RFC 5228 / RFC 5232 (Sieve export), RFC 3834 (auto-reply), RFC 5546 §3.2.3 and
-RFC 6047 (iTIP REPLY by mail), RFC 3501 §2.3.2 (tags are keywords), RFC 6154 (\\Trash).
-Security: all input is untrusted; the feed token is 256 random bits, shown once, stored as a
-SHA-256 digest and compared through the digest (no timing leak of the token).
+Standards: RFC 5228 / RFC 5232 (Sieve export), RFC 3834 (auto-reply), RFC 3501 §2.3.2 (tags
+are keywords), RFC 6154 (\\Trash).
+Security: all input is untrusted.
 Durability: one transaction per call; `apply_filter` changes messages through the store
-(one store transaction per folder and kind of change); `rsvp` spools the reply
-(`spool.accept`) before recording the answer.
+(one store transaction per folder and kind of change).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -32,12 +27,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from courriel.admin.services import lookups
-from courriel.admin.services.errors import Conflict, Duplicate, InvalidInput, NotFound
-from courriel.blobs import BlobStore
+from courriel.admin.services.errors import Duplicate, InvalidInput, NotFound
 from courriel.db import Database
 from courriel.models import (
-    CalendarEvent,
-    CalendarFeedToken,
     Contact,
     Mailbox,
     RuleFilter,
@@ -47,11 +39,8 @@ from courriel.models import (
     VacationSetting,
     utcnow,
 )
-from courriel.queue import spool
-from courriel.queue.spool import Envelope, EnvelopeRecipient
 from courriel.rules import contacts as contact_book
 from courriel.rules import filters, records, sieve
-from courriel.rules.calendar import CalendarError, attendees_of, compose_rsvp, feed, partstat_of
 from courriel.rules.contacts import learn_recipients
 from courriel.rules.signature import append_signature, append_signature_html
 from courriel.store import NoSuchFolder, Store, StoreError
@@ -659,129 +648,9 @@ def signature_for(db: Database | Session, mailbox_id: int) -> SignatureInfo:
     return SignatureInfo(row.text, row.html) if row else SignatureInfo("", "")
 
 
-# ----------------------------------------------------------------------------- calendar
-
-
-@dataclass(frozen=True)
-class EventInfo:
-    id: int
-    uid: str
-    recurrence_id: str
-    sequence: int
-    status: str
-    summary: str
-    organizer: str
-    starts_at: str | None
-    ends_at: str | None
-    answer: str | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _event_info(row: CalendarEvent) -> EventInfo:
-    def iso(value):
-        return value.astimezone(dt.UTC).isoformat(timespec="seconds") if value else None
-    return EventInfo(row.id, row.uid, row.recurrence_id, row.sequence, row.status, row.summary, row.organizer,
-                     iso(row.starts_at), iso(row.ends_at), row.partstat)
-
-
-def list_events(db: Database, address: str) -> list[EventInfo]:
-    with db.read() as session:
-        mailbox = _mailbox(session, address)
-        rows = session.scalars(select(CalendarEvent).where(CalendarEvent.mailbox_id == mailbox.id)
-                               .order_by(CalendarEvent.starts_at, CalendarEvent.id))
-        return [_event_info(r) for r in rows]
-
-
-def rsvp(db: Database, blobs: BlobStore, address: str, event_id: int, answer: str, *, hostname: str,
-         run_dir=None, now: dt.datetime | None = None) -> EventInfo:
-    """Answer an invitation yes / maybe / no: sends an iTIP REPLY (PARTSTAT ACCEPTED, TENTATIVE
-    or DECLINED) to the organizer through the spool and records the answer. Answering again
-    (a change of mind) sends a new reply."""
-    try:
-        partstat = partstat_of(answer)
-    except CalendarError as exc:
-        raise InvalidInput(str(exc), "invalid_answer") from None
-    if isinstance(event_id, bool) or not isinstance(event_id, int):
-        raise InvalidInput("an event id is a number", "invalid_input")
-    now = now or dt.datetime.now(dt.UTC)
-    with db.read() as session:
-        mailbox = _mailbox(session, address)
-        row = session.scalar(select(CalendarEvent).where(CalendarEvent.id == event_id,
-                                                         CalendarEvent.mailbox_id == mailbox.id))
-        if row is None:
-            raise NotFound(f"event {event_id} does not exist in this calendar")
-        if row.status == "CANCELLED":
-            raise Conflict("the event was cancelled by its organizer", "cancelled")
-        owned = contact_book.own_addresses(session, mailbox.id)
-        ics, mailbox_address, display_name = row.ics, mailbox.address, mailbox.display_name
-    # Answer as the attendee address of ours that the organizer invited (an alias or group), if any.
-    attendee = mailbox_address
-    for invited in attendees_of(ics):
-        if invited in owned:
-            attendee = invited
-            break
-    try:
-        organizer, message = compose_rsvp(ics, attendee=attendee, attendee_name=display_name, answer=partstat,
-                                          now=now, hostname=hostname)
-    except CalendarError as exc:
-        raise Conflict(str(exc), "cannot_reply") from None
-    envelope = Envelope(sender=mailbox_address, recipients=(EnvelopeRecipient(address=organizer),), source="local",
-                        body_type=None if message.isascii() else "8BITMIME")
-    spool.accept(db, blobs, envelope, message, run_dir=run_dir)
-    with db.write() as session:
-        row = session.get(CalendarEvent, event_id)
-        row.partstat = partstat
-        row.updated_at = utcnow()
-        session.flush()
-        return _event_info(row)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def issue_feed_token(db: Database, address: str, *, rotate: bool = False) -> str:
-    """A new secret for the mailbox's .ics feed; shown once. Without `rotate`, refuses when one
-    was already issued (a new one would break subscribed clients)."""
-    token = secrets.token_urlsafe(32)
-    with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
-        row = session.get(CalendarFeedToken, mailbox.id)
-        if row is not None and not rotate:
-            raise Conflict("a feed token was already issued; rotate it to get a new URL (the old one stops working)",
-                           "exists")
-        if row is None:
-            session.add(CalendarFeedToken(mailbox_id=mailbox.id, token_hash=_digest(token)))
-        else:
-            row.token_hash, row.created_at = _digest(token), utcnow()
-    return token
-
-
-def revoke_feed_token(db: Database, address: str) -> None:
-    with lookups.writing(db) as session:
-        session.execute(delete(CalendarFeedToken).where(CalendarFeedToken.mailbox_id == _mailbox(session, address).id))
-
-
-def calendar_feed(db: Database, token: str) -> bytes | None:
-    """The .ics feed of the mailbox the token belongs to, or None for an unknown token."""
-    if not isinstance(token, str) or not 20 <= len(token) <= 100:
-        return None
-    with db.read() as session:
-        row = session.scalar(select(CalendarFeedToken).where(CalendarFeedToken.token_hash == _digest(token)))
-        if row is None:
-            return None
-        mailbox = session.get(Mailbox, row.mailbox_id)
-        events = list(session.scalars(select(CalendarEvent.ics).where(CalendarEvent.mailbox_id == row.mailbox_id)
-                                      .order_by(CalendarEvent.starts_at, CalendarEvent.id)))
-        return feed(events, name=mailbox.address if mailbox else "")
-
-
 __all__ = [
     "ApplyReport",
     "ContactInfo",
-    "EventInfo",
     "FilterInfo",
     "MatchInfo",
     "SignatureInfo",
@@ -793,16 +662,13 @@ __all__ = [
     "append_signature",
     "append_signature_html",
     "apply_filter",
-    "calendar_feed",
     "evaluate_message",
     "export_sieve",
     "get_signature",
     "get_vacation",
-    "issue_feed_token",
     "keyword_for",
     "learn_recipients",
     "list_contacts",
-    "list_events",
     "list_filters",
     "list_tags",
     "move_filter",
@@ -810,8 +676,6 @@ __all__ = [
     "remove_contact",
     "remove_filter",
     "remove_tag",
-    "revoke_feed_token",
-    "rsvp",
     "set_filter_enabled",
     "set_signature",
     "set_vacation",

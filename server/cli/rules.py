@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from courriel.admin.services import ServiceError
+from courriel.admin.services import calendar as calendar_services
 from courriel.admin.services import rules as services
 from courriel.blobs import BlobStore
 from courriel.cli import CommandError, add_data_argument, add_json_argument, emit, table
 from courriel.cli.registry import Context
 from courriel.store import Store
 
-FEED_PATH = "/calendar/feed/{token}.ics"  # served by the admin role (`services.calendar_feed`)
+FEED_PATH = "/calendar/feed/{token}.ics"  # served by the admin role (`calendar_services.calendar_feed`)
 
 
 def _command(function: Callable) -> Callable:
@@ -231,19 +232,19 @@ def _register_contact(subparsers) -> None:
 
 
 def _calendar_list(args, ctx):
-    found = services.list_events(ctx.db, args.mailbox)
+    found = calendar_services.list_events(ctx.db, args.mailbox)
     emit(args, [e.as_dict() for e in found],
          lambda: table([e.as_dict() for e in found], ["id", "starts_at", "status", "answer", "summary", "organizer"]))
 
 
 def _calendar_rsvp(args, ctx):
-    info = services.rsvp(ctx.db, BlobStore(ctx.config.blob_dir, ctx.db), args.mailbox, args.id, args.answer,
+    info = calendar_services.rsvp(ctx.db, BlobStore(ctx.config.blob_dir, ctx.db), args.mailbox, args.id, args.answer,
                          hostname=ctx.config.hostname, run_dir=ctx.config.run_dir)
     emit(args, info.as_dict(), f"answered {info.answer} to {info.organizer} for {info.summary!r}")
 
 
 def _calendar_feed_url(args, ctx):
-    token = services.issue_feed_token(ctx.db, args.mailbox, rotate=args.rotate)
+    token = calendar_services.issue_feed_token(ctx.db, args.mailbox, rotate=args.rotate)
     url = f"https://{ctx.config.hostname}{FEED_PATH.format(token=token)}"
     emit(args, {"url": url}, f"{url}\n(shown once: keep it secret; --rotate issues a new one)")
 

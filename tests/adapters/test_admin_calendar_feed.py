@@ -3,11 +3,11 @@
 from admin_app import ALICE, admin_setup  # noqa: F401
 from icalendar import Calendar
 
-from courriel.admin.services import rules as rules_service
+from courriel.admin.services import calendar as calendar_service
 
 
 def test_feed_served_by_token_only(admin_setup):  # noqa: F811
-    token = rules_service.issue_feed_token(admin_setup.db, ALICE[0])
+    token = calendar_service.issue_feed_token(admin_setup.db, ALICE[0])
     with admin_setup.client() as client:
         served = client.get(f"/calendar/feed/{token}.ics")
         assert served.status_code == 200
@@ -15,5 +15,5 @@ def test_feed_served_by_token_only(admin_setup):  # noqa: F811
         assert Calendar.from_ical(served.content).name == "VCALENDAR"
         wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
         assert client.get(f"/calendar/feed/{wrong}.ics").status_code == 404
-        rules_service.revoke_feed_token(admin_setup.db, ALICE[0])
+        calendar_service.revoke_feed_token(admin_setup.db, ALICE[0])
         assert client.get(f"/calendar/feed/{token}.ics").status_code == 404

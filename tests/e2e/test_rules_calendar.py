@@ -16,6 +16,7 @@ from icalendar import Calendar
 from queue_harness import make_world
 from rules_fixtures import add_mailbox, drain, folder_messages
 
+from courriel.admin.services import calendar as calendar_services
 from courriel.admin.services import rules as services
 from courriel.admin.services.errors import Conflict, InvalidInput, NotFound
 
@@ -55,42 +56,43 @@ def test_outlook_invitation_rsvp_and_feed(world):
         drain(world)
         [(_, flags)] = folder_messages(world, alice, "INBOX")
         assert "$HasCalendar" in flags
-        [event] = services.list_events(world.db, "alice@example.org")
+        [event] = calendar_services.list_events(world.db, "alice@example.org")
         assert (event.summary, event.organizer, event.status, event.sequence) == \
             ("Weekly sync", "olivia@example.org", "CONFIRMED", 0)
         assert event.starts_at == "2026-12-01T09:00:00+00:00"
 
-        answered = services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "yes",
+        answered = calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "yes",
                                  hostname="mx.example.org", run_dir=world.config.run_dir)
         assert answered.answer == "ACCEPTED"
         drain(world)
         assert reply_partstats(world, olivia) == ["ACCEPTED"]
 
-        services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "no", hostname="mx.example.org",
+        calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "no", hostname="mx.example.org",
                       run_dir=world.config.run_dir)  # a change of mind sends a new reply
         drain(world)
         assert reply_partstats(world, olivia) == ["ACCEPTED", "DECLINED"]
-        services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "maybe", hostname="mx.example.org",
+        calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "maybe", hostname="mx.example.org",
                       run_dir=world.config.run_dir)
         drain(world)
         assert reply_partstats(world, olivia) == ["ACCEPTED", "DECLINED", "TENTATIVE"]
-    assert services.list_events(world.db, "alice@example.org")[0].answer == "TENTATIVE"
+    assert calendar_services.list_events(world.db, "alice@example.org")[0].answer == "TENTATIVE"
 
     with pytest.raises(InvalidInput):
-        services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "perhaps", hostname="h")
+        calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "perhaps", hostname="h")
     with pytest.raises(NotFound):
-        services.rsvp(world.db, world.blobs, "alice@example.org", event.id + 100, "yes", hostname="h")
+        calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id + 100, "yes", hostname="h")
 
-    token = services.issue_feed_token(world.db, "alice@example.org")
+    token = calendar_services.issue_feed_token(world.db, "alice@example.org")
     with pytest.raises(Conflict):
-        services.issue_feed_token(world.db, "alice@example.org")
-    feed = services.calendar_feed(world.db, token)
+        calendar_services.issue_feed_token(world.db, "alice@example.org")
+    feed = calendar_services.calendar_feed(world.db, token)
     parsed = Calendar.from_ical(feed)
     assert [str(e["SUMMARY"]) for e in parsed.walk("VEVENT")] == ["Weekly sync"]
     assert [str(z["TZID"]) for z in parsed.walk("VTIMEZONE")] == ["W. Europe Standard Time"]
-    assert services.calendar_feed(world.db, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
-    rotated = services.issue_feed_token(world.db, "alice@example.org", rotate=True)
-    assert services.calendar_feed(world.db, token) is None and services.calendar_feed(world.db, rotated)
+    assert calendar_services.calendar_feed(world.db, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    rotated = calendar_services.issue_feed_token(world.db, "alice@example.org", rotate=True)
+    assert calendar_services.calendar_feed(world.db, token) is None
+    assert calendar_services.calendar_feed(world.db, rotated)
 
 
 def test_google_request_update_and_cancellation(world):
@@ -99,33 +101,33 @@ def test_google_request_update_and_cancellation(world):
     with world.running():
         deliver(world, "google_request.eml", "gabriel@example.org")
         drain(world)
-        [event] = services.list_events(world.db, "alice@example.org")
+        [event] = calendar_services.list_events(world.db, "alice@example.org")
         assert (event.summary, event.sequence, event.starts_at) == ("Monthly planning", 0, "2026-12-03T13:00:00+00:00")
 
         deliver(world, "google_update.eml", "gabriel@example.org")
         drain(world)
-        [event] = services.list_events(world.db, "alice@example.org")
+        [event] = calendar_services.list_events(world.db, "alice@example.org")
         assert (event.sequence, event.starts_at, event.status) == (1, "2026-12-03T15:00:00+00:00", "CONFIRMED")
 
         deliver(world, "google_request.eml", "gabriel@example.org")  # a late, older copy changes nothing
         drain(world)
-        assert services.list_events(world.db, "alice@example.org")[0].sequence == 1
+        assert calendar_services.list_events(world.db, "alice@example.org")[0].sequence == 1
 
         # RFC 6047 §3: a cancellation that does not come from the organizer is refused.
         forged = (CORPUS / "google_cancel.eml").read_bytes().replace(
             b"From: Gabriel Organizer <gabriel@example.org>", b"From: mallory@example.net")
         world.submit("mallory@example.net", ["alice@example.org"], forged)
         drain(world)
-        assert services.list_events(world.db, "alice@example.org")[0].status == "CONFIRMED"
+        assert calendar_services.list_events(world.db, "alice@example.org")[0].status == "CONFIRMED"
 
         deliver(world, "google_cancel.eml", "gabriel@example.org")
         drain(world)
-        [event] = services.list_events(world.db, "alice@example.org")
+        [event] = calendar_services.list_events(world.db, "alice@example.org")
         assert (event.sequence, event.status) == (2, "CANCELLED")
     assert all("$HasCalendar" in flags for _, flags in folder_messages(world, alice, "INBOX"))
     assert len(folder_messages(world, alice, "INBOX")) == 5
     with pytest.raises(Conflict):
-        services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "yes", hostname="h")
+        calendar_services.rsvp(world.db, world.blobs, "alice@example.org", event.id, "yes", hostname="h")
 
 
 def test_broken_invitation_is_delivered_without_an_event(world):
@@ -135,7 +137,7 @@ def test_broken_invitation_is_delivered_without_an_event(world):
         drain(world)
     [(_, flags)] = folder_messages(world, alice, "INBOX")
     assert "$HasCalendar" not in flags
-    assert services.list_events(world.db, "alice@example.org") == []
+    assert calendar_services.list_events(world.db, "alice@example.org") == []
 
 
 def test_calendar_filter_condition(world):
@@ -146,5 +148,5 @@ def test_calendar_filter_condition(world):
         drain(world)
     [(_, flags)] = folder_messages(world, alice, "Invitations")
     assert "$HasCalendar" in flags
-    assert len(services.list_events(world.db, "alice@example.org")) == 1
-    assert dt.datetime.fromisoformat(services.list_events(world.db, "alice@example.org")[0].starts_at).tzinfo
+    assert len(calendar_services.list_events(world.db, "alice@example.org")) == 1
+    assert dt.datetime.fromisoformat(calendar_services.list_events(world.db, "alice@example.org")[0].starts_at).tzinfo
