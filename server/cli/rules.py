@@ -1,5 +1,5 @@
 """`courriel filter|vacation|contact|calendar`: a mailbox's server-side rules over the services
-in `courriel.admin.services.rules`.
+in `courriel.admin.services.rules` and `courriel.admin.services.calendar`.
 
     courriel filter list|add|remove|move|preview|apply|export MAILBOX ...
     courriel vacation show|set|off MAILBOX ...
