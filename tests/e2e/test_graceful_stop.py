@@ -185,15 +185,21 @@ def test_sigterm_between_bdat_chunks_lets_the_client_send_the_last_one(served_da
     assert_there_once_after_restart(served_data, environ, tmp_path, subject)
 
 
+def logged_in_imap(environ, receive_buffer: int | None = None) -> TLSLines:
+    """A raw 993 connection, greeted and logged in (tag "a")."""
+    client = wait_until(lambda: TLSLines(port_of(environ, "imaps"), receive_buffer), 30, "the 993 listener")
+    assert client.line().startswith(b"* OK")
+    assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+    return client
+
+
 def test_sigterm_during_imap_idle_says_bye_and_closes_cleanly(served_data, tmp_path):
     add_mailbox(served_data, ADDRESS, PASSWORD)
     environ = listener_environ()
     served = serve(served_data, environ, tmp_path / "serve.log")
     try:
         wait_healthy(admin_port(environ), served)
-        client = wait_until(lambda: TLSLines(port_of(environ, "imaps")), 30, "the 993 listener")
-        assert client.line().startswith(b"* OK")
-        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        client = logged_in_imap(environ)
         assert client.command(b"b", b"SELECT INBOX").startswith(b"b OK")
         client.sock.sendall(b"c IDLE\r\n")
         assert client.line().startswith(b"+ ")
@@ -223,10 +229,7 @@ def test_sigterm_lets_an_imap_fetch_in_flight_finish_then_says_bye(served_data, 
     served = serve(served_data, environ, tmp_path / "serve.log")
     try:
         wait_healthy(admin_port(environ), served)
-        client = wait_until(lambda: TLSLines(port_of(environ, "imaps"), receive_buffer=32 * 1024), 30,
-                            "the 993 listener")
-        assert client.line().startswith(b"* OK")
-        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        client = logged_in_imap(environ, receive_buffer=32 * 1024)
         client.sock.sendall(b"b APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
         for _ in range(100):
             line = client.line()
@@ -263,9 +266,7 @@ def test_sigterm_lets_an_imap_append_still_arriving_finish_then_says_bye(served_
     served = serve(served_data, environ, tmp_path / "serve.log")
     try:
         wait_healthy(admin_port(environ), served)
-        client = wait_until(lambda: TLSLines(port_of(environ, "imaps")), 30, "the 993 listener")
-        assert client.line().startswith(b"* OK")
-        assert client.command(b"a", b'LOGIN ' + ADDRESS.encode() + b' "' + PASSWORD.encode() + b'"').startswith(b"a OK")
+        client = logged_in_imap(environ)
         client.sock.sendall(b"b APPEND INBOX {%d}\r\n" % len(message))
         assert client.line().startswith(b"+")  # a synchronising literal: the server asked for it
         client.sock.sendall(message[:half])
