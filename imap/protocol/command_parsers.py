@@ -348,14 +348,20 @@ def _parse_expunge(cursor: Cursor, tag: str, uid: bool) -> c.Expunge:
     return c.Expunge(tag, cursor.sequence_set())
 
 
+def _optional_return(cursor: Cursor):
+    """RFC 4731 §3 / RFC 5267 §3.2: `RETURN (options) SP` before the rest of SEARCH or SORT."""
+    if not cursor.keyword_ahead(b"RETURN"):
+        return None
+    cursor.sp()
+    options = parse_return_options(cursor)
+    cursor.sp()
+    return options
+
+
 def _parse_search(cursor: Cursor, tag: str, uid: bool) -> c.Search:
     """RFC 3501 §6.4.4: SEARCH [RETURN (...)] [CHARSET charset] key+; RFC 4731 §3 RETURN."""
     cursor.sp()
-    return_options = None
-    if cursor.keyword_ahead(b"RETURN"):
-        cursor.sp()
-        return_options = parse_return_options(cursor)
-        cursor.sp()
+    return_options = _optional_return(cursor)
     charset = None
     if cursor.keyword_ahead(b"CHARSET"):
         cursor.sp()
@@ -371,11 +377,7 @@ _SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO"
 def _parse_sort(cursor: Cursor, tag: str, uid: bool) -> c.Sort:
     """RFC 5256 §3: SORT (criteria) charset key+; RFC 5267 §3.2 (ESORT): SORT RETURN (...) (criteria) ..."""
     cursor.sp()
-    return_options = None
-    if cursor.keyword_ahead(b"RETURN"):
-        cursor.sp()
-        return_options = parse_return_options(cursor)
-        cursor.sp()
+    return_options = _optional_return(cursor)
     words = cursor.keyword_list()
     criteria = []
     reverse = False
