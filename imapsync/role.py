@@ -8,9 +8,9 @@ notices it within about a second (IDLE is waited on in one-second slices) and th
 returns 0.
 
 On demand (`courriel.on_demand`): `courriel serve` starts this role only while
-`accounts.has_work` is true (an active account exists) or after an `accounts` hint; started that way, the role returns
-0 once it has had no active account and no running account thread for `[sync] idle_stop`
-seconds. Run alone it never stops by itself.
+`accounts.has_work` is true (an active account exists) or after an `accounts` hint; started that
+way, the role returns 0 once it has had no active account and no running account thread for
+`[sync] idle_stop` seconds. Run alone it never stops by itself.
 
 Security: no listener; it connects out to the configured servers only.
 Durability: see the runner (each import is one store delivery transaction).

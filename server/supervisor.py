@@ -12,33 +12,34 @@ admin). The same code therefore accepts sockets from this supervisor and from sy
 socket units with `FileDescriptorName=`.
 
 Processes: the supervisor upgrades the schema in a short-lived child (Alembic never stays
-resident), imports the roles' modules once (`courriel.prefork`), then forks each available
-role (see `courriel.roles`) without exec: the role shares those modules' pages copy-on-write
-and runs the same code path as `courriel serve --role NAME` (sockets under LISTEN_FDS, its
-command line rewritten to read `courriel serve --role NAME ...`). With
-`COURRIEL_SERVE_EXEC=1`, or when forking is unsafe (a thread in the supervisor), it forks and
-execs `python -m courriel.cli.serve --role NAME` instead. Either way each role runs in its own
-process group (a terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with
-default signal dispositions, and with a parent-death signal (a supervisor killed with SIGKILL
-does not leave roles behind). A role that exits while the supervisor is not stopping is
-started again (forked afresh from the supervisor) after an exponential backoff. A role that has
-work only sometimes (the sync role) is forked on demand and may stop itself when idle
-(`courriel.on_demand`). SIGTERM or SIGINT
-(any number of times: handling is idempotent) stop every role with SIGTERM, wait `stop_timeout`
-seconds, then SIGKILL what is left; each role stops gracefully within that time (stops
-accepting, finishes the SMTP transactions and IMAP commands in flight, then says 421 or BYE).
+resident), imports the roles' modules once (`courriel.prefork`), then forks each available role
+(see `courriel.roles`) without exec: the role shares those modules' pages copy-on-write and runs
+the same code path as `courriel serve --role NAME` (sockets under LISTEN_FDS, its command line
+rewritten to read `courriel serve --role NAME ...`). With `COURRIEL_SERVE_EXEC=1`, or when
+forking is unsafe (a thread in the supervisor), it forks and execs `python -m
+courriel.cli.serve --role NAME` instead. Either way each role runs in its own process group (a
+terminal's Ctrl-C reaches the supervisor only, which forwards SIGTERM), with default signal
+dispositions, and with a parent-death signal (a supervisor killed with SIGKILL does not leave
+roles behind). A role that exits while the supervisor is not stopping is started again (forked
+afresh from the supervisor) after an exponential backoff. A role that has work only sometimes
+(the sync role) is forked on demand and may stop itself when idle (`courriel.on_demand`).
+SIGTERM or SIGINT (any number of times: handling is idempotent) stop every role with SIGTERM,
+wait `stop_timeout` seconds, then SIGKILL what is left; each role stops gracefully within that
+time (stops accepting, finishes the SMTP transactions and IMAP commands in flight, then says 421
+or BYE).
 
 Reload: SIGHUP reloads without dropping a connection. The supervisor reads its configuration
 again (a file that no longer parses is logged and the running settings stay; `[log] level`
-applies at once; a changed listener address or IMAP worker count is logged as needing a
-restart, since the sockets stay bound) and forwards SIGHUP to every running role. Each role
-handles it in its own process (`courriel.reload`): every role re-reads the configuration and
-applies `[log] level`; the smtp, imap, queue and admin roles apply the other settings to the
-sessions, delivery attempts and requests that follow; the smtp and imap roles also load the certificate and key again
-for the TLS handshakes that follow (465/993, and STARTTLS on 25/587/143), while connections
-already in TLS keep theirs; a bad new pair (unreadable, a key that is not the certificate's, expired) is
-refused with one error line and the old certificate keeps serving. A forked role ignores
-SIGHUP until its handler is installed (it reads the fresh files as it starts anyway).
+applies at once; a changed listener address or IMAP worker count is logged as needing a restart,
+since the sockets stay bound) and forwards SIGHUP to every running role. Each role handles it in
+its own process (`courriel.reload`): every role re-reads the configuration and applies
+`[log] level`; the smtp, imap, queue and admin roles apply the other settings to the sessions, delivery
+attempts and requests that follow; the smtp and imap roles also load the certificate and key
+again for the TLS handshakes that follow (465/993, and STARTTLS on 25/587/143), while
+connections already in TLS keep theirs; a bad new pair (unreadable, a key that is not the
+certificate's, expired) is refused with one error line and the old certificate keeps serving. A
+forked role ignores SIGHUP until its handler is installed (it reads the fresh files as it starts
+anyway).
 
 Security: reads the operator's configuration and environment only; never logs the
 environment or the database URL (it may hold a password).
