@@ -160,6 +160,7 @@ class ESMTP(SMTP):
         self._session_timer: asyncio.TimerHandle | None = None
         self._admit = admit  # admit(connection) -> bool, asked once the peer is known
         self._idle_deadline = 0.0  # loop time past which a silent client is disconnected
+        self._received_at = 0.0  # loop time of the last bytes from the client
         self._idle_timer_armed = False
         self._client_ip: str | None = None  # the peer's address, parsed once per connection
         self.cached: dict[str, Any] = {}  # per-connection facts the handler computes once (reverse DNS...)
@@ -283,8 +284,15 @@ class ESMTP(SMTP):
         self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
         self._idle_timer_armed = True
 
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client are activity, even before the line they belong to is read: a
+        busy event loop must not call a client idle that has sent its next line."""
+        self._received_at = self.loop.time()
+        super().data_received(data)
+
     def _idle_check(self) -> None:
         self._idle_timer_armed = False
+        self._idle_deadline = max(self._idle_deadline, self._received_at + self._timeout_duration)
         if self.loop.time() < self._idle_deadline:
             self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
             self._idle_timer_armed = True
