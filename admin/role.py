@@ -93,25 +93,17 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
 
-    def on_sighup(_signum, _frame) -> None:  # between two instructions of the main thread
-        fresh = reload.reread(config, "admin")
-        if fresh is None:
-            return
+    def settings(fresh: Config) -> None:
         app.state.config = fresh
         app.state.hasher = passwords.PasswordHasher.from_config(fresh)
         app.state.policy = passwords.PasswordPolicy.from_config(fresh)
-        applied = "settings"
-        if server_config.ssl is not None:
-            certificate = fresh.path("tls", "certificate")
-            try:
-                tls.reload_context(server_config.ssl, certificate, fresh.path("tls", "private_key"))
-                applied += ",certificate"
-            except tls.CertificateError as exc:
-                log.error("TLS certificate reload failed; the previous certificate stays in use",
-                          extra={"certificate": str(certificate), "error": str(exc)})
-        log.info("reloaded", extra={"role": "admin", "applied": applied})
 
-    signal.signal(signal.SIGHUP, on_sighup)
+    def certificate(cert, key):
+        return tls.reload_context(server_config.ssl, cert, key)
+
+    # A Python handler: it runs between two instructions of the main thread.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.apply(
+        config, "admin", settings, certificate if server_config.ssl is not None else None))
     sock.setblocking(False)
     asyncio.run(serve(app.state, server, sock))
     return 0 if server.started else 1

@@ -37,7 +37,6 @@ from courriel.db import Database
 from courriel.logins import Authenticator
 from courriel.passwords import PasswordHasher
 from courriel.store import Store
-from courriel.tls import CertificateError
 
 log = logging.getLogger("courriel.imap")
 
@@ -120,19 +119,7 @@ def run(config: Config, sockets: dict[str, socket.socket]) -> int:
         stop_when_closed()
 
     def reload_settings() -> None:  # SIGHUP (`courriel.reload`): new handshakes get the new certificate
-        fresh = reload.reread(config, "imap")
-        if fresh is not None:
-            _apply_settings(fresh, context, counts, factories)
-        fresh = fresh or config
-        certificate = fresh.path("tls", "certificate")
-        try:
-            summary = tls.reload(certificate, fresh.path("tls", "private_key"))
-        except CertificateError as exc:
-            log.error("TLS certificate reload failed; the previous certificate stays in use",
-                      extra={"certificate": str(certificate), "error": str(exc)})
-            return
-        log.info("reloaded", extra={"role": "imap", "applied": "settings,certificate", "certificate": str(certificate),
-                                    **summary.log_fields()})
+        reload.apply(config, "imap", lambda fresh: _apply_settings(fresh, context, counts, factories), tls.reload)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)

@@ -2,12 +2,13 @@
 
 Owns the role side of `courriel serve`'s reload (the supervisor forwards its SIGHUP to every
 role, `courriel.supervisor`): `reread` loads the data directory's configuration again and
-applies the settings every role shares (`[log] level`); `install_default` gives a role that
-has nothing more to reload a SIGHUP handler that does just that, so the signal never kills it
-(SIGHUP's default action ends a process). The runner (`courriel.supervisor.run_role`) installs
-it before the role runs; a role that reloads more (the smtp, imap, queue and admin roles apply
-the settings to what follows, the TLS roles reload their certificate, `courriel.tls.reload_context`)
-installs its own handler on its event loop and calls `reread` from it.
+applies the settings every role shares (`[log] level`); `apply` is one whole reload: `reread`,
+then the role's own settings and its TLS certificate, then one "reloaded" line; `install_default`
+gives a role that has nothing more to reload a SIGHUP handler that does just that, so the signal
+never kills it (SIGHUP's default action ends a process). The runner
+(`courriel.supervisor.run_role`) installs it before the role runs; a role that reloads more (the
+smtp, imap, queue and admin roles apply the settings to what follows, the TLS roles reload their
+certificate) installs its own handler, on its event loop, that calls `apply`.
 
 What a reload does not change: listener addresses and the number of IMAP workers (the
 sockets are bound once, by the supervisor), the database URL, the data directory; those need
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
+from pathlib import Path
 
 from courriel import config as config_mod
+from courriel import tls
 
 log = logging.getLogger("courriel.reload")
 
@@ -47,12 +51,40 @@ def reread(config: config_mod.Config, role: str) -> config_mod.Config | None:
     return fresh
 
 
+def apply(config: config_mod.Config, role: str, settings: Callable[[config_mod.Config], object] | None = None,
+          certificate: Callable[[Path, Path], tls.CertificateSummary] | None = None) -> None:
+    """One reload of `role`: `reread`; `settings(fresh)` when it could be read; then, with
+    `certificate`, `certificate(cert_path, key_path)` from the fresh configuration (the running
+    one when the file no longer parses). Logs one "reloaded" line naming what was applied, or,
+    when the certificate is refused (`tls.CertificateError`), one error line instead: the
+    previous certificate keeps serving."""
+    fresh = reread(config, role)
+    applied = []
+    if fresh is not None:
+        applied.append("settings" if settings is not None else ",".join(SHARED_SETTINGS))
+        if settings is not None:
+            settings(fresh)
+    fields = {}
+    if certificate is not None:
+        current = fresh or config
+        path = current.path("tls", "certificate")
+        try:
+            summary = certificate(path, current.path("tls", "private_key"))
+        except tls.CertificateError as exc:
+            log.error("TLS certificate reload failed; the previous certificate stays in use",
+                      extra={"role": role, "certificate": str(path), "error": str(exc)})
+            return
+        applied.append("certificate")
+        fields = {"certificate": str(path), **summary.log_fields()}
+    if applied:
+        log.info("reloaded", extra={"role": role, "applied": ",".join(applied), **fields})
+
+
 def install_default(config: config_mod.Config, role: str) -> None:
-    """A SIGHUP handler for `role`: `reread`, then one "reloaded" line. Runs between two Python
+    """A SIGHUP handler for `role` that only `apply`s the shared settings. Runs between two Python
     instructions of the main thread (a Python signal handler), like the roles' stop handlers."""
 
     def on_sighup(_signum, _frame) -> None:
-        if reread(config, role) is not None:
-            log.info("reloaded", extra={"role": role, "applied": ",".join(SHARED_SETTINGS)})
+        apply(config, role)
 
     signal.signal(signal.SIGHUP, on_sighup)

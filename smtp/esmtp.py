@@ -267,8 +267,7 @@ class ESMTP(SMTP):
     @property
     def chunking(self) -> bool:
         """True between the first BDAT chunk and BDAT LAST (or RSET): a server stop lets it finish."""
-        envelope = getattr(self, "envelope", None)
-        return envelope is not None and envelope.chunks is not None
+        return self.envelope is not None and self.envelope.chunks is not None
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Push the idle deadline back. Called for every command and every DATA line, so it only moves a

@@ -104,16 +104,5 @@ async def _serve(config: Config, db: Database, sockets: dict[str, socket.socket]
 
 def _reload(config: Config, service: SmtpService) -> None:
     """SIGHUP: the settings again, then the certificate and key for the handshakes that follow."""
-    fresh = reload.reread(config, "smtp")
-    if fresh is not None:
-        service.reconfigure(fresh)
-    fresh = fresh or config
-    certificate = fresh.path("tls", "certificate")
-    try:
-        summary = tls.reload_context(service.context, certificate, fresh.path("tls", "private_key"))
-    except tls.CertificateError as exc:
-        log.error("TLS certificate reload failed; the previous certificate stays in use",
-                  extra={"certificate": str(certificate), "error": str(exc)})
-        return
-    log.info("reloaded", extra={"role": "smtp", "applied": "settings,certificate", "certificate": str(certificate),
-                                **summary.log_fields()})
+    reload.apply(config, "smtp", service.reconfigure,
+                 lambda cert, key: tls.reload_context(service.context, cert, key))

@@ -21,7 +21,6 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from courriel.admin.services import lookups
 from courriel.admin.services.errors import Conflict, InvalidInput, NotFound
@@ -32,10 +31,6 @@ from courriel.queue import spool
 from courriel.queue.spool import Envelope, EnvelopeRecipient
 from courriel.rules import contacts as contact_book
 from courriel.rules.calendar import CalendarError, attendees_of, compose_rsvp, feed, partstat_of
-
-
-def _mailbox(session: Session, address: str) -> Mailbox:
-    return lookups.mailbox(session, str(lookups.address(address, "mailbox address")))
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ def _event_info(row: CalendarEvent) -> EventInfo:
 
 def list_events(db: Database, address: str) -> list[EventInfo]:
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         rows = session.scalars(select(CalendarEvent).where(CalendarEvent.mailbox_id == mailbox.id)
                                .order_by(CalendarEvent.starts_at, CalendarEvent.id))
         return [_event_info(r) for r in rows]
@@ -83,7 +78,7 @@ def rsvp(db: Database, blobs: BlobStore, address: str, event_id: int, answer: st
         raise InvalidInput("an event id is a number", "invalid_input")
     now = now or dt.datetime.now(dt.UTC)
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.scalar(select(CalendarEvent).where(CalendarEvent.id == event_id,
                                                          CalendarEvent.mailbox_id == mailbox.id))
         if row is None:
@@ -123,7 +118,7 @@ def issue_feed_token(db: Database, address: str, *, rotate: bool = False) -> str
     was already issued (a new one would break subscribed clients)."""
     token = secrets.token_urlsafe(32)
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.get(CalendarFeedToken, mailbox.id)
         if row is not None and not rotate:
             raise Conflict("a feed token was already issued; rotate it to get a new URL (the old one stops working)",
@@ -137,7 +132,8 @@ def issue_feed_token(db: Database, address: str, *, rotate: bool = False) -> str
 
 def revoke_feed_token(db: Database, address: str) -> None:
     with lookups.writing(db) as session:
-        session.execute(delete(CalendarFeedToken).where(CalendarFeedToken.mailbox_id == _mailbox(session, address).id))
+        mailbox = lookups.mailbox_at(session, address)
+        session.execute(delete(CalendarFeedToken).where(CalendarFeedToken.mailbox_id == mailbox.id))
 
 
 def calendar_feed(db: Database, token: str) -> bytes | None:

@@ -43,6 +43,11 @@ def mailbox(session: Session, key: str) -> Mailbox:
     return row
 
 
+def mailbox_at(session: Session, text: str) -> Mailbox:
+    """The mailbox named by an address as a user typed it (validated, then normalised)."""
+    return mailbox(session, str(address(text, "mailbox address")))
+
+
 def user(session: Session, name: str) -> User:
     row = session.scalar(select(User).where(User.name == name.strip().lower()))
     if row is None:

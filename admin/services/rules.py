@@ -31,7 +31,6 @@ from courriel.admin.services.errors import Duplicate, InvalidInput, NotFound
 from courriel.db import Database
 from courriel.models import (
     Contact,
-    Mailbox,
     RuleFilter,
     RuleTag,
     Signature,
@@ -49,14 +48,6 @@ MAX_SCAN_PER_FOLDER = 20_000
 MAX_BODY = 100_000
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _KEYWORD_UNSAFE = re.compile(r'[^!#$&\'+\-.0-9:;<=>?@A-Z^_`a-z|~]')
-
-
-def _key(address: str) -> str:
-    return str(lookups.address(address, "mailbox address"))
-
-
-def _mailbox(session: Session, address: str) -> Mailbox:
-    return lookups.mailbox(session, _key(address))
 
 
 def _bad(exc: Exception, code: str = "invalid_rule") -> InvalidInput:
@@ -162,7 +153,7 @@ def _filter_row(session: Session, mailbox_id: int, filter_id: int) -> RuleFilter
 
 def list_filters(db: Database, address: str) -> list[FilterInfo]:
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         rows = session.scalars(select(RuleFilter).where(RuleFilter.mailbox_id == mailbox.id)
                                .order_by(RuleFilter.position, RuleFilter.id))
         return [_filter_info(row) for row in rows]
@@ -173,7 +164,7 @@ def add_filter(db: Database, address: str, *, conditions: Sequence, actions: Seq
                position: int | None = None) -> FilterInfo:
     """Add a filter (last, or at `position`, 0 first)."""
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         try:
             rule = filters.check_rule(filters.Rule(
                 conditions=_conditions(conditions), actions=_actions(session, mailbox.id, actions), match=match,
@@ -202,7 +193,7 @@ def update_filter(db: Database, address: str, filter_id: int, **changes) -> Filt
     if unknown:
         raise InvalidInput(f"unknown filter field(s): {', '.join(sorted(unknown))}", "invalid_input")
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = _filter_row(session, mailbox.id, filter_id)
         current = records.rule_of(row)
         try:
@@ -230,7 +221,7 @@ def set_filter_enabled(db: Database, address: str, filter_id: int, enabled: bool
 
 def remove_filter(db: Database, address: str, filter_id: int) -> None:
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = _filter_row(session, mailbox.id, filter_id)
         session.delete(row)
         session.flush()
@@ -242,7 +233,7 @@ def move_filter(db: Database, address: str, filter_id: int, position: int) -> li
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise InvalidInput("position must be 0 or more", "invalid_input")
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         _filter_row(session, mailbox.id, filter_id)
         order = [i for i in _ordered_ids(session, mailbox.id) if i != filter_id]
         order.insert(min(position, len(order)), filter_id)
@@ -253,7 +244,7 @@ def move_filter(db: Database, address: str, filter_id: int, position: int) -> li
 def export_sieve(db: Database, address: str) -> str:
     """The mailbox's filters as one Sieve script (RFC 5228 + RFC 5232)."""
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         rules = records.load_rules(session, mailbox.id, enabled_only=False)
         return sieve.export(rules, mailbox.address)
 
@@ -309,7 +300,7 @@ def _matches(store: Store, mailbox_id: int, rule: filters.Rule) -> list[tuple[ob
 
 def _rule_for(store: Store, address: str, filter_id: int) -> tuple[int, filters.Rule]:
     with store.db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = _filter_row(session, mailbox.id, filter_id)
         try:
             return mailbox.id, filters.check_rule(records.rule_of(row))
@@ -427,7 +418,7 @@ def add_tag(db: Database, address: str, name: str, *, colour: str = "#808080",
         raise InvalidInput("a colour is #RRGGBB", "invalid_input")
     wanted = _senders(senders)
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         keyword = keyword_for(name)
         clash = session.scalar(select(RuleTag).where(RuleTag.mailbox_id == mailbox.id,
                                                      (func.lower(RuleTag.name) == name.lower())
@@ -443,7 +434,7 @@ def add_tag(db: Database, address: str, name: str, *, colour: str = "#808080",
 
 def list_tags(db: Database, address: str) -> list[TagInfo]:
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         return [_tag_info(r) for r in session.scalars(select(RuleTag).where(RuleTag.mailbox_id == mailbox.id)
                                                       .order_by(RuleTag.name))]
 
@@ -462,7 +453,7 @@ def update_tag(db: Database, address: str, name: str, *, colour: str | None = No
         raise InvalidInput("a colour is #RRGGBB", "invalid_input")
     wanted = _senders(senders) if senders is not None else None
     with lookups.writing(db) as session:
-        row = _tag_row(session, _mailbox(session, address).id, name)
+        row = _tag_row(session, lookups.mailbox_at(session, address).id, name)
         if colour is not None:
             row.colour = colour.lower()
         if wanted is not None:
@@ -474,7 +465,7 @@ def update_tag(db: Database, address: str, name: str, *, colour: str | None = No
 def remove_tag(db: Database, address: str, name: str) -> None:
     """Remove a tag (messages keep the keyword; filters that add it keep working)."""
     with lookups.writing(db) as session:
-        session.delete(_tag_row(session, _mailbox(session, address).id, name))
+        session.delete(_tag_row(session, lookups.mailbox_at(session, address).id, name))
 
 
 # ----------------------------------------------------------------------------- vacation
@@ -509,7 +500,7 @@ def _date(value: str | dt.date | None, what: str) -> dt.date | None:
 
 def get_vacation(db: Database, address: str) -> VacationInfo:
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.get(VacationSetting, mailbox.id)
         if row is None:
             return VacationInfo(mailbox.address, False, None, None, "", "", False)
@@ -529,7 +520,7 @@ def set_vacation(db: Database, address: str, *, enabled: bool = True, start: str
     if not isinstance(body, str) or len(body) > MAX_BODY or "\x00" in body:
         raise InvalidInput(f"the body has at most {MAX_BODY} characters", "invalid_input")
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.get(VacationSetting, mailbox.id)
         if row is None:
             row = VacationSetting(mailbox_id=mailbox.id)
@@ -544,7 +535,7 @@ def set_vacation(db: Database, address: str, *, enabled: bool = True, start: str
 
 def vacation_off(db: Database, address: str) -> VacationInfo:
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.get(VacationSetting, mailbox.id)
         if row is not None:
             row.enabled = False
@@ -577,7 +568,7 @@ def add_contact(db: Database, address: str, contact: str, name: str = "") -> Con
     wanted = _contact_address(contact)
     name = _single_line(name, "a contact name", 200)
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.scalar(select(Contact).where(
             Contact.mailbox_id.in_(contact_book.book_mailbox_ids(session, mailbox.id)), Contact.address == wanted))
         if row is None:
@@ -592,7 +583,7 @@ def add_contact(db: Database, address: str, contact: str, name: str = "") -> Con
 
 def list_contacts(db: Database, address: str) -> list[ContactInfo]:
     with db.read() as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         rows = session.scalars(select(Contact).where(
             Contact.mailbox_id.in_(contact_book.book_mailbox_ids(session, mailbox.id))).order_by(Contact.address))
         return [ContactInfo(r.address, r.name, r.source) for r in rows]
@@ -601,7 +592,7 @@ def list_contacts(db: Database, address: str) -> list[ContactInfo]:
 def remove_contact(db: Database, address: str, contact: str) -> None:
     wanted = _contact_address(contact)
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         removed = session.execute(delete(Contact).where(
             Contact.mailbox_id.in_(contact_book.book_mailbox_ids(session, mailbox.id)), Contact.address == wanted))
         if not removed.rowcount:
@@ -622,7 +613,7 @@ class SignatureInfo:
 
 def get_signature(db: Database, address: str) -> SignatureInfo:
     with db.read() as session:
-        row = session.get(Signature, _mailbox(session, address).id)
+        row = session.get(Signature, lookups.mailbox_at(session, address).id)
         return SignatureInfo(row.text, row.html) if row else SignatureInfo("", "")
 
 
@@ -631,7 +622,7 @@ def set_signature(db: Database, address: str, *, text: str = "", html: str = "")
         if not isinstance(value, str) or len(value) > 10_000 or "\x00" in value:
             raise InvalidInput(f"the {what} signature has at most 10000 characters", "invalid_input")
     with lookups.writing(db) as session:
-        mailbox = _mailbox(session, address)
+        mailbox = lookups.mailbox_at(session, address)
         row = session.get(Signature, mailbox.id) or Signature(mailbox_id=mailbox.id)
         row.text, row.html, row.updated_at = text, html, utcnow()
         session.add(row)

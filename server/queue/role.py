@@ -39,7 +39,7 @@ async def _serve(config: Config, db: Database) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)  # idempotent: a second signal changes nothing
     runner = QueueRunner(config, db)
-    loop.add_signal_handler(signal.SIGHUP, _reload, config, runner)
+    loop.add_signal_handler(signal.SIGHUP, reload.apply, config, "queue", runner.reconfigure)
     log.info("queue runner started", extra={"owner": runner.owner})
     try:
         await runner.run(stop)
@@ -53,10 +53,3 @@ async def _serve(config: Config, db: Database) -> int:
     log.info("queue runner stopped")
     return 0
 
-
-def _reload(config: Config, runner: QueueRunner) -> None:
-    """SIGHUP (`courriel.reload`): the settings again, for the delivery attempts that follow."""
-    fresh = reload.reread(config, "queue")
-    if fresh is not None:
-        runner.reconfigure(fresh)
-        log.info("reloaded", extra={"role": "queue", "applied": "settings"})
