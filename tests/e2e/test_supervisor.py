@@ -256,6 +256,9 @@ def test_roles_started_with_exec_when_asked(served_data, tmp_path):
         served.process.send_signal(signal.SIGHUP)
         wait_until(lambda: "reloaded role=admin" in served.log()[mark:], 30, "the admin role's reload")
         assert role_children(served.pid, "admin") == [admin]
+        # With exec nothing is shared, so the on-demand sync role simply runs, without an account.
+        wait_until(lambda: role_children(served.pid, "sync"), 30, "the sync role, without any account")
+        assert "role waits for work" not in served.log()
     finally:
         served.stop()
     assert served.process.returncode == 0, served.log()

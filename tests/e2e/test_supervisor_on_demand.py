@@ -1,14 +1,14 @@
 """On-demand roles (`courriel.on_demand`): under `courriel serve` the sync role runs only while
 an active external account exists. Adding or resuming one starts it at once (a hint);
 pausing the last one lets it stop by itself after `[sync] idle_stop`; a supervisor started
-with an active account starts it from its first check; with fork + exec it always runs."""
+with an active account starts it from its first check. (With fork + exec it always runs:
+`test_supervisor.test_roles_started_with_exec_when_asked`.)"""
 
 import subprocess
 
 import serve_process
 from serve_process import (
     COURRIEL,
-    STOP_DEADLINE,
     add_mailbox,
     admin_port,
     listener_environ,
@@ -78,16 +78,3 @@ def test_sync_role_starts_with_an_active_account_and_stops_without_one(served_da
         again.stop()
     assert again.process.returncode == 0, again.log()
 
-
-def test_with_exec_the_sync_role_always_runs(served_data, tmp_path):
-    environ = listener_environ()
-    environ[supervisor.EXEC_ENV] = "1"
-    served = serve(served_data, environ, tmp_path / "serve.log")
-    try:
-        wait_healthy(admin_port(environ), served)
-        wait_until(lambda: role_children(served.pid, "sync"), 30, "the sync role, without any account")
-        assert "role waits for work" not in served.log()
-        served.process.terminate()
-        assert served.wait_exit(STOP_DEADLINE) == 0, served.log()
-    finally:
-        served.stop()
