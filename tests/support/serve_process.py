@@ -38,8 +38,11 @@ def listener_environ(**overrides: str) -> dict[str, str]:
     never collide with a running dev server), then `overrides` (name → "host:port" or "")."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("COURRIEL_LISTENERS_", "LISTEN_"))}
     environ["PYTHONSAFEPATH"] = "1"
-    for name in LISTENER_PORTS:
-        environ[f"COURRIEL_LISTENERS_{name.upper()}"] = f"127.0.0.1:{free_port()}"
+    with contextlib.ExitStack() as held:  # held open together: every listener gets its own port
+        for name in LISTENER_PORTS:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            environ[f"COURRIEL_LISTENERS_{name.upper()}"] = f"127.0.0.1:{sock.getsockname()[1]}"
     for name, value in overrides.items():
         environ[f"COURRIEL_LISTENERS_{name.upper()}"] = value
     return environ
